@@ -1,0 +1,1 @@
+"""timecrisis: a distributed job scheduler for Python."""

@@ -1,0 +1,135 @@
+"""Storage-neutral records: what the read API returns and what every storage backend produces.
+
+All datetimes are aware and in UTC. Payloads (`data`), results and log metadata are plain JSON
+values; nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JsonValue: TypeAlias = Any
+"""A value that `json.dumps` accepts (dict, list, str, int, float, bool, None)."""
+
+BackoffStrategy: TypeAlias = Literal["exponential", "linear"]
+ScheduleType: TypeAlias = Literal["cron", "interval", "exact"]
+LogLevel: TypeAlias = Literal["debug", "info", "warn", "error"]
+
+MIN_PRIORITY = -20
+MAX_PRIORITY = 20
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+FINISHED_STATUSES: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+)
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RELEASED = "released"  # given back at stop(): the attempt was not charged
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Job(_Record):
+    id: str
+    type: str
+    data: JsonValue
+    status: JobStatus
+    priority: int
+    max_retries: int
+    attempts: int
+    backoff_strategy: BackoffStrategy
+    entity_id: str | None = None
+    scheduled_job_id: str | None = None
+    unique_key: str | None = None
+    run_at: datetime
+    expires_at: datetime | None = None
+    progress: float = 0
+    fail_reason: str | None = None
+    result: JsonValue = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # Not in the seed's record, but operators need them: who holds the job, and whether it is in
+    # the dead-letter queue (failed for good: retries exhausted, non-retryable, or expired).
+    worker: str | None = None
+    dead_lettered: bool = False
+    retry_delay: float = 10.0
+    max_retry_delay: float = 86400.0
+
+
+class JobRun(_Record):
+    id: str
+    job_id: str
+    attempt: int
+    status: RunStatus
+    worker: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    duration: float | None = None  # seconds
+    progress: float = 0
+    error: str | None = None
+
+
+class JobLog(_Record):
+    job_id: str
+    run_id: str | None
+    timestamp: datetime
+    level: LogLevel
+    message: str
+    metadata: dict[str, JsonValue] | None = None
+
+
+class ScheduledJob(_Record):
+    id: str
+    name: str
+    type: str
+    data: JsonValue
+    schedule_type: ScheduleType
+    schedule_value: str
+    time_zone: str | None = None
+    enabled: bool
+    allow_overlap: bool = True
+    next_run_at: datetime | None
+    last_scheduled_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class WorkerInfo(_Record):
+    name: str
+    first_seen: datetime
+    last_heartbeat: datetime
+    is_leader: bool = False
+    running: int = 0
+
+
+class TypeMetrics(_Record):
+    running: int = 0
+    pending: int = 0
+    completed: int = 0
+    failed: int = 0
+    canceled: int = 0
+    dead_letter: int = 0
+    average_duration: float | None = None  # seconds, over completed runs
+
+
+class Metrics(TypeMetrics):
+    types: dict[str, TypeMetrics] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Storage backends and the contract they share."""

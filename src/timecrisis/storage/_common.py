@@ -1,0 +1,118 @@
+"""Pure decisions shared by every backend, so the three stores cannot drift apart.
+
+Backends call these inside their atomic operation with values read in that same operation.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from timecrisis.models import BackoffStrategy, JsonValue
+from timecrisis.retry import next_retry_at
+from timecrisis.storage.base import NewJob, ScheduleSpec
+
+
+def new_id() -> str:
+    """A fresh id for a job, run, schedule or lock token."""
+    return str(uuid.uuid4())
+
+
+def canonical_json(value: JsonValue) -> str:
+    """JSON text that is equal for equal values (keys sorted, no whitespace)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def dump_json(value: JsonValue) -> str:
+    """JSON text as stored. Strings stay strings: nothing date-like is ever revived on load."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:  # stores only ever hold aware times; a naive one is a bug upstream
+        raise ValueError(f"naive datetime reached the storage layer: {value!r}")
+    return value.astimezone(UTC)
+
+
+def resolve_run_at(job: NewJob, now: datetime) -> datetime:
+    if job.delay is not None:
+        return now + job.delay
+    if job.run_at is not None:
+        return to_utc(job.run_at)
+    return now
+
+
+def resolve_expires_at(job: NewJob, now: datetime) -> datetime | None:
+    if job.expires_in is not None:  # expires_in wins over expires_at (DESIGN §1)
+        return now + job.expires_in
+    if job.expires_at is not None:
+        return to_utc(job.expires_at)
+    return None
+
+
+def schedule_definition_changed(
+    existing_type: str,
+    existing_schedule_type: str,
+    existing_value: str,
+    existing_zone: str | None,
+    existing_data_json: str,
+    spec: ScheduleSpec,
+) -> bool:
+    """Whether re-registering `spec` changes what the schedule does (then `next_run_at` is reset).
+    `existing_data_json` may be any JSON text of the stored payload."""
+    return (
+        existing_type != spec.type
+        or existing_schedule_type != spec.schedule_type
+        or existing_value != spec.schedule_value
+        or existing_zone != spec.time_zone
+        or canonical_json(json.loads(existing_data_json)) != canonical_json(spec.data)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FailureDecision:
+    """What a failed attempt does to its job."""
+
+    will_retry: bool
+    run_at: datetime | None  # the next attempt's time when retrying
+    fail_reason: str
+    dead_lettered: bool
+    finished_at: datetime | None
+
+
+def decide_failure(
+    *,
+    now: datetime,
+    error: str,
+    retryable: bool,
+    attempts: int,
+    max_retries: int,
+    backoff_strategy: BackoffStrategy,
+    retry_delay: float,
+    max_retry_delay: float,
+    expires_at: datetime | None,
+) -> FailureDecision:
+    """The retry-or-dead-letter rule: `max_retries=N` allows N+1 attempts; an attempt that would
+    start at or after `expires_at` is never scheduled."""
+    if retryable and attempts <= max_retries:
+        run_at = next_retry_at(now, backoff_strategy, attempts, retry_delay, max_retry_delay)
+        if expires_at is None or run_at < expires_at:
+            return FailureDecision(True, run_at, error, False, None)
+        reason = f"{error} (not retried: the job expires at {expires_at.isoformat()})"
+        return FailureDecision(False, None, reason, True, now)
+    return FailureDecision(False, None, error, True, now)
+
+
+def lease_expired_error(worker: str | None, lease_expires_at: datetime | None) -> str:
+    """The run error recorded when the reaper takes a job back from a silent worker."""
+    when = lease_expires_at.isoformat() if lease_expires_at else "unknown"
+    return (
+        f"LeaseExpiredError: the lease of worker {worker or '?'} expired at {when} "
+        "(the worker died or lost contact with the store)"
+    )
+
+
+def expired_reason(expires_at: datetime) -> str:
+    return f"JobExpiredError: the job expired at {expires_at.isoformat()} before it could start"

@@ -1,0 +1,483 @@
+"""The `JobStorage` protocol: the one contract every backend meets.
+
+Rules every backend follows (the conformance suite in `tests/storage/` pins each of them):
+
+- **Atomic calls.** Each method is one atomic operation against the store. Every decision that must
+  hold across processes and hosts (who owns a job, how many jobs of a type run, who leads, whether a
+  schedule tick already fired) is taken inside one call, never as a read in Python followed by a
+  write.
+- **One clock.** Every comparison with "now" uses the store's own clock: `clock.now()` for the
+  in-memory and SQLite stores, the database's `now()` for PostgreSQL (unless a clock is injected for
+  tests). Callers never pass "now" in; relative times (`delay`, `expires_in`, TTLs) are resolved by
+  the store. `await storage.now()` tells callers what the store's clock says.
+- **Fencing.** A claim writes a fresh `token` into the job row. Completing, failing, releasing,
+  renewing and reporting progress all require the current token and the `running` status; with a
+  stale token they change nothing and report it (`None`/`False`).
+- **Self-initialising.** The first call on a fresh store runs `init()` (schema and migrations),
+  idempotently and safely when several processes start at once.
+- **Errors.** Driver errors surface as `StorageError` (the driver's exception kept as `__cause__`).
+- **Times** returned are aware UTC datetimes. JSON values round-trip exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from timecrisis.models import (
+    BackoffStrategy,
+    Job,
+    JobLog,
+    JobRun,
+    JobStatus,
+    JsonValue,
+    LogLevel,
+    Metrics,
+    ScheduledJob,
+    ScheduleType,
+    WorkerInfo,
+)
+
+LEADER_LOCK = "timecrisis:leader"
+"""The name of the distributed lock that elects the cluster's leader."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters and results. Frozen dataclasses, so fields can be added without breaking adapters.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job, ready to insert. The caller generates `id` (a UUID string)."""
+
+    id: str
+    type: str
+    data: JsonValue
+    priority: int = 1
+    max_retries: int = 0
+    backoff_strategy: BackoffStrategy = "exponential"
+    retry_delay: float = 10.0  # seconds: the backoff base
+    max_retry_delay: float = 86400.0  # seconds: the backoff cap
+    entity_id: str | None = None
+    unique_key: str | None = None
+    # Not before: an absolute time, or a delay from the store's now. At most one is set;
+    # neither means "now".
+    run_at: datetime | None = None
+    delay: timedelta | None = None
+    # Expiry: an absolute time, or a length of time from the store's now (wins over expires_at).
+    expires_at: datetime | None = None
+    expires_in: timedelta | None = None
+    # Set when a schedule fires: (scheduled_job_id, schedule_fire_at) is unique across all jobs.
+    scheduled_job_id: str | None = None
+    schedule_fire_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    """`id` is the new job's id, or, when `created` is False, the id of the pending or running
+    job of the same type that already holds the `unique_key`."""
+
+    id: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """Filters for `list_jobs`. Newest first (by enqueue sequence). `cursor` is the id of the last
+    job of the previous page; the page holds the jobs enqueued before it."""
+
+    status: JobStatus | None = None
+    type: str | None = None
+    entity_id: str | None = None
+    dead_lettered: bool | None = None
+    limit: int = 100
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimParams:
+    """Claim up to `limit` jobs for `worker`.
+
+    `type_limits` maps every job type this worker can run to its cluster-wide concurrency limit
+    (`None` = unlimited). Jobs of other types are never claimed and never block these.
+    """
+
+    worker: str
+    limit: int
+    lease_ttl: timedelta
+    type_limits: Mapping[str, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRef:
+    """What proves ownership of a claimed job."""
+
+    job_id: str
+    token: str
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job as it is right after the claim: status running, `attempts` already charged,
+    `started_at` set, `worker` = the claimer."""
+
+    job: Job
+    token: str
+    run_id: str
+    lease_expires_at: datetime
+
+    @property
+    def ref(self) -> ClaimRef:
+        return ClaimRef(self.job.id, self.token, self.run_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A successful end of a run. With `canceled=True` (the handler returned after `cancel_job`)
+    the job ends `canceled` instead of `completed`; the run is still `completed`."""
+
+    ref: ClaimRef
+    result: JsonValue = None
+    canceled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed run. `error` is `"ExceptionType: message"`; it becomes the run's `error` and the
+    job's `fail_reason`. `retryable=False` dead-letters the job whatever attempts are left."""
+
+    ref: ClaimRef
+    error: str
+    retryable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FailOutcome:
+    """The job after a failed attempt: `pending` again with `run_at` set by the backoff
+    (`will_retry=True`), or `failed` and dead-lettered."""
+
+    job: Job
+    will_retry: bool
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenewResult:
+    """`valid`: job ids whose lease was extended (token still current). `cancel_requested`: the
+    subset that `cancel_job` asked to stop."""
+
+    valid: frozenset[str]
+    cancel_requested: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class NewLogEntry:
+    job_id: str
+    run_id: str | None
+    level: LogLevel
+    message: str
+    metadata: dict[str, JsonValue] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    name: str
+    owner: str
+    expires_at: datetime
+    acquired_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """A schedule to create or update by `name`.
+
+    When a schedule of that name exists and its definition is unchanged (same `type`,
+    `schedule_type`, `schedule_value`, `time_zone` and `data`, compared as canonical JSON), its
+    `next_run_at` and `last_scheduled_at` are kept; otherwise `next_run_at` is replaced.
+    `enabled=None` keeps the existing flag (a new schedule starts enabled). `allow_overlap` is
+    always updated.
+    """
+
+    name: str
+    type: str
+    data: JsonValue
+    schedule_type: ScheduleType
+    schedule_value: str
+    time_zone: str | None
+    next_run_at: datetime | None
+    enabled: bool | None = None
+    allow_overlap: bool = True
+    id: str | None = None  # used only when the schedule is created; else a fresh UUID
+
+
+@dataclass(frozen=True, slots=True)
+class DueSchedules:
+    """`schedules`: enabled schedules with `next_run_at <= now`, oldest first. `next_due_at`: the
+    earliest `next_run_at` among enabled schedules that are not due yet (None if there is none)."""
+
+    now: datetime
+    schedules: list[ScheduledJob]
+    next_due_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleAdvance:
+    """Move one schedule past a tick, atomically, and possibly fire a job for it.
+
+    Applied only if the schedule still has `next_run_at == expected_next_run_at` (compare and
+    set: when two nodes both act as leader, one of them wins). Then:
+    - `next_run_at` := `next_run_at` (None when the schedule is finished), `enabled` := False if
+      `disable`;
+    - if `job` is given: unless `allow_overlap` is False and a pending or running job of this
+      schedule exists, insert `job` (whose `scheduled_job_id`/`schedule_fire_at` identify the tick;
+      a second job for the same tick is refused by the store) and set `last_scheduled_at` to the
+      tick's fire time.
+    """
+
+    schedule_id: str
+    expected_next_run_at: datetime
+    next_run_at: datetime | None
+    disable: bool = False
+    job: NewJob | None = None
+    allow_overlap: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceResult:
+    advanced: bool  # False: the compare-and-set lost (another node moved the schedule first)
+    job_id: str | None = None  # the job created for the tick, if any
+    skipped_overlap: bool = False  # the tick was skipped because the previous job still runs
+
+
+CancelOutcome = Literal["canceled", "cancel_requested", "not_cancellable", "not_found"]
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeParams:
+    """Delete finished jobs (with their runs and logs) whose `finished_at` is older than
+    `older_than` (relative to the store's now). `statuses` must all be finished statuses."""
+
+    statuses: frozenset[JobStatus] = field(
+        default_factory=lambda: frozenset(
+            {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+        )
+    )
+    older_than: timedelta = timedelta(0)
+    limit: int | None = None  # delete at most this many (the leader purges in slices)
+
+
+WakeupCallback = Callable[[], None]
+
+
+# --------------------------------------------------------------------------------------------
+# The protocol
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class JobStorage(Protocol):
+    """The storage contract. See the module docstring for the rules every method follows."""
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        """Create the schema and apply pending migrations. Idempotent; safe to call from many
+        tasks and processes at once; refuses a schema newer than this code (StorageError)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads. Idempotent. The store may not be used afterwards."""
+        ...
+
+    async def now(self) -> datetime:
+        """The store's clock."""
+        ...
+
+    # ---- jobs: write -------------------------------------------------------------------------
+
+    async def insert_jobs(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[InsertResult]:
+        """Insert jobs atomically (all or none), in order, in one round trip where the backend
+        allows. A job whose (`type`, `unique_key`) is held by a pending or running job is not
+        inserted: its result carries the holder's id and `created=False`.
+
+        New jobs are `pending`, `attempts=0`, `run_at` = the given time, now + `delay`, or now.
+        `connection`: a backend-specific transaction to insert within (PostgreSQL); other
+        backends raise `TypeError` when it is not None."""
+        ...
+
+    async def cancel_job(self, job_id: str) -> CancelOutcome:
+        """A pending job becomes `canceled` (finished now). A running job gets a cancel request
+        (seen by its worker through `renew_claims`) and is left running. A finished job is
+        `not_cancellable`."""
+        ...
+
+    async def retry_job(self, job_id: str) -> bool:
+        """Put a `failed` or `canceled` job back to `pending` now with a fresh set of attempts
+        (`attempts=0`, not dead-lettered, no fail_reason, lock cleared). Its runs and logs stay.
+        False if the job does not exist or is not failed/canceled."""
+        ...
+
+    async def purge_jobs(self, params: PurgeParams) -> int:
+        """Delete finished jobs as `PurgeParams` says; return how many."""
+        ...
+
+    # ---- jobs: read --------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
+        """Newest first (enqueue sequence descending); keyset-paginated by `cursor`. An unknown
+        cursor yields an empty page."""
+        ...
+
+    async def get_job_runs(self, job_id: str) -> list[JobRun]:
+        """Runs in attempt order (creation order)."""
+        ...
+
+    async def get_job_logs(self, job_id: str) -> list[JobLog]:
+        """Logs in time order (insertion order among equal timestamps)."""
+        ...
+
+    async def get_metrics(self) -> Metrics:
+        """Counts by status (and dead-lettered), overall and per type, and the average duration
+        of completed runs. Computed with aggregates in the store, never by loading every job."""
+        ...
+
+    # ---- claims ------------------------------------------------------------------------------
+
+    async def claim_jobs(self, params: ClaimParams) -> list[ClaimedJob]:
+        """Atomically claim up to `params.limit` pending jobs whose `run_at <= now`, that are not
+        expired (`expires_at` is None or > now), and whose type is in `params.type_limits`.
+
+        Order: priority descending, then enqueue sequence ascending. Per-type limits are
+        cluster-wide: the number of `running` jobs of a type (every worker, this claim included)
+        never exceeds its limit; a type at its limit is skipped and never blocks other types.
+
+        Each claimed job becomes `running` with `attempts + 1`, `started_at = now`,
+        `worker = params.worker`, a fresh token, `lease_expires_at = now + lease_ttl`, no cancel
+        request; and a new `running` run (attempt = the new attempts) is created."""
+        ...
+
+    async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
+        """Extend the lease of each job whose token is still current (status running) to
+        now + `lease_ttl`, and touch its run. Stale refs are left alone and not in `valid`."""
+        ...
+
+    async def complete_jobs(self, completions: Sequence[Completion]) -> list[datetime | None]:
+        """Finish runs successfully, in one atomic call. For each: when the token is current, the
+        job becomes `completed` (or `canceled`), `finished_at = now`, `progress = 100` when
+        completed, `result` stored, lock cleared; its run becomes `completed` with `finished_at`,
+        `duration`, and progress 100. Returns `finished_at`, or None for a stale token."""
+        ...
+
+    async def fail_job(self, failure: Failure) -> FailOutcome | None:
+        """Record a failed run (run `failed` with `error`, `finished_at`, `duration`) and decide:
+        if retryable and `attempts <= max_retries`, the job goes back to `pending` with `run_at`
+        from `timecrisis.retry.next_retry_at` (unless that is at or past `expires_at`: then it
+        is dead-lettered as expired); else it becomes `failed`, `finished_at = now`, dead-lettered.
+        `fail_reason` = the error. Lock cleared. None for a stale token."""
+        ...
+
+    async def release_jobs(self, refs: Sequence[ClaimRef]) -> list[bool]:
+        """Give claimed jobs back (graceful stop): `pending`, `attempts - 1` (the attempt is not
+        charged), `run_at` unchanged, lock cleared; the run becomes `released`. False for a
+        stale token."""
+        ...
+
+    async def update_progress(self, ref: ClaimRef, percent: float) -> bool:
+        """Set the job's and the run's progress (0..100) and extend nothing. False if stale."""
+        ...
+
+    async def append_logs(self, entries: Sequence[NewLogEntry]) -> None:
+        """Persist log entries (timestamp = now), in order."""
+        ...
+
+    # ---- maintenance (the leader runs these) -------------------------------------------------
+
+    async def recover_expired_leases(self, limit: int = 100) -> list[FailOutcome]:
+        """Running jobs whose lease expired (their worker died or lost contact): fail the attempt
+        exactly as `fail_job` would, with an error that says the lease expired, and return the
+        outcomes. Their old tokens are dead from here on."""
+        ...
+
+    async def expire_jobs(self, limit: int = 100) -> list[Job]:
+        """Pending jobs with `expires_at <= now` become `failed`, dead-lettered, finished now,
+        with a `fail_reason` saying they expired. Returns them."""
+        ...
+
+    # ---- locks and leadership ----------------------------------------------------------------
+
+    async def acquire_lock(self, name: str, owner: str, ttl: timedelta) -> str | None:
+        """Take the lock `name` if it is free or expired; return a fresh token, else None.
+        Not re-entrant: a second acquire by the same owner while it holds the lock returns None."""
+        ...
+
+    async def renew_lock(self, name: str, token: str, ttl: timedelta) -> bool:
+        """Extend the lock to now + ttl if `token` still holds it and it has not expired."""
+        ...
+
+    async def release_lock(self, name: str, token: str) -> bool:
+        """Release the lock if `token` holds it."""
+        ...
+
+    async def get_lock(self, name: str) -> LockInfo | None:
+        """The lock's current holder, or None if it is free or expired."""
+        ...
+
+    # ---- workers -----------------------------------------------------------------------------
+
+    async def heartbeat_worker(self, name: str, *, running: int, is_leader: bool) -> None:
+        """Create or update the worker's row (`last_heartbeat = now`; `first_seen` set on
+        creation), so a worker whose row was removed is registered again."""
+        ...
+
+    async def remove_worker(self, name: str) -> None: ...
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker, by name."""
+        ...
+
+    async def prune_workers(self, inactive_for: timedelta) -> list[str]:
+        """Delete workers whose last heartbeat is older than `inactive_for`, and end the leases
+        of the jobs they hold (lease expiry := now) so `recover_expired_leases` recovers them at
+        once. Returns the removed names."""
+        ...
+
+    # ---- schedules ---------------------------------------------------------------------------
+
+    async def upsert_schedule(self, spec: ScheduleSpec) -> ScheduledJob:
+        """Create or update a schedule by name, atomically (see `ScheduleSpec`)."""
+        ...
+
+    async def get_schedule(self, name: str) -> ScheduledJob | None: ...
+
+    async def list_schedules(self) -> list[ScheduledJob]:
+        """Every schedule, by name."""
+        ...
+
+    async def set_schedule_enabled(self, name: str, enabled: bool) -> bool:
+        """False if there is no such schedule."""
+        ...
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete the schedule (jobs it created stay). False if there is no such schedule."""
+        ...
+
+    async def get_due_schedules(self, limit: int = 100) -> DueSchedules: ...
+
+    async def advance_schedule(self, advance: ScheduleAdvance) -> AdvanceResult: ...
+
+    # ---- wake-ups ----------------------------------------------------------------------------
+
+    def add_wakeup_listener(self, callback: WakeupCallback) -> Callable[[], None]:
+        """Call `callback` (on the event loop that subscribed, never blocking) whenever new work
+        may be claimable: a job was inserted, released or retried, from this process or, where
+        the backend can tell, from another. A hint only: listeners still poll. Returns a
+        function that unsubscribes."""
+        ...
