@@ -71,3 +71,23 @@ class StorageError(TimeCrisisError):
 
 class NonRetryableError(TimeCrisisError):
     """Raised by a handler to fail its job at once, without retrying."""
+
+
+class JobTimeoutError(TimeCrisisError):
+    """A handler ran longer than its definition's `timeout`; the attempt failed."""
+
+
+class JobExpiredError(TimeCrisisError):
+    """A job passed its `expires_at` before it could start; it was dead-lettered."""
+
+
+class LeaseExpiredError(TimeCrisisError):
+    """A job's lease expired while it ran (its worker died or lost contact); the attempt failed."""
+
+
+class JobNotFoundError(TimeCrisisError, LookupError):
+    """No job has this id."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id!r}")

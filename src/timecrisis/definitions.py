@@ -1,0 +1,172 @@
+"""Job definitions: a type name, a pydantic schema for its payload, a handler and its defaults."""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import json
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from timecrisis.durations import Duration, parse_duration, parse_optional_duration
+from timecrisis.errors import JobValidationError
+from timecrisis.models import MAX_PRIORITY, MIN_PRIORITY, BackoffStrategy, JsonValue
+
+if TYPE_CHECKING:
+    from timecrisis.context import JobContext
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+Handler: TypeAlias = Callable[[Any, "JobContext"], Awaitable[Any] | Any]
+"""`handle(data, ctx)`: `async def` runs on the event loop, a plain `def` in a worker thread."""
+
+BACKOFF_STRATEGIES: tuple[BackoffStrategy, ...] = ("exponential", "linear")
+
+
+def check_priority(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobValidationError(f"priority must be an int, got {value!r}")
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise JobValidationError(
+            f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {value}"
+        )
+    return value
+
+
+def check_max_retries(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise JobValidationError(f"max_retries must be an int >= 0, got {value!r}")
+    return value
+
+
+def check_backoff(value: object) -> BackoffStrategy:
+    if value not in BACKOFF_STRATEGIES:
+        raise JobValidationError(
+            f"backoff_strategy must be one of {', '.join(BACKOFF_STRATEGIES)}, got {value!r}"
+        )
+    strategy: BackoffStrategy = "linear" if value == "linear" else "exponential"
+    return strategy
+
+
+@dataclass(eq=False)
+class JobDefinition(Generic[ModelT]):
+    """What a job type is and how it runs.
+
+    `concurrency` is the cluster-wide limit of running jobs of this type (`None`: no limit).
+    The retry fields are the defaults of every job of this type; `enqueue` may override
+    `priority`, `max_retries` and `backoff_strategy` per job.
+    """
+
+    type: str
+    schema: builtins.type[ModelT]
+    handle: Handler
+    concurrency: int | None
+    priority: int = 1
+    max_retries: int = 0
+    backoff_strategy: BackoffStrategy = "exponential"
+    retry_delay: Duration = 10
+    max_retry_delay: Duration = "24h"
+    timeout: Duration | None = None
+    fork_mode: bool = False
+    fork_helper_path: str | None = None
+
+    # Parsed forms of the duration fields, filled in by __post_init__.
+    retry_delay_td: timedelta = field(init=False, repr=False)
+    max_retry_delay_td: timedelta = field(init=False, repr=False)
+    timeout_td: timedelta | None = field(init=False, repr=False)
+    is_async: bool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, str) or not self.type.strip():
+            raise JobValidationError(f"job type must be a non-empty string, got {self.type!r}")
+        if not (isinstance(self.schema, type) and issubclass(self.schema, BaseModel)):
+            raise TypeError(f"schema of job type {self.type!r} must be a pydantic model class")
+        if not callable(self.handle):
+            raise TypeError(f"handle of job type {self.type!r} must be callable")
+        if self.concurrency is not None and (
+            isinstance(self.concurrency, bool)
+            or not isinstance(self.concurrency, int)
+            or self.concurrency < 1
+        ):
+            raise JobValidationError(
+                f"concurrency of job type {self.type!r} must be an int >= 1 or None, "
+                f"got {self.concurrency!r}"
+            )
+        check_priority(self.priority)
+        check_max_retries(self.max_retries)
+        check_backoff(self.backoff_strategy)
+        self.retry_delay_td = parse_duration(self.retry_delay)
+        self.max_retry_delay_td = parse_duration(self.max_retry_delay)
+        self.timeout_td = parse_optional_duration(self.timeout)
+        if self.timeout_td is not None and self.timeout_td <= timedelta(0):
+            raise JobValidationError(f"timeout of job type {self.type!r} must be > 0")
+        if self.fork_helper_path is not None and not self.fork_mode:
+            raise JobValidationError("fork_helper_path needs fork_mode=True")
+        self.is_async = inspect.iscoroutinefunction(self.handle) or inspect.iscoroutinefunction(
+            getattr(self.handle, "__call__", None)  # noqa: B004 - async callable objects
+        )
+
+    def validate_payload(self, data: object) -> JsonValue:
+        """Validate `data` (a dict or a model instance) and return it as stored: JSON-ready,
+        defaults filled in. Raises `JobValidationError` naming the type and the fields."""
+        try:
+            if isinstance(data, BaseModel):
+                model = self.schema.model_validate(data.model_dump())
+            else:
+                model = self.schema.model_validate(data)
+        except ValidationError as exc:
+            raise JobValidationError(
+                f"invalid payload for job type {self.type!r}: {_summarize(exc)}",
+                errors=exc.errors(include_url=False),
+            ) from exc
+        return model.model_dump(mode="json")
+
+    def load_payload(self, data: JsonValue) -> ModelT:
+        """The stored JSON back as the schema's model, for the handler. Raises ValidationError."""
+        return self.schema.model_validate(data)
+
+
+def _summarize(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        location = ".".join(str(item) for item in error["loc"]) or "<payload>"
+        parts.append(f"{location}: {error['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def schema_from_handler(handler: Callable[..., Any]) -> type[BaseModel]:
+    """The pydantic model annotated on the handler's first parameter (`data: Email`)."""
+    try:
+        hints = typing.get_type_hints(handler)
+    except Exception as exc:
+        raise TypeError(
+            f"cannot resolve the type hints of {handler!r}: {exc}; pass schema= explicitly"
+        ) from exc
+    params = list(inspect.signature(handler).parameters)
+    if not params:
+        raise TypeError(f"handler {handler!r} must take (data, ctx)")
+    annotation = hints.get(params[0])
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        raise TypeError(
+            f"the first parameter of {handler!r} must be annotated with a pydantic model "
+            f"(got {annotation!r}); or pass schema= explicitly"
+        )
+    return annotation
+
+
+def to_json_result(value: object) -> tuple[JsonValue, bool]:
+    """A handler's return value as stored in `Job.result`: (value, stored?). Pydantic models are
+    dumped; other values are kept only if JSON can encode them."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json"), True
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return None, False
+    return value, True

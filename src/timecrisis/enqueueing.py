@@ -1,0 +1,106 @@
+"""Turning `enqueue(...)` arguments into a validated `NewJob`, or a typed error. Nothing is stored
+until every argument of every job has passed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from timecrisis.definitions import (
+    JobDefinition,
+    check_backoff,
+    check_max_retries,
+    check_priority,
+)
+from timecrisis.durations import Duration, parse_duration
+from timecrisis.errors import JobValidationError
+from timecrisis.models import BackoffStrategy
+from timecrisis.storage._common import new_id
+from timecrisis.storage.base import NewJob
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOptions:
+    """The per-job options of `enqueue`, checked once and shared by every job of a batch."""
+
+    priority: int
+    max_retries: int
+    backoff_strategy: BackoffStrategy
+    entity_id: str | None
+    unique_key: str | None
+    run_at: datetime | None
+    delay: timedelta | None
+    expires_at: datetime | None
+    expires_in: timedelta | None
+
+    @classmethod
+    def parse(
+        cls,
+        definition: JobDefinition[Any],
+        *,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        backoff_strategy: str | None = None,
+        entity_id: str | None = None,
+        expires_at: datetime | None = None,
+        expires_in: Duration | None = None,
+        run_at: datetime | None = None,
+        delay: Duration | None = None,
+        unique_key: str | None = None,
+    ) -> EnqueueOptions:
+        if run_at is not None and delay is not None:
+            raise JobValidationError("pass run_at or delay, not both")
+        return cls(
+            priority=check_priority(definition.priority if priority is None else priority),
+            max_retries=check_max_retries(
+                definition.max_retries if max_retries is None else max_retries
+            ),
+            backoff_strategy=check_backoff(
+                definition.backoff_strategy if backoff_strategy is None else backoff_strategy
+            ),
+            entity_id=_optional_text("entity_id", entity_id),
+            unique_key=_optional_text("unique_key", unique_key),
+            run_at=_aware("run_at", run_at),
+            delay=None if delay is None else parse_duration(delay),
+            expires_at=_aware("expires_at", expires_at),
+            expires_in=None if expires_in is None else parse_duration(expires_in),
+        )
+
+    def new_job(self, definition: JobDefinition[Any], data: Any) -> NewJob:
+        return NewJob(
+            id=new_id(),
+            type=definition.type,
+            data=data,
+            priority=self.priority,
+            max_retries=self.max_retries,
+            backoff_strategy=self.backoff_strategy,
+            retry_delay=definition.retry_delay_td.total_seconds(),
+            max_retry_delay=definition.max_retry_delay_td.total_seconds(),
+            entity_id=self.entity_id,
+            unique_key=self.unique_key,
+            run_at=self.run_at,
+            delay=self.delay,
+            expires_at=self.expires_at,
+            expires_in=self.expires_in,
+        )
+
+
+def _aware(name: str, value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise JobValidationError(f"{name} must be a datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise JobValidationError(
+            f"{name} must be timezone-aware (e.g. datetime.now(UTC)), got naive {value!r}"
+        )
+    return value
+
+
+def _optional_text(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise JobValidationError(f"{name} must be a non-empty string, got {value!r}")
+    return value

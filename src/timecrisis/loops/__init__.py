@@ -1,0 +1,1 @@
+"""The scheduler's background loops, one module each."""

@@ -1,0 +1,87 @@
+"""A loop that runs a step every so often, wakes early when told to, and never dies of an error."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+
+class ErrorBackoff:
+    """Delays after consecutive failures: 0.1 s doubling to `cap`, reset by a success."""
+
+    def __init__(self, cap: float = 5.0) -> None:
+        self._cap = cap
+        self._failures = 0
+
+    def reset(self) -> None:
+        self._failures = 0
+
+    def next_delay(self) -> float:
+        self._failures += 1
+        return float(min(self._cap, 0.1 * 2.0 ** min(self._failures - 1, 16)))
+
+
+class PeriodicLoop:
+    """Runs `step()` repeatedly. `step` returns how long to sleep before the next run (None: the
+    default interval). `wake()` cuts a sleep short. An exception in `step` is logged and retried
+    with backoff; only `stop()` ends the loop."""
+
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[float | None]],
+        interval: float,
+        logger: logging.Logger,
+    ) -> None:
+        self.name = name
+        self._step = step
+        self._interval = interval
+        self._logger = logger
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._backoff = ErrorBackoff(cap=max(0.1, min(interval, 5.0)))
+        self.iterations = 0
+        # Set after every completed step; tests await it instead of sleeping.
+        self.ran = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                delay = await self._step()
+            except Exception as exc:
+                delay = self._backoff.next_delay()
+                self._logger.warning(
+                    "%s loop failed (%s: %s); retrying in %.1fs",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    exc_info=self._logger.isEnabledFor(logging.DEBUG),
+                )
+            else:
+                self._backoff.reset()
+                self.iterations += 1
+                self.ran.set()
+                if delay is None:
+                    delay = self._interval
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)

@@ -1,0 +1,108 @@
+"""Leader election: one lease row, taken and renewed through the store.
+
+Rules (after River's `internal/leadership` and Oban's `peers/database.ex`):
+
+- Every node tries to take the lock `timecrisis:leader` every `leader_lock_ttl / 3`. The store
+  grants it only when it is free or expired, and hands out a fresh token each time.
+- The leader renews at the same pace, presenting its token. The renewal is the only proof of
+  leadership: if it returns False, raises, or does not answer within a third of the TTL, the node
+  steps down at once ("can't know whether the lease is still held") and tries again later as a
+  follower. It never crashes the process.
+- Trust window: a leader whose last successful renewal *started* more than `ttl - margin` ago
+  steps down locally even before the store says so, so two nodes never both act as leader for
+  longer than a clock's drift.
+- Leader-only work that must never happen twice (firing a schedule tick) is fenced in the store
+  as well (compare-and-set plus a unique key), so even a paused, deposed leader cannot double-fire.
+- `stop()` resigns at once: it releases the lock so a follower takes over at its next attempt,
+  and calls `on_leadership_lost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from timecrisis._logging import child
+from timecrisis.hooks import call_hook
+from timecrisis.loops.runtime import Runtime
+from timecrisis.storage.base import LEADER_LOCK
+
+
+class LeaderElector:
+    def __init__(self, runtime: Runtime, on_change: Callable[[bool], None]) -> None:
+        self._runtime = runtime
+        self._on_change = on_change
+        self._logger = child(runtime.logger, "leader")
+        self._token: str | None = None
+        self._last_renewal_started = 0.0
+
+    @property
+    def interval(self) -> float:
+        return self._runtime.settings.leader_lock_ttl.total_seconds() / 3
+
+    @property
+    def is_leader(self) -> bool:
+        return self._token is not None
+
+    async def step(self) -> float | None:
+        storage = self._runtime.storage
+        ttl = self._runtime.settings.leader_lock_ttl
+        started = time.monotonic()
+        if self._token is not None:
+            margin = ttl.total_seconds() / 6
+            if started - self._last_renewal_started > ttl.total_seconds() - margin:
+                await self._step_down("the lease could not be renewed within its TTL")
+                return self.interval
+            try:
+                renewed = await asyncio.wait_for(
+                    storage.renew_lock(LEADER_LOCK, self._token, ttl), timeout=self.interval
+                )
+            except Exception as exc:  # noqa: BLE001 - unknown lease state: step down, stay up
+                await self._step_down(f"renewal failed ({type(exc).__name__}: {exc})")
+                return self.interval
+            if not renewed:
+                await self._step_down("another node holds the lease")
+            else:
+                self._last_renewal_started = started
+            return self.interval
+
+        token = await asyncio.wait_for(
+            storage.acquire_lock(LEADER_LOCK, self._runtime.worker, ttl), timeout=self.interval
+        )
+        if token is not None:
+            self._token = token
+            self._last_renewal_started = started
+            self._runtime.is_leader = True
+            self._logger.info("%s is now the leader", self._runtime.worker)
+            self._on_change(True)
+            await call_hook(
+                self._logger,
+                "on_leadership_acquired",
+                self._runtime.hooks.on_leadership_acquired,
+            )
+        return self.interval
+
+    async def resign(self) -> None:
+        token = self._token
+        if token is None:
+            return
+        try:
+            await self._runtime.storage.release_lock(LEADER_LOCK, token)
+        except Exception as exc:  # noqa: BLE001 - the lease will simply expire
+            self._logger.warning(
+                "could not release leadership (%s: %s); it expires in %s",
+                type(exc).__name__,
+                exc,
+                self._runtime.settings.leader_lock_ttl,
+            )
+        await self._step_down("the scheduler is stopping")
+
+    async def _step_down(self, reason: str) -> None:
+        if self._token is None:
+            return
+        self._token = None
+        self._runtime.is_leader = False
+        self._logger.warning("%s stepped down as leader: %s", self._runtime.worker, reason)
+        self._on_change(False)
+        await call_hook(self._logger, "on_leadership_lost", self._runtime.hooks.on_leadership_lost)

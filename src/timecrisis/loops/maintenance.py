@@ -1,0 +1,220 @@
+"""The leader's chores, one step function each: fire due schedules, expire jobs, take jobs back
+from dead workers, prune old history. Each step returns how long to sleep before the next one.
+
+Followers run the same loops but do nothing, so a new leader starts working at its next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from timecrisis._logging import child
+from timecrisis.errors import InvalidScheduleError, JobExpiredError, LeaseExpiredError
+from timecrisis.hooks import call_hook
+from timecrisis.loops.runtime import Runtime
+from timecrisis.models import ScheduledJob
+from timecrisis.schedules import parse_schedule, plan_tick
+from timecrisis.storage._common import new_id
+from timecrisis.storage.base import NewJob, PurgeParams, ScheduleAdvance
+
+_BATCH = 100
+# The schedule loop never sleeps less than this, even when a tick is due "now": a floor against
+# spinning when clocks disagree by a few milliseconds.
+_MIN_SLEEP = 0.01
+
+
+def _still_leading(runtime: Runtime) -> bool:
+    # A function, not the attribute: it changes while we await, which type narrowing ignores.
+    return runtime.is_leader
+
+
+class ScheduleFiring:
+    def __init__(self, runtime: Runtime, on_jobs_created: Callable[[], None]) -> None:
+        self._runtime = runtime
+        self._on_jobs_created = on_jobs_created
+        self._logger = child(runtime.logger, "schedules")
+
+    async def step(self) -> float | None:
+        runtime = self._runtime
+        interval = runtime.settings.job_scheduling_interval
+        if not runtime.is_leader:
+            return None
+        due = await runtime.storage.get_due_schedules(_BATCH)
+        created = 0
+        for schedule in due.schedules:
+            if not _still_leading(runtime):  # deposed mid-batch: stop acting as leader now
+                return None
+            if await self._fire(schedule, due.now):
+                created += 1
+        if created:
+            self._on_jobs_created()
+        if len(due.schedules) == _BATCH:
+            return 0.0
+        if due.next_due_at is None:
+            return interval
+        until_due = (due.next_due_at - due.now).total_seconds()
+        return max(_MIN_SLEEP, min(interval, until_due))
+
+    async def _fire(self, schedule: ScheduledJob, now: datetime) -> bool:
+        runtime = self._runtime
+        assert schedule.next_run_at is not None
+        try:
+            parsed = parse_schedule(
+                schedule.schedule_type, schedule.schedule_value, schedule.time_zone
+            )
+        except InvalidScheduleError as exc:
+            self._logger.error("disabling schedule %r: %s", schedule.name, exc)
+            await runtime.storage.advance_schedule(
+                ScheduleAdvance(schedule.id, schedule.next_run_at, None, disable=True)
+            )
+            return False
+        plan = plan_tick(
+            parsed, schedule.next_run_at, now, runtime.settings.scheduled_job_max_stale_age
+        )
+        job = None
+        if plan.fire_at is not None:
+            job = self._job_for(schedule, plan.fire_at)
+        else:
+            self._logger.warning(
+                "schedule %r skipped ticks older than %s (due %s)",
+                schedule.name,
+                runtime.settings.scheduled_job_max_stale_age,
+                schedule.next_run_at.isoformat(),
+            )
+        result = await runtime.storage.advance_schedule(
+            ScheduleAdvance(
+                schedule_id=schedule.id,
+                expected_next_run_at=schedule.next_run_at,
+                next_run_at=plan.next_run_at,
+                disable=plan.disable,
+                job=job,
+                allow_overlap=schedule.allow_overlap,
+            )
+        )
+        if result.skipped_overlap:
+            self._logger.info(
+                "schedule %r: tick skipped, its previous job is still pending or running",
+                schedule.name,
+            )
+        if result.job_id is not None:
+            self._logger.debug("schedule %r fired job %s", schedule.name, result.job_id)
+        return result.job_id is not None
+
+    def _job_for(self, schedule: ScheduledJob, fire_at: datetime) -> NewJob:
+        definition = self._runtime.definitions.get(schedule.type)
+        base = NewJob(
+            id=new_id(),
+            type=schedule.type,
+            data=schedule.data,
+            scheduled_job_id=schedule.id,
+            schedule_fire_at=fire_at,
+        )
+        if definition is None:
+            # Another node registers this type; it gets the store's defaults.
+            return base
+        return NewJob(
+            id=base.id,
+            type=base.type,
+            data=base.data,
+            priority=definition.priority,
+            max_retries=definition.max_retries,
+            backoff_strategy=definition.backoff_strategy,
+            retry_delay=definition.retry_delay_td.total_seconds(),
+            max_retry_delay=definition.max_retry_delay_td.total_seconds(),
+            scheduled_job_id=schedule.id,
+            schedule_fire_at=base.schedule_fire_at,
+        )
+
+
+class ExpiryStep:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._logger = child(runtime.logger, "expiry")
+
+    async def step(self) -> float | None:
+        runtime = self._runtime
+        if not runtime.is_leader:
+            return None
+        expired = await runtime.storage.expire_jobs(_BATCH)
+        for job in expired:
+            self._logger.warning("job %s (%s) expired: %s", job.id, job.type, job.fail_reason)
+            await call_hook(
+                self._logger,
+                "on_job_failed",
+                runtime.hooks.on_job_failed,
+                job,
+                JobExpiredError(job.fail_reason),
+            )
+        return 0.0 if len(expired) == _BATCH else None
+
+
+class ReaperStep:
+    """Takes jobs back from workers that died: prunes silent workers (ending their leases) and
+    fails the attempts whose lease expired, which retries them or dead-letters them."""
+
+    def __init__(self, runtime: Runtime, on_jobs_requeued: Callable[[], None]) -> None:
+        self._runtime = runtime
+        self._on_jobs_requeued = on_jobs_requeued
+        self._logger = child(runtime.logger, "reaper")
+
+    async def step(self) -> float | None:
+        runtime = self._runtime
+        if not runtime.is_leader:
+            return None
+        removed = await runtime.storage.prune_workers(runtime.settings.worker_inactive_after)
+        for name in removed:
+            self._logger.warning("worker %s stopped sending heartbeats; removed it", name)
+        outcomes = await runtime.storage.recover_expired_leases(_BATCH)
+        for outcome in outcomes:
+            job = outcome.job
+            self._logger.log(
+                logging.WARNING if outcome.will_retry else logging.ERROR,
+                "took job %s (%s) back after its lease expired; %s",
+                job.id,
+                job.type,
+                "it will retry" if outcome.will_retry else "no attempts left: dead-lettered",
+            )
+            await call_hook(
+                self._logger,
+                "on_job_failed",
+                runtime.hooks.on_job_failed,
+                job,
+                LeaseExpiredError(outcome.error),
+            )
+        if any(o.will_retry for o in outcomes):
+            self._on_jobs_requeued()
+        return 0.0 if len(outcomes) == _BATCH else None
+
+
+class RetentionStep:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._logger = child(runtime.logger, "retention")
+
+    @property
+    def interval(self) -> float:
+        # Hourly, or more often for a retention shorter than an hour.
+        retention = self._runtime.settings.job_retention
+        return max(1.0, min(3600.0, retention.total_seconds()))
+
+    async def step(self) -> float | None:
+        runtime = self._runtime
+        if not runtime.is_leader:
+            return None
+        deleted = await runtime.storage.purge_jobs(
+            PurgeParams(older_than=runtime.settings.job_retention, limit=1000)
+        )
+        if deleted:
+            self._logger.info(
+                "pruned %d finished job(s) older than %s", deleted, runtime.settings.job_retention
+            )
+        return 0.0 if deleted == 1000 else None
+
+
+def reaper_interval(runtime: Runtime) -> float:
+    """Often enough that a dead worker's jobs come back soon after their lease expires."""
+    settings = runtime.settings
+    half_ttl = settings.job_lock_ttl / 2
+    return min(settings.worker_inactive_check_interval, half_ttl.total_seconds())

@@ -1,0 +1,462 @@
+"""The worker: claim jobs, run them, renew their leases, record how they ended.
+
+Shape of the hot path (one worker process):
+
+- **Claim in batches.** One `claim_jobs` call asks for every free slot at once; the store enforces
+  per-type limits inside that call. A full batch means more work may be waiting, so the loop claims
+  again at once; otherwise it sleeps until woken (an enqueue here or, through the store's wake-up
+  channel, elsewhere; a slot freeing up) or until `job_processing_interval`.
+- **Complete in batches.** Finished jobs queue their completion; one flusher writes everything
+  queued in one `complete_jobs` call, and completions that arrive meanwhile wait for the next call.
+  A job keeps its slot until its completion is written, so the store's view and ours agree.
+- **Leases are renewed here, not by the handler**: one `renew_claims` call for every running job
+  each `job_lock_ttl / 3`, independent of what the handlers do (a busy handler cannot starve its
+  own lease as long as the event loop runs; fork mode removes even that condition).
+- **Nothing here may die.** A storage error backs off and retries; a handler or hook error is
+  recorded or logged. A failure write that keeps failing is abandoned: the lease then expires and
+  the leader's reaper takes the job back (at-least-once, never lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from timecrisis._logging import child
+from timecrisis.context import JobContext, JobState
+from timecrisis.definitions import JobDefinition, to_json_result
+from timecrisis.errors import NonRetryableError
+from timecrisis.execution.inprocess import run_in_process
+from timecrisis.hooks import call_hook
+from timecrisis.loops._periodic import ErrorBackoff
+from timecrisis.loops.runtime import Runtime
+from timecrisis.models import Job, JobStatus, JsonValue, LogLevel
+from timecrisis.storage.base import (
+    ClaimedJob,
+    ClaimParams,
+    ClaimRef,
+    Completion,
+    Failure,
+    NewLogEntry,
+)
+
+# How often to retry writing a failure before leaving the job to lease expiry.
+_FAIL_WRITE_ATTEMPTS = 5
+
+
+@dataclass(eq=False, slots=True)
+class RunningJob:
+    claimed: ClaimedJob
+    definition: JobDefinition[Any]
+    state: JobState
+    task: asyncio.Task[None] | None = None
+    last_renewed: float = field(default_factory=time.monotonic)
+    # The async task was cancelled on purpose (lease lost, forced stop): write nothing.
+    abandoned: bool = False
+
+    @property
+    def ref(self) -> ClaimRef:
+        return self.claimed.ref
+
+    @property
+    def job(self) -> Job:
+        return self.claimed.job
+
+
+class LeaseLostError(Exception):
+    """The job's lease was lost: another worker may run it now."""
+
+
+class _StorageOps:
+    """`JobContext` operations for an in-process handler: straight to the store."""
+
+    def __init__(self, processor: JobProcessor, running: RunningJob) -> None:
+        self._processor = processor
+        self._running = running
+
+    async def log(
+        self, level: LogLevel, message: str, metadata: dict[str, JsonValue] | None
+    ) -> None:
+        ref = self._running.ref
+        entry = NewLogEntry(ref.job_id, ref.run_id, level, message, metadata)
+        await self._processor.runtime.storage.append_logs([entry])
+
+    async def touch(self) -> None:
+        await self._processor.renew([self._running])
+
+    async def update_progress(self, percent: float) -> None:
+        if not await self._processor.runtime.storage.update_progress(self._running.ref, percent):
+            self._processor.mark_lease_lost(self._running)
+
+
+class JobProcessor:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._logger = child(runtime.logger, "worker")
+        self.running: dict[str, RunningJob] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._main_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._pending_completions: list[tuple[RunningJob, Completion]] = []
+        self._shutting_down = False
+        self.claims_made = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._shutting_down = False
+        self._main_task = loop.create_task(self._claim_loop(), name="timecrisis-claim")
+        self._renew_task = loop.create_task(self._renew_loop(), name="timecrisis-renew")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, *, force: bool, timeout: float) -> None:
+        """Stop claiming; let running handlers finish for up to `timeout` seconds (not at all
+        with `force`); then give what still runs back to the store without charging an attempt."""
+        self._stopping = True
+        self._shutting_down = True
+        self._wake.set()
+        for running in self.running.values():
+            running.state.shutting_down = True
+        if self._main_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main_task
+            self._main_task = None
+
+        tasks = [r.task for r in self.running.values() if r.task is not None and not r.task.done()]
+        if tasks and not force and timeout > 0:
+            await asyncio.wait(tasks, timeout=timeout)
+
+        leftovers = [r for r in self.running.values() if r.task is not None and not r.task.done()]
+        for running in leftovers:
+            running.abandoned = True
+            assert running.task is not None
+            running.task.cancel()
+        if leftovers:
+            await asyncio.wait([r.task for r in leftovers if r.task is not None], timeout=5)
+        await self._drain_completions()
+        if leftovers:
+            await self._release(leftovers)
+
+        if self._renew_task is not None:
+            self._renew_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renew_task
+            self._renew_task = None
+
+    async def _release(self, leftovers: list[RunningJob]) -> None:
+        refs = [r.ref for r in leftovers]
+        try:
+            results = await self.runtime.storage.release_jobs(refs)
+        except Exception as exc:  # noqa: BLE001 - the leases will expire and the reaper recovers
+            self._logger.error(
+                "could not release %d job(s) at stop (%s: %s); they return to pending when "
+                "their leases expire",
+                len(refs),
+                type(exc).__name__,
+                exc,
+            )
+            results = [False] * len(refs)
+        for running, released in zip(leftovers, results, strict=True):
+            self.running.pop(running.job.id, None)
+            if released:
+                self._logger.info(
+                    "released job %s (%s) back to pending at stop", running.job.id, running.job.type
+                )
+
+    # ---- claiming ----------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        runtime = self.runtime
+        settings = runtime.settings
+        backoff = ErrorBackoff()
+        while not self._stopping:
+            self._wake.clear()
+            free = settings.max_concurrent_jobs - len(self.running)
+            type_limits = runtime.type_limits()
+            if free > 0 and type_limits:
+                try:
+                    claims = await runtime.storage.claim_jobs(
+                        ClaimParams(
+                            worker=runtime.worker,
+                            limit=free,
+                            lease_ttl=settings.job_lock_ttl,
+                            type_limits=type_limits,
+                        )
+                    )
+                except Exception as exc:  # noqa: BLE001 - storage down: back off, keep the worker
+                    delay = backoff.next_delay()
+                    self._logger.warning(
+                        "claiming jobs failed (%s: %s); retrying in %.1fs",
+                        type(exc).__name__,
+                        exc,
+                        delay,
+                    )
+                    await self._sleep(delay)
+                    continue
+                backoff.reset()
+                if self._stop_requested():  # stop() began while we claimed: give them back
+                    await self._release([self._register(c) for c in claims])
+                    break
+                for claimed in claims:
+                    self._launch(self._register(claimed))
+                if len(claims) == free:
+                    continue  # a full batch: more may be waiting
+            await self._sleep(settings.job_processing_interval)
+
+    def _stop_requested(self) -> bool:
+        # A method, not the attribute: it changes while we await, which type narrowing ignores.
+        return self._stopping
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    def _register(self, claimed: ClaimedJob) -> RunningJob:
+        definition = self.runtime.definitions[claimed.job.type]
+        running = RunningJob(claimed, definition, JobState())
+        running.state.shutting_down = self._shutting_down
+        self.running[claimed.job.id] = running
+        self.claims_made += 1
+        return running
+
+    def _launch(self, running: RunningJob) -> None:
+        running.task = asyncio.get_running_loop().create_task(
+            self._execute(running), name=f"timecrisis-job-{running.job.id}"
+        )
+
+    # ---- executing ---------------------------------------------------------------------------
+
+    async def _execute(self, running: RunningJob) -> None:
+        job = running.job
+        hooks = self.runtime.hooks
+        await call_hook(self._logger, "on_job_started", hooks.on_job_started, job)
+        try:
+            result = await self._run_handler(running)
+        except asyncio.CancelledError:
+            if running.abandoned:
+                return  # stop() or a lost lease cancelled us on purpose; they handle the job
+            raise
+        except Exception as exc:  # noqa: BLE001 - a handler's error fails its attempt, nothing more
+            if running.abandoned:
+                return
+            await self._fail(running, exc)
+            return
+        if running.abandoned:
+            return
+        stored, ok = to_json_result(result)
+        if not ok:
+            self._logger.warning(
+                "job %s (%s) returned a %s, which is not JSON-serializable; result not stored",
+                job.id,
+                job.type,
+                type(result).__name__,
+            )
+        self._queue_completion(
+            running, Completion(running.ref, stored, canceled=running.state.cancelled)
+        )
+
+    async def _run_handler(self, running: RunningJob) -> Any:
+        job = running.job
+        definition = running.definition
+        try:
+            payload = definition.load_payload(job.data)
+        except ValidationError as exc:
+            # A rolling deploy changed the schema under a queued job: retrying cannot help.
+            raise NonRetryableError(
+                f"the stored payload no longer matches the schema of {job.type!r}: {exc}"
+            ) from exc
+        ctx = JobContext(
+            job_id=job.id,
+            job_type=job.type,
+            payload=payload,
+            attempt=job.attempts,
+            entity_id=job.entity_id,
+            logger=child(self.runtime.logger, f"job.{job.type}"),
+            ops=_StorageOps(self, running),
+            state=running.state,
+            loop=asyncio.get_running_loop(),
+        )
+        runner = self.runtime.extras.get("fork_runner") if definition.fork_mode else None
+        if runner is not None:
+            return await runner(definition, job, ctx, running.state)
+        return await run_in_process(definition, payload, ctx, self.runtime.threads)
+
+    async def _fail(self, running: RunningJob, exc: BaseException) -> None:
+        job = running.job
+        error = f"{type(exc).__name__}: {exc}"
+        retryable = not isinstance(exc, NonRetryableError)
+        backoff = ErrorBackoff(cap=2.0)
+        outcome = None
+        for attempt in range(_FAIL_WRITE_ATTEMPTS):
+            try:
+                outcome = await self.runtime.storage.fail_job(
+                    Failure(running.ref, error, retryable=retryable)
+                )
+                break
+            except Exception as write_error:  # noqa: BLE001 - retry, then leave it to the reaper
+                if attempt + 1 == _FAIL_WRITE_ATTEMPTS:
+                    self._logger.error(
+                        "could not record the failure of job %s (%s: %s); the leader will take "
+                        "it back when its lease expires",
+                        job.id,
+                        type(write_error).__name__,
+                        write_error,
+                    )
+                    self.running.pop(job.id, None)
+                    self._wake.set()
+                    return
+                await asyncio.sleep(backoff.next_delay())
+        self.running.pop(job.id, None)
+        self._wake.set()
+        if outcome is None:
+            self._logger.warning(
+                "job %s (%s) failed after its lease was lost; the failure was not recorded",
+                job.id,
+                job.type,
+            )
+            return
+        level = logging.WARNING if outcome.will_retry else logging.ERROR
+        self._logger.log(
+            level,
+            "job %s (%s) attempt %d failed: %s%s",
+            job.id,
+            job.type,
+            job.attempts,
+            error,
+            f"; retrying at {outcome.job.run_at.isoformat()}" if outcome.will_retry else "",
+        )
+        await call_hook(
+            self._logger, "on_job_failed", self.runtime.hooks.on_job_failed, outcome.job, exc
+        )
+
+    # ---- completing --------------------------------------------------------------------------
+
+    def _queue_completion(self, running: RunningJob, completion: Completion) -> None:
+        self._pending_completions.append((running, completion))
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.get_running_loop().create_task(
+                self._flush_completions(), name="timecrisis-complete"
+            )
+
+    async def _drain_completions(self) -> None:
+        while self._flush_task is not None and not self._flush_task.done():
+            await asyncio.shield(self._flush_task)
+
+    async def _flush_completions(self) -> None:
+        backoff = ErrorBackoff(cap=2.0)
+        while self._pending_completions:
+            batch, self._pending_completions = self._pending_completions, []
+            try:
+                results = await self.runtime.storage.complete_jobs([c for _, c in batch])
+            except Exception as exc:  # noqa: BLE001 - keep the batch and try again
+                self._pending_completions[:0] = batch
+                delay = backoff.next_delay()
+                self._logger.warning(
+                    "recording %d completion(s) failed (%s: %s); retrying in %.1fs",
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
+            for (running, completion), finished_at in zip(batch, results, strict=True):
+                self.running.pop(running.job.id, None)
+                if finished_at is None:
+                    self._logger.warning(
+                        "job %s (%s) finished after its lease was lost; the result was discarded",
+                        running.job.id,
+                        running.job.type,
+                    )
+                    continue
+                hook = self.runtime.hooks.on_job_completed
+                if hook is not None:
+                    status = JobStatus.CANCELED if completion.canceled else JobStatus.COMPLETED
+                    finished = running.job.model_copy(
+                        update={
+                            "status": status,
+                            "finished_at": finished_at,
+                            "result": completion.result,
+                            "progress": 100.0 if not completion.canceled else running.job.progress,
+                            "worker": None,
+                        }
+                    )
+                    await call_hook(self._logger, "on_job_completed", hook, finished)
+            self._wake.set()
+
+    # ---- leases ------------------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        interval = self.runtime.settings.lease_renewal_interval
+        while True:
+            await asyncio.sleep(interval)
+            if self.running:
+                try:
+                    await self.renew(list(self.running.values()))
+                except Exception as exc:  # noqa: BLE001 - try again next round
+                    self._logger.warning(
+                        "renewing %d lease(s) failed (%s: %s)",
+                        len(self.running),
+                        type(exc).__name__,
+                        exc,
+                    )
+                    self._expire_overdue_locally()
+
+    async def renew(self, jobs: list[RunningJob]) -> None:
+        if not jobs:
+            return
+        result = await self.runtime.storage.renew_claims(
+            [r.ref for r in jobs], self.runtime.settings.job_lock_ttl
+        )
+        now = time.monotonic()
+        for running in jobs:
+            if running.job.id in result.valid:
+                running.last_renewed = now
+                if running.job.id in result.cancel_requested:
+                    running.state.cancelled = True
+            elif self.running.get(running.job.id) is running:
+                self.mark_lease_lost(running)
+
+    def _expire_overdue_locally(self) -> None:
+        """When the store cannot be reached for longer than the lease, assume the lease is gone:
+        another worker may already run the job, so this one must stop acting on it."""
+        ttl = self.runtime.settings.job_lock_ttl.total_seconds()
+        now = time.monotonic()
+        for running in list(self.running.values()):
+            if now - running.last_renewed > ttl:
+                self.mark_lease_lost(running)
+
+    def mark_lease_lost(self, running: RunningJob) -> None:
+        if running.state.lease_lost:
+            return
+        running.state.lease_lost = True
+        self._logger.warning(
+            "lost the lease of job %s (%s); abandoning this run",
+            running.job.id,
+            running.job.type,
+        )
+        task = running.task
+        if task is not None and not task.done():
+            running.abandoned = True
+            task.cancel()
+        self.running.pop(running.job.id, None)
+        self._wake.set()
+
+    def request_cancel(self, job_id: str) -> None:
+        """`cancel_job` on a job this worker runs: tell its handler now, not at the next renewal."""
+        running = self.running.get(job_id)
+        if running is not None:
+            running.state.cancelled = True

@@ -1,0 +1,57 @@
+"""What every loop shares: the store, this worker's identity, settings, hooks and registry."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from timecrisis.definitions import JobDefinition
+from timecrisis.hooks import Hooks
+from timecrisis.storage.base import JobStorage
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The scheduler's options, parsed (seconds as floats, durations as timedeltas)."""
+
+    max_concurrent_jobs: int = 20
+    job_lock_ttl: timedelta = timedelta(seconds=60)
+    leader_lock_ttl: timedelta = timedelta(seconds=30)
+    job_processing_interval: float = 5.0
+    job_scheduling_interval: float = 60.0
+    expired_job_check_interval: float = 60.0
+    worker_heartbeat_interval: float = 15.0
+    worker_inactive_check_interval: float = 60.0
+    shutdown_timeout: float = 15.0
+    scheduled_job_max_stale_age: timedelta = timedelta(hours=1)
+    job_retention: timedelta = timedelta(days=30)
+
+    @property
+    def lease_renewal_interval(self) -> float:
+        # A third of the TTL: two renewals can fail in a row before the lease runs out.
+        return self.job_lock_ttl.total_seconds() / 3
+
+    @property
+    def worker_inactive_after(self) -> timedelta:
+        # Three missed heartbeats: one slow round trip must not declare a live worker dead.
+        return timedelta(seconds=3 * self.worker_heartbeat_interval)
+
+
+@dataclass(slots=True)
+class Runtime:
+    storage: JobStorage
+    worker: str
+    logger: logging.Logger
+    hooks: Hooks
+    settings: Settings
+    definitions: dict[str, JobDefinition[Any]]
+    threads: ThreadPoolExecutor | None = None
+    # Flipped by the leader loop, read by the leader-only loops.
+    is_leader: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def type_limits(self) -> dict[str, int | None]:
+        return {name: d.concurrency for name, d in self.definitions.items()}

@@ -1,0 +1,646 @@
+"""`JobScheduler`: the public face. It keeps the registry, validates what users hand it, and wires
+the loops together; every distributed decision is delegated to one atomic storage call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel
+
+from timecrisis._logging import resolve_logger
+from timecrisis.definitions import Handler, JobDefinition, schema_from_handler
+from timecrisis.durations import Duration, parse_duration, parse_positive_duration
+from timecrisis.enqueueing import EnqueueOptions
+from timecrisis.errors import (
+    InvalidScheduleError,
+    JobAlreadyRegisteredError,
+    JobDefinitionNotFoundError,
+    JobNotFoundError,
+    JobValidationError,
+)
+from timecrisis.hooks import (
+    Hooks,
+    JobFailedHook,
+    JobHook,
+    LeadershipHook,
+)
+from timecrisis.loops._periodic import PeriodicLoop
+from timecrisis.loops.leader import LeaderElector
+from timecrisis.loops.maintenance import (
+    ExpiryStep,
+    ReaperStep,
+    RetentionStep,
+    ScheduleFiring,
+    reaper_interval,
+)
+from timecrisis.loops.processing import JobProcessor
+from timecrisis.loops.runtime import Runtime, Settings
+from timecrisis.models import (
+    FINISHED_STATUSES,
+    Job,
+    JobLog,
+    JobRun,
+    JobStatus,
+    Metrics,
+    ScheduledJob,
+    WorkerInfo,
+)
+from timecrisis.schedules import parse_schedule, validate_not_past
+from timecrisis.storage.base import JobQuery, JobStorage, PurgeParams, ScheduleSpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _seconds(name: str, value: Duration) -> float:
+    return parse_positive_duration(value).total_seconds()
+
+
+class JobScheduler:
+    """Registers job types, enqueues and schedules jobs, and (after `start()`) works them off.
+
+    A process that only enqueues never calls `start()`. See DESIGN §1 for every option.
+    """
+
+    def __init__(
+        self,
+        storage: JobStorage,
+        *,
+        worker: str | None = None,
+        logger: Any = None,
+        max_concurrent_jobs: int = 20,
+        job_lock_ttl: Duration = 60,
+        leader_lock_ttl: Duration = 30,
+        job_processing_interval: Duration = 5,
+        job_scheduling_interval: Duration = 60,
+        expired_job_check_interval: Duration = 60,
+        worker_heartbeat_interval: Duration = 15,
+        worker_inactive_check_interval: Duration = 60,
+        shutdown_timeout: Duration = 15,
+        scheduled_job_max_stale_age: Duration = 3600,
+        job_retention: Duration = "30d",
+        on_job_started: JobHook | None = None,
+        on_job_completed: JobHook | None = None,
+        on_job_failed: JobFailedHook | None = None,
+        on_leadership_acquired: LeadershipHook | None = None,
+        on_leadership_lost: LeadershipHook | None = None,
+    ) -> None:
+        if not isinstance(storage, JobStorage):
+            raise TypeError(f"storage must implement JobStorage, got {storage!r}")
+        if (
+            isinstance(max_concurrent_jobs, bool)
+            or not isinstance(max_concurrent_jobs, int)
+            or max_concurrent_jobs < 1
+        ):
+            raise ValueError(
+                f"max_concurrent_jobs must be an int >= 1, got {max_concurrent_jobs!r}"
+            )
+        if worker is not None and (not isinstance(worker, str) or not worker.strip()):
+            raise ValueError(f"worker must be a non-empty string, got {worker!r}")
+        self.storage = storage
+        # A fresh uuid by default: two processes must never share a worker name (the original
+        # let them, and they then renewed and released each other's locks).
+        self.worker = worker or f"{socket.gethostname()}-{uuid.uuid4()}"
+        self.logger = resolve_logger(logger)
+        self.settings = Settings(
+            max_concurrent_jobs=max_concurrent_jobs,
+            job_lock_ttl=parse_positive_duration(job_lock_ttl),
+            leader_lock_ttl=parse_positive_duration(leader_lock_ttl),
+            job_processing_interval=_seconds("job_processing_interval", job_processing_interval),
+            job_scheduling_interval=_seconds("job_scheduling_interval", job_scheduling_interval),
+            expired_job_check_interval=_seconds(
+                "expired_job_check_interval", expired_job_check_interval
+            ),
+            worker_heartbeat_interval=_seconds(
+                "worker_heartbeat_interval", worker_heartbeat_interval
+            ),
+            worker_inactive_check_interval=_seconds(
+                "worker_inactive_check_interval", worker_inactive_check_interval
+            ),
+            shutdown_timeout=parse_duration(shutdown_timeout).total_seconds(),
+            scheduled_job_max_stale_age=parse_duration(scheduled_job_max_stale_age),
+            job_retention=parse_positive_duration(job_retention),
+        )
+        self._definitions: dict[str, JobDefinition[Any]] = {}
+        self._runtime = Runtime(
+            storage=storage,
+            worker=self.worker,
+            logger=self.logger,
+            hooks=Hooks(
+                on_job_started=on_job_started,
+                on_job_completed=on_job_completed,
+                on_job_failed=on_job_failed,
+                on_leadership_acquired=on_leadership_acquired,
+                on_leadership_lost=on_leadership_lost,
+            ),
+            settings=self.settings,
+            definitions=self._definitions,
+        )
+        self._processor: JobProcessor | None = None
+        self._elector: LeaderElector | None = None
+        self._loops: dict[str, PeriodicLoop] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+        self._running = False
+        self._lifecycle_lock: asyncio.Lock | None = None
+
+    # ---- registry ----------------------------------------------------------------------------
+
+    def register_job(self, definition: JobDefinition[Any]) -> JobDefinition[Any]:
+        """Register a job type. May be called before or after `start()`."""
+        if not isinstance(definition, JobDefinition):
+            raise TypeError(f"expected a JobDefinition, got {definition!r}")
+        if definition.type in self._definitions:
+            raise JobAlreadyRegisteredError(definition.type)
+        if definition.fork_mode:
+            from timecrisis.execution.forked import ensure_fork_runner
+
+            ensure_fork_runner(self._runtime, definition)
+        self._definitions[definition.type] = definition
+        if self._processor is not None:
+            self._processor.wake()
+        return definition
+
+    @overload
+    def job(
+        self, type: str, *, concurrency: int | None, schema: None = None, **fields: Any
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def job(
+        self, type: str, *, concurrency: int | None, schema: type[BaseModel], **fields: Any
+    ) -> Callable[[F], F]: ...
+
+    def job(
+        self,
+        type: str,
+        *,
+        concurrency: int | None,
+        schema: type[BaseModel] | None = None,
+        **fields: Any,
+    ) -> Callable[[F], F]:
+        """Decorator form of `register_job`. Without `schema=`, the model is the annotation of the
+        handler's first parameter. Any other `JobDefinition` field is accepted as a keyword."""
+
+        def decorate(handler: F) -> F:
+            model = schema if schema is not None else schema_from_handler(handler)
+            handle: Handler = handler
+            self.register_job(
+                JobDefinition(
+                    type=type, schema=model, handle=handle, concurrency=concurrency, **fields
+                )
+            )
+            return handler
+
+        return decorate
+
+    def get_job_definition(self, job_type: str) -> JobDefinition[Any]:
+        try:
+            return self._definitions[job_type]
+        except KeyError:
+            raise JobDefinitionNotFoundError(job_type) from None
+
+    @property
+    def job_definitions(self) -> dict[str, JobDefinition[Any]]:
+        return dict(self._definitions)
+
+    # ---- enqueueing --------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        type: str,
+        data: Any,
+        *,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        backoff_strategy: str | None = None,
+        entity_id: str | None = None,
+        expires_at: datetime | None = None,
+        expires_in: Duration | None = None,
+        run_at: datetime | None = None,
+        delay: Duration | None = None,
+        unique_key: str | None = None,
+        connection: Any = None,
+    ) -> str:
+        """Validate and store one job; return its id (or, with a `unique_key` already held by a
+        pending or running job of this type, that job's id)."""
+        ids = await self.enqueue_many(
+            type,
+            [data],
+            priority=priority,
+            max_retries=max_retries,
+            backoff_strategy=backoff_strategy,
+            entity_id=entity_id,
+            expires_at=expires_at,
+            expires_in=expires_in,
+            run_at=run_at,
+            delay=delay,
+            unique_key=unique_key,
+            connection=connection,
+        )
+        return ids[0]
+
+    async def enqueue_many(
+        self,
+        type: str,
+        data: Iterable[Any],
+        *,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        backoff_strategy: str | None = None,
+        entity_id: str | None = None,
+        expires_at: datetime | None = None,
+        expires_in: Duration | None = None,
+        run_at: datetime | None = None,
+        delay: Duration | None = None,
+        unique_key: str | None = None,
+        connection: Any = None,
+    ) -> list[str]:
+        """Validate every payload, then insert the batch atomically in one call; ids in order."""
+        definition = self.get_job_definition(type)
+        if isinstance(data, dict | BaseModel | str | bytes):
+            raise JobValidationError("enqueue_many takes a list of payloads")
+        options = EnqueueOptions.parse(
+            definition,
+            priority=priority,
+            max_retries=max_retries,
+            backoff_strategy=backoff_strategy,
+            entity_id=entity_id,
+            expires_at=expires_at,
+            expires_in=expires_in,
+            run_at=run_at,
+            delay=delay,
+            unique_key=unique_key,
+        )
+        payloads = [definition.validate_payload(item) for item in data]
+        if not payloads:
+            return []
+        if unique_key is not None and len(payloads) > 1:
+            raise JobValidationError("unique_key applies to one job; enqueue them one by one")
+        jobs = [options.new_job(definition, payload) for payload in payloads]
+        results = await self.storage.insert_jobs(jobs, connection=connection)
+        if self._processor is not None and any(r.created for r in results):
+            self._processor.wake()
+        return [r.id for r in results]
+
+    async def wait_for_job(self, job_id: str, timeout: Duration | None = None) -> Job:
+        """Wait until the job is completed, failed or canceled, and return it.
+        Raises `JobNotFoundError` for an unknown id and `TimeoutError` after `timeout`."""
+        limit = None if timeout is None else parse_duration(timeout).total_seconds()
+        async with asyncio.timeout(limit):
+            delay = 0.005
+            while True:
+                job = await self.storage.get_job(job_id)
+                if job is None:
+                    raise JobNotFoundError(job_id)
+                if job.status in FINISHED_STATUSES:
+                    return job
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    # ---- schedules ---------------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        name: str,
+        type: str,
+        data: Any,
+        *,
+        schedule_type: str,
+        schedule_value: str,
+        time_zone: str | None = None,
+        enabled: bool | None = None,
+        allow_overlap: bool = True,
+    ) -> str:
+        """Create or update the schedule `name`; return its id. Re-registering an unchanged
+        schedule keeps its next fire time (a restart never pushes a tick out or drops one)."""
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidScheduleError(f"schedule name must be a non-empty string, got {name!r}")
+        if enabled is not None and not isinstance(enabled, bool):
+            raise InvalidScheduleError(f"enabled must be a bool or None, got {enabled!r}")
+        definition = self.get_job_definition(type)
+        payload = definition.validate_payload(data)
+        parsed = parse_schedule(schedule_type, schedule_value, time_zone)
+        now = await self.storage.now()
+        validate_not_past(parsed, now)
+        spec = ScheduleSpec(
+            name=name,
+            type=type,
+            data=payload,
+            schedule_type=parsed.schedule_type,
+            schedule_value=parsed.schedule_value,
+            time_zone=parsed.time_zone,
+            next_run_at=parsed.first_fire(now),
+            enabled=enabled,
+            allow_overlap=bool(allow_overlap),
+        )
+        stored = await self.storage.upsert_schedule(spec)
+        loop = self._loops.get("schedules")
+        if loop is not None:
+            loop.wake()
+        return stored.id
+
+    async def get_scheduled_job(self, name: str) -> ScheduledJob | None:
+        return await self.storage.get_schedule(name)
+
+    async def list_scheduled_jobs(self) -> list[ScheduledJob]:
+        return await self.storage.list_schedules()
+
+    async def enable_scheduled_job(self, name: str) -> bool:
+        changed = await self.storage.set_schedule_enabled(name, True)
+        loop = self._loops.get("schedules")
+        if changed and loop is not None:
+            loop.wake()
+        return changed
+
+    async def disable_scheduled_job(self, name: str) -> bool:
+        return await self.storage.set_schedule_enabled(name, False)
+
+    async def delete_scheduled_job(self, name: str) -> bool:
+        return await self.storage.delete_schedule(name)
+
+    # ---- reading and repairing ---------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return await self.storage.get_job(job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        type: str | None = None,
+        entity_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> list[Job]:
+        """Newest first; pass the last id of a page as `cursor` to get the next one."""
+        return await self.storage.list_jobs(
+            JobQuery(
+                status=_status(status),
+                type=type,
+                entity_id=entity_id,
+                limit=_limit(limit),
+                cursor=cursor,
+            )
+        )
+
+    async def list_dead_letters(self, *, limit: int = 100, cursor: str | None = None) -> list[Job]:
+        """Jobs that failed for good (retries exhausted, non-retryable, expired), newest first."""
+        return await self.storage.list_jobs(
+            JobQuery(dead_lettered=True, limit=_limit(limit), cursor=cursor)
+        )
+
+    async def get_job_logs(self, job_id: str) -> list[JobLog]:
+        return await self.storage.get_job_logs(job_id)
+
+    async def get_job_runs(self, job_id: str) -> list[JobRun]:
+        return await self.storage.get_job_runs(job_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        return await self.storage.list_workers()
+
+    async def get_metrics(self) -> Metrics:
+        return await self.storage.get_metrics()
+
+    async def retry_job(self, job_id: str) -> bool:
+        """Put a failed (or canceled) job back to pending with a fresh set of attempts."""
+        retried = await self.storage.retry_job(job_id)
+        if retried and self._processor is not None:
+            self._processor.wake()
+        return retried
+
+    async def cancel_job(self, job_id: str) -> bool:
+        """Cancel a pending job, or ask a running one to stop (`ctx.is_cancelled`); it then ends
+        `canceled` when its handler returns. False if the job is unknown or already finished."""
+        outcome = await self.storage.cancel_job(job_id)
+        if outcome == "cancel_requested" and self._processor is not None:
+            self._processor.request_cancel(job_id)
+        return outcome in ("canceled", "cancel_requested")
+
+    async def purge_jobs(
+        self,
+        *,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        older_than: Duration = 0,
+    ) -> int:
+        """Delete finished jobs (with their runs and logs) that finished more than `older_than`
+        ago; return how many. `status` defaults to every finished status."""
+        if status is None:
+            statuses = frozenset(FINISHED_STATUSES)
+        elif isinstance(status, str):
+            statuses = frozenset({_status(status)})  # type: ignore[arg-type]
+        else:
+            statuses = frozenset(_status(s) for s in status)  # type: ignore[misc]
+        if not statuses <= FINISHED_STATUSES:
+            raise JobValidationError("purge_jobs only deletes completed, failed or canceled jobs")
+        return await self.storage.purge_jobs(
+            PurgeParams(statuses=statuses, older_than=parse_duration(older_than))
+        )
+
+    @property
+    def is_leader(self) -> bool:
+        return self._runtime.is_leader
+
+    @property
+    def is_running(self) -> bool:
+        return self._running
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start working: claim and run jobs, heartbeat, take part in leader election."""
+        async with self._lock():
+            if self._running:
+                raise RuntimeError("the scheduler is already running")
+            await self.storage.init()
+            runtime = self._runtime
+            runtime.threads = ThreadPoolExecutor(
+                max_workers=self.settings.max_concurrent_jobs,
+                thread_name_prefix="timecrisis-job",
+            )
+            processor = JobProcessor(runtime)
+            self._processor = processor
+            elector = LeaderElector(runtime, self._on_leadership_change)
+            self._elector = elector
+            schedules = ScheduleFiring(runtime, processor.wake)
+            loops = [
+                PeriodicLoop(
+                    "heartbeat",
+                    self._heartbeat,
+                    self.settings.worker_heartbeat_interval,
+                    self.logger,
+                ),
+                PeriodicLoop("leader", elector.step, elector.interval, self.logger),
+                PeriodicLoop(
+                    "schedules", schedules.step, self.settings.job_scheduling_interval, self.logger
+                ),
+                PeriodicLoop(
+                    "expiry",
+                    ExpiryStep(runtime).step,
+                    self.settings.expired_job_check_interval,
+                    self.logger,
+                ),
+                PeriodicLoop(
+                    "reaper",
+                    ReaperStep(runtime, processor.wake).step,
+                    reaper_interval(runtime),
+                    self.logger,
+                ),
+            ]
+            retention = RetentionStep(runtime)
+            loops.append(PeriodicLoop("retention", retention.step, retention.interval, self.logger))
+            self._loops = {loop.name: loop for loop in loops}
+            self._unsubscribe = self.storage.add_wakeup_listener(processor.wake)
+            # Register and try to lead before claiming, so `is_leader` is settled when start()
+            # returns on a node that finds the lease free.
+            await self._heartbeat()
+            with contextlib.suppress(Exception):
+                await elector.step()
+            processor.start()
+            for loop in loops:
+                loop.start()
+            self._running = True
+            self.logger.info(
+                "worker %s started (%d job types, up to %d concurrent jobs)",
+                self.worker,
+                len(self._definitions),
+                self.settings.max_concurrent_jobs,
+            )
+
+    async def stop(self, force: bool = False) -> None:
+        """Stop working. Stops claiming, sets `ctx.is_shutting_down`, gives leadership up, waits up
+        to `shutdown_timeout` for running handlers (not with `force=True`), then puts what still
+        runs back to pending without charging an attempt. Idempotent; the storage stays open."""
+        async with self._lock():
+            if not self._running:
+                return
+            self._running = False
+            loops = list(self._loops.values())
+            for loop in loops:
+                if loop.name != "heartbeat":
+                    await loop.stop()
+            if self._elector is not None:
+                await self._elector.resign()
+            if self._processor is not None:
+                await self._processor.stop(force=force, timeout=self.settings.shutdown_timeout)
+            heartbeat = self._loops.get("heartbeat")
+            if heartbeat is not None:
+                await heartbeat.stop()
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
+            try:
+                await self.storage.remove_worker(self.worker)
+            except Exception as exc:  # noqa: BLE001 - the leader prunes it once it goes silent
+                self.logger.warning(
+                    "could not unregister worker %s (%s: %s)", self.worker, type(exc).__name__, exc
+                )
+            if self._runtime.threads is not None:
+                # Abandoned sync handlers (timeouts) may still run: do not wait for them.
+                self._runtime.threads.shutdown(wait=False, cancel_futures=True)
+                self._runtime.threads = None
+            self._processor = None
+            self._elector = None
+            self._loops = {}
+            self.logger.info("worker %s stopped", self.worker)
+
+    async def close(self) -> None:
+        """`stop()`, then release the storage."""
+        await self.stop()
+        await self.storage.close()
+
+    async def __aenter__(self) -> JobScheduler:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def run(self) -> None:
+        """Start, block until SIGINT or SIGTERM, stop gracefully, close the storage.
+        A second signal stops at once (running jobs go back to pending)."""
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        """`run()` for code that already has an event loop."""
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        force = False
+
+        def on_signal() -> None:
+            nonlocal force
+            if stop_requested.is_set():
+                force = True
+                self.logger.warning("second signal: stopping at once")
+                if self._processor is not None:
+                    self._processor.wake()
+            stop_requested.set()
+
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, on_signal)
+                installed.append(sig)
+        try:
+            await self.start()
+            await stop_requested.wait()
+            stopping = asyncio.ensure_future(self.stop(force=force))
+            while not stopping.done():
+                await asyncio.wait([stopping], timeout=0.1)
+                if force and self._processor is not None:
+                    # A second signal arrived during the graceful wait: cut it short.
+                    await self._processor.stop(force=True, timeout=0)
+            await stopping
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.close()
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _lock(self) -> asyncio.Lock:
+        if self._lifecycle_lock is None:
+            self._lifecycle_lock = asyncio.Lock()
+        return self._lifecycle_lock
+
+    async def _heartbeat(self) -> float | None:
+        running = len(self._processor.running) if self._processor is not None else 0
+        await self.storage.heartbeat_worker(
+            self.worker, running=running, is_leader=self._runtime.is_leader
+        )
+        return None
+
+    def _on_leadership_change(self, leading: bool) -> None:
+        if leading:
+            for name in ("schedules", "expiry", "reaper", "retention"):
+                loop = self._loops.get(name)
+                if loop is not None:
+                    loop.wake()
+
+
+def _status(value: JobStatus | str | None) -> JobStatus | None:
+    if value is None or isinstance(value, JobStatus):
+        return value
+    try:
+        return JobStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise JobValidationError(f"status must be one of {allowed}, got {value!r}") from None
+
+
+def _limit(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        raise JobValidationError(f"limit must be an int between 1 and 10000, got {value!r}")
+    return value
