@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-import logging
 from timecrisis.models import Job
 
 JobHook: TypeAlias = Callable[[Job], Awaitable[None] | None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
 import uuid
@@ -150,6 +151,41 @@ class JobScheduler:
         self._unsubscribe: Callable[[], None] | None = None
         self._running = False
         self._lifecycle_lock: asyncio.Lock | None = None
+
+    def configure(
+        self,
+        *,
+        storage: JobStorage | None = None,
+        worker: str | None = None,
+        max_concurrent_jobs: int | None = None,
+    ) -> None:
+        """Change the store, the worker name or the concurrency of a scheduler that is not
+        running (the CLI's `worker --storage/--worker/--concurrency` use this)."""
+        if self._running:
+            raise RuntimeError("configure() needs a stopped scheduler")
+        if storage is not None:
+            if not isinstance(storage, JobStorage):
+                raise TypeError(f"storage must implement JobStorage, got {storage!r}")
+            self.storage = storage
+            self._runtime.storage = storage
+        if worker is not None:
+            if not isinstance(worker, str) or not worker.strip():
+                raise ValueError(f"worker must be a non-empty string, got {worker!r}")
+            self.worker = worker
+            self._runtime.worker = worker
+        if max_concurrent_jobs is not None:
+            if (
+                isinstance(max_concurrent_jobs, bool)
+                or not isinstance(max_concurrent_jobs, int)
+                or max_concurrent_jobs < 1
+            ):
+                raise ValueError(
+                    f"max_concurrent_jobs must be an int >= 1, got {max_concurrent_jobs!r}"
+                )
+            self.settings = dataclasses.replace(
+                self.settings, max_concurrent_jobs=max_concurrent_jobs
+            )
+            self._runtime.settings = self.settings
 
     # ---- registry ----------------------------------------------------------------------------
 

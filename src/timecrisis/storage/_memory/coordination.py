@@ -1,0 +1,74 @@
+"""Locks and worker rows of the in-memory store: the leader lease and the cluster roster.
+
+A lock is expired at `expires_at` itself (the same boundary as job leases): from that instant
+anyone may take it, and its holder can no longer renew it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from timecrisis.models import WorkerInfo
+from timecrisis.storage._common import new_id
+from timecrisis.storage._memory.rows import LockRow, WorkerRow
+from timecrisis.storage.base import LockInfo
+
+
+class LockTable:
+    def __init__(self) -> None:
+        self._locks: dict[str, LockRow] = {}
+
+    def acquire(self, name: str, owner: str, ttl: timedelta, now: datetime) -> str | None:
+        current = self._locks.get(name)
+        if current is not None and current.expires_at > now:
+            return None  # held, even by `owner` itself: locks are not re-entrant
+        token = new_id()
+        self._locks[name] = LockRow(owner, token, acquired_at=now, expires_at=now + ttl)
+        return token
+
+    def renew(self, name: str, token: str, ttl: timedelta, now: datetime) -> bool:
+        current = self._locks.get(name)
+        if current is None or current.token != token or current.expires_at <= now:
+            return False
+        current.expires_at = now + ttl
+        return True
+
+    def release(self, name: str, token: str) -> bool:
+        current = self._locks.get(name)
+        if current is None or current.token != token:
+            return False
+        del self._locks[name]
+        return True
+
+    def get(self, name: str, now: datetime) -> LockInfo | None:
+        current = self._locks.get(name)
+        if current is None or current.expires_at <= now:
+            return None
+        return LockInfo(name, current.owner, current.expires_at, current.acquired_at)
+
+
+class WorkerTable:
+    def __init__(self) -> None:
+        self._workers: dict[str, WorkerRow] = {}
+
+    def heartbeat(self, name: str, running: int, is_leader: bool, now: datetime) -> None:
+        row = self._workers.get(name)
+        if row is None:
+            self._workers[name] = WorkerRow(name, now, now, is_leader, running)
+            return
+        row.last_heartbeat = now
+        row.running = running
+        row.is_leader = is_leader
+
+    def remove(self, name: str) -> None:
+        self._workers.pop(name, None)
+
+    def sorted_by_name(self) -> list[WorkerInfo]:
+        return [self._workers[name].to_record() for name in sorted(self._workers)]
+
+    def prune(self, inactive_for: timedelta, now: datetime) -> list[str]:
+        cutoff = now - inactive_for
+        stale = sorted(name for name, row in self._workers.items() if row.last_heartbeat < cutoff)
+        for name in stale:
+            del self._workers[name]
+        return stale

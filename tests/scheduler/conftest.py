@@ -1,0 +1,65 @@
+"""Fixtures for end-to-end tests through the public API.
+
+Schedulers here use short intervals so loops turn over in milliseconds; waits are on real
+outcomes (`wait_for_job`, polled conditions with a generous limit), never fixed sleeps followed by a
+timed assert."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from timecrisis import InMemoryJobStorage, JobScheduler, JobStorage
+
+FAST: dict[str, Any] = {
+    "job_processing_interval": 0.05,
+    "job_scheduling_interval": 0.05,
+    "expired_job_check_interval": 0.05,
+    "worker_heartbeat_interval": 0.25,
+    "worker_inactive_check_interval": 0.1,
+    "leader_lock_ttl": 0.6,
+    "job_lock_ttl": 1.5,
+    "shutdown_timeout": 2,
+}
+
+
+class Payload(BaseModel):
+    n: int = 0
+    text: str = ""
+
+
+SchedulerFactory = Callable[..., JobScheduler]
+
+
+@pytest.fixture
+def store() -> InMemoryJobStorage:
+    return InMemoryJobStorage()
+
+
+@pytest.fixture
+async def make_scheduler() -> AsyncIterator[SchedulerFactory]:
+    """Builds schedulers with fast settings and stops every one of them at teardown."""
+    created: list[JobScheduler] = []
+
+    def factory(storage: JobStorage, **options: Any) -> JobScheduler:
+        scheduler = JobScheduler(storage, **{**FAST, **options})
+        created.append(scheduler)
+        return scheduler
+
+    yield factory
+    for scheduler in created:
+        await scheduler.stop(force=True)
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, every: float = 0.02
+) -> None:
+    """Wait until `condition()` is true; fail after `timeout` seconds (a safety net, not a
+    timing assertion: the outcome is what is checked)."""
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(every)

@@ -1,0 +1,225 @@
+"""Schedules end to end: interval, cron, exact, re-registration, overlap, one job per tick."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.scheduler.conftest import Payload, SchedulerFactory, eventually
+from timecrisis import (
+    InMemoryJobStorage,
+    InvalidScheduleError,
+    JobContext,
+    JobDefinitionNotFoundError,
+    JobValidationError,
+)
+
+
+async def test_an_interval_schedule_fires_repeatedly_and_stamps_its_jobs(
+    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(store)
+    fired: list[str] = []
+
+    @scheduler.job("tick", concurrency=None)
+    async def tick(data: Payload, ctx: JobContext) -> None:
+        fired.append(ctx.job_id)
+
+    async with scheduler:
+        schedule_id = await scheduler.schedule(
+            "ticker", "tick", {"n": 1}, schedule_type="interval", schedule_value="150ms"
+        )
+
+        async def three() -> bool:
+            return len(fired) >= 3
+
+        await eventually(three)
+    jobs = [await scheduler.get_job(job_id) for job_id in fired]
+    assert all(j is not None and j.scheduled_job_id == schedule_id for j in jobs)
+    schedule = await scheduler.get_scheduled_job("ticker")
+    assert schedule is not None and schedule.last_scheduled_at is not None
+
+
+async def test_a_six_field_cron_fires_every_second(
+    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(store)
+    fired: list[datetime] = []
+
+    @scheduler.job("cron", concurrency=None)
+    async def cron(data: Payload, ctx: JobContext) -> None:
+        fired.append(datetime.now(UTC))
+
+    async with scheduler:
+        await scheduler.schedule(
+            "every-second",
+            "cron",
+            {},
+            schedule_type="cron",
+            schedule_value="* * * * * *",
+            time_zone="Europe/Paris",
+        )
+
+        async def two() -> bool:
+            return len(fired) >= 2
+
+        await eventually(two)
+    assert fired[1] - fired[0] >= timedelta(seconds=0.5)
+
+
+async def test_an_exact_schedule_fires_once_then_is_disabled(
+    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(store)
+    fired: list[str] = []
+
+    @scheduler.job("once", concurrency=None)
+    async def once(data: Payload, ctx: JobContext) -> None:
+        fired.append(ctx.job_id)
+
+    at = (datetime.now(UTC) + timedelta(milliseconds=300)).isoformat()
+    async with scheduler:
+        await scheduler.schedule("one-shot", "once", {}, schedule_type="exact", schedule_value=at)
+
+        async def disabled() -> bool:
+            schedule = await scheduler.get_scheduled_job("one-shot")
+            return schedule is not None and not schedule.enabled and len(fired) == 1
+
+        await eventually(disabled)
+        await asyncio.sleep(0.3)
+    assert len(fired) == 1
+
+
+async def test_re_registering_an_unchanged_schedule_keeps_its_next_run(
+    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(store)
+
+    @scheduler.job("report", concurrency=None)
+    async def report(data: Payload, ctx: JobContext) -> None:
+        return None
+
+    first_id = await scheduler.schedule(
+        "nightly", "report", {"n": 1}, schedule_type="interval", schedule_value="1h"
+    )
+    first = await scheduler.get_scheduled_job("nightly")
+    await scheduler.disable_scheduled_job("nightly")
+    await asyncio.sleep(0.01)
+    again_id = await scheduler.schedule(
+        "nightly", "report", {"n": 1}, schedule_type="interval", schedule_value="1h"
+    )
+    again = await scheduler.get_scheduled_job("nightly")
+    assert first is not None and again is not None
+    assert again_id == first_id
+    assert again.next_run_at == first.next_run_at  # a restart never pushes an interval out
+    assert not again.enabled  # the flag is kept unless passed
+    changed_id = await scheduler.schedule(
+        "nightly",
+        "report",
+        {"n": 2},
+        schedule_type="interval",
+        schedule_value="1h",
+        enabled=True,
+    )
+    changed = await scheduler.get_scheduled_job("nightly")
+    assert changed is not None and changed_id == first_id
+    assert changed.enabled and changed.data == {"n": 2, "text": ""}
+    assert [s.name for s in await scheduler.list_scheduled_jobs()] == ["nightly"]
+    assert await scheduler.delete_scheduled_job("nightly")
+    assert await scheduler.get_scheduled_job("nightly") is None
+    assert not await scheduler.delete_scheduled_job("nightly")
+
+
+async def test_allow_overlap_false_skips_ticks_while_the_previous_job_runs(
+    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(store)
+    release = asyncio.Event()
+    started: list[str] = []
+
+    @scheduler.job("exclusive", concurrency=None)
+    async def exclusive(data: Payload, ctx: JobContext) -> None:
+        started.append(ctx.job_id)
+        await release.wait()
+
+    async with scheduler:
+        await scheduler.schedule(
+            "no-overlap",
+            "exclusive",
+            {},
+            schedule_type="interval",
+            schedule_value="50ms",
+            allow_overlap=False,
+        )
+
+        async def one() -> bool:
+            return len(started) == 1
+
+        await eventually(one)
+        await asyncio.sleep(0.4)  # ~8 ticks pass while the first job runs
+        assert len(started) == 1
+        assert len(await scheduler.list_jobs(type="exclusive")) == 1
+        release.set()
+
+        async def more() -> bool:
+            return len(started) >= 2
+
+        await eventually(more)
+
+
+async def test_two_nodes_fire_one_job_per_tick(
+    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    nodes = [make_scheduler(store, worker=f"node-{i}") for i in range(2)]
+    for node in nodes:
+
+        @node.job("tick", concurrency=None)
+        async def tick(data: Payload, ctx: JobContext) -> None:
+            return None
+
+        await node.start()
+    began = datetime.now(UTC)
+    await nodes[0].schedule("t", "tick", {}, schedule_type="interval", schedule_value="100ms")
+    await asyncio.sleep(1.0)
+    jobs = await nodes[0].list_jobs(type="tick", limit=1000)
+    elapsed = datetime.now(UTC) - began
+    assert len(jobs) >= 3
+    # Both nodes run the schedule loop; only the leader fires, and the store keys each job by
+    # (schedule, fire time): never more jobs than ticks that came due.
+    assert len(jobs) <= elapsed / timedelta(milliseconds=100) + 1
+
+
+async def test_bad_schedules_are_typed_errors_and_store_nothing(
+    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(store)
+
+    @scheduler.job("s", concurrency=None)
+    async def s(data: Payload, ctx: JobContext) -> None:
+        return None
+
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    bad = [
+        {"schedule_type": "cron", "schedule_value": "61 * * * *"},
+        {"schedule_type": "cron", "schedule_value": "* * *"},
+        {"schedule_type": "cron", "schedule_value": "0 0 30 2 *"},
+        {"schedule_type": "cron", "schedule_value": "0 * * * *", "time_zone": "Mars/Olympus"},
+        {"schedule_type": "interval", "schedule_value": "often"},
+        {"schedule_type": "interval", "schedule_value": "0s"},
+        {"schedule_type": "exact", "schedule_value": "tomorrow"},
+        {"schedule_type": "exact", "schedule_value": "2030-01-01T00:00:00"},  # naive
+        {"schedule_type": "exact", "schedule_value": past},
+        {"schedule_type": "weekly", "schedule_value": "monday"},
+    ]
+    for options in bad:
+        with pytest.raises(InvalidScheduleError):
+            await scheduler.schedule("bad", "s", {}, **options)  # type: ignore[arg-type]
+    with pytest.raises(JobValidationError):
+        await scheduler.schedule(
+            "bad", "s", {"n": "x"}, schedule_type="interval", schedule_value="1m"
+        )
+    with pytest.raises(JobDefinitionNotFoundError):
+        await scheduler.schedule("bad", "nope", {}, schedule_type="interval", schedule_value="1m")
+    assert await scheduler.list_scheduled_jobs() == []

@@ -1,0 +1,108 @@
+"""Worker rows: heartbeats, the roster, and pruning dead workers (whose jobs are then
+recovered at once)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.storage.factories import START, claim_one, get, insert, new_job, seconds
+from timecrisis.clock import ManualClock
+from timecrisis.models import JobStatus, WorkerInfo
+from timecrisis.storage.base import JobStorage
+
+
+async def test_a_first_heartbeat_registers_the_worker(storage: JobStorage) -> None:
+    await storage.heartbeat_worker("worker-1", running=3, is_leader=True)
+
+    assert await storage.list_workers() == [
+        WorkerInfo(
+            name="worker-1", first_seen=START, last_heartbeat=START, is_leader=True, running=3
+        )
+    ]
+
+
+async def test_a_heartbeat_updates_the_worker_and_keeps_first_seen(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    await storage.heartbeat_worker("worker-1", running=3, is_leader=True)
+    clock.advance(15)
+
+    await storage.heartbeat_worker("worker-1", running=0, is_leader=False)
+
+    [worker] = await storage.list_workers()
+    assert worker.first_seen == START
+    assert worker.last_heartbeat == START + seconds(15)
+    assert (worker.running, worker.is_leader) == (0, False)
+
+
+async def test_a_heartbeat_after_removal_registers_the_worker_again(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    await storage.heartbeat_worker("worker-1", running=0, is_leader=False)
+    await storage.remove_worker("worker-1")
+    assert await storage.list_workers() == []
+    clock.advance(30)
+
+    await storage.heartbeat_worker("worker-1", running=1, is_leader=False)
+
+    [worker] = await storage.list_workers()
+    assert worker.first_seen == START + seconds(30)
+
+
+async def test_workers_are_listed_by_name(storage: JobStorage) -> None:
+    for name in ("worker-c", "worker-a", "worker-b"):
+        await storage.heartbeat_worker(name, running=0, is_leader=False)
+
+    assert [w.name for w in await storage.list_workers()] == ["worker-a", "worker-b", "worker-c"]
+
+
+async def test_removing_an_unknown_worker_does_nothing(storage: JobStorage) -> None:
+    await storage.heartbeat_worker("worker-1", running=0, is_leader=False)
+
+    await storage.remove_worker("nobody")
+
+    assert [w.name for w in await storage.list_workers()] == ["worker-1"]
+
+
+async def test_prune_removes_only_workers_silent_for_longer_than_the_limit(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    await storage.heartbeat_worker("silent", running=0, is_leader=False)
+    await storage.heartbeat_worker("quiet", running=0, is_leader=False)
+    clock.advance(50)
+    await storage.heartbeat_worker("alive", running=0, is_leader=False)
+    await storage.heartbeat_worker("quiet", running=0, is_leader=False)
+    clock.advance(20)
+
+    removed = await storage.prune_workers(timedelta(seconds=60))
+
+    assert removed == ["silent"]
+    assert [w.name for w in await storage.list_workers()] == ["alive", "quiet"]
+
+
+async def test_prune_with_nobody_stale_removes_nothing(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    await storage.heartbeat_worker("worker-1", running=0, is_leader=False)
+    clock.advance(10)
+
+    assert await storage.prune_workers(timedelta(seconds=60)) == []
+
+
+async def test_pruning_a_worker_ends_its_leases_so_its_jobs_are_recovered_at_once(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    dead_job, live_job = await insert(storage, new_job(max_retries=1), new_job(max_retries=1))
+    await storage.heartbeat_worker("dead", running=1, is_leader=False)
+    await storage.heartbeat_worker("live", running=1, is_leader=False)
+    await claim_one(storage, worker="dead", lease_ttl=timedelta(hours=1))
+    await claim_one(storage, worker="live", lease_ttl=timedelta(hours=1))
+    clock.advance(120)
+    await storage.heartbeat_worker("live", running=1, is_leader=False)
+
+    assert await storage.prune_workers(timedelta(seconds=60)) == ["dead"]
+    recovered = await storage.recover_expired_leases()
+
+    assert [o.job.id for o in recovered] == [dead_job]
+    assert (await get(storage, dead_job)).status is JobStatus.PENDING
+    assert (await get(storage, live_job)).status is JobStatus.RUNNING

@@ -1,0 +1,55 @@
+"""The names users and acceptance checks import (DESIGN §1) stay importable from the root."""
+
+from __future__ import annotations
+
+import inspect
+
+import timecrisis
+
+DESIGN_NAMES = {
+    "JobScheduler", "JobContext", "JobDefinition", "InMemoryJobStorage", "SQLiteJobStorage",
+    "PostgresJobStorage", "storage_from_url", "preview_schedule", "JobStorage",
+    "Job", "JobRun", "JobLog", "ScheduledJob", "WorkerInfo", "JobStatus", "RunStatus",
+    "Metrics", "TypeMetrics",
+    "TimeCrisisError", "JobDefinitionNotFoundError", "JobAlreadyRegisteredError",
+    "DistributedLockError", "JobValidationError", "InvalidScheduleError", "InvalidDurationError",
+    "StorageError", "NonRetryableError",
+}  # fmt: skip
+
+
+def test_every_design_name_is_exported() -> None:
+    assert set(timecrisis.__all__) >= DESIGN_NAMES
+    for name in timecrisis.__all__:
+        assert getattr(timecrisis, name) is not None, name
+
+
+def test_all_errors_derive_from_the_base_and_input_errors_are_value_errors() -> None:
+    for name in ("JobValidationError", "InvalidScheduleError", "InvalidDurationError"):
+        error = getattr(timecrisis, name)
+        assert issubclass(error, timecrisis.TimeCrisisError)
+        assert issubclass(error, ValueError)
+    for name in timecrisis.__all__:
+        value = getattr(timecrisis, name)
+        if inspect.isclass(value) and issubclass(value, Exception):
+            assert issubclass(value, timecrisis.TimeCrisisError), name
+
+
+def test_the_scheduler_defaults_are_the_documented_ones() -> None:
+    params = inspect.signature(timecrisis.JobScheduler).parameters
+    expected = {
+        "max_concurrent_jobs": 20, "job_lock_ttl": 60, "leader_lock_ttl": 30,
+        "job_processing_interval": 5, "job_scheduling_interval": 60,
+        "expired_job_check_interval": 60, "worker_heartbeat_interval": 15,
+        "worker_inactive_check_interval": 60, "shutdown_timeout": 15,
+        "scheduled_job_max_stale_age": 3600, "job_retention": "30d",
+    }  # fmt: skip
+    assert {name: params[name].default for name in expected} == expected
+
+
+def test_job_status_values() -> None:
+    assert [s.value for s in timecrisis.JobStatus] == [
+        "pending", "running", "completed", "failed", "canceled"
+    ]  # fmt: skip
+    assert [s.value for s in timecrisis.RunStatus] == [
+        "running", "completed", "failed", "released"
+    ]  # fmt: skip
