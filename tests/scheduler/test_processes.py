@@ -22,13 +22,15 @@ pytestmark = pytest.mark.chaos
 
 def _spawn(db: pathlib.Path, markers: pathlib.Path, worker: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TC_DB": str(db), "TC_MARKERS": str(markers), "TC_WORKER": worker}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.scheduler.worker_app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # stderr goes to a file, not a pipe: a killed child must not leave a pipe to close.
+    with (markers / f"{worker}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.scheduler.worker_app"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 def _wait_for(path: pathlib.Path, timeout: float = 30) -> None:
@@ -96,12 +98,12 @@ async def test_run_stops_gracefully_on_sigterm(tmp_path: pathlib.Path) -> None:
     try:
         _wait_for(markers / "graceful-started")
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, stderr.decode()
+    assert proc.returncode == 0, (markers / "graceful-worker.log").read_text()
     assert (markers / "graceful-finished").exists()
     job = await producer.get_job(job_id)
     await producer.close()

@@ -22,7 +22,8 @@ class Step(BaseModel):
 MARKERS = pathlib.Path(os.environ.get("TC_MARKERS", "."))
 
 scheduler = JobScheduler(
-    SQLiteJobStorage(os.environ["TC_DB"]),
+    # The tests import this module for its definitions only; nothing opens the file then.
+    SQLiteJobStorage(os.environ.get("TC_DB", "worker-app.db")),
     worker=os.environ.get("TC_WORKER", "proc"),
     job_lock_ttl=2,
     leader_lock_ttl=1,
