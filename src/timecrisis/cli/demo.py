@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from datetime import UTC, datetime
@@ -96,11 +97,11 @@ def build_scheduler(db: Path) -> JobScheduler:
 def _jobs_table(jobs: list[Job], remaining: float) -> Table:
     table = Table(title=f"timecrisis demo: worker running, {remaining:4.1f}s left", expand=True)
     table.add_column("job id", no_wrap=True)
-    table.add_column("type")
-    table.add_column("status")
-    table.add_column("attempts", justify="right")
-    table.add_column("progress", justify="right")
-    table.add_column("result / last error", overflow="fold")
+    table.add_column("type", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("try", justify="right", no_wrap=True)
+    table.add_column("progress", justify="right", no_wrap=True)
+    table.add_column("result / last error", no_wrap=True, overflow="ellipsis", ratio=1)
     for job in jobs:
         style = _STATUS_STYLE[job.status]
         detail = job.fail_reason if job.status == JobStatus.FAILED else job.result
@@ -112,7 +113,7 @@ def _jobs_table(jobs: list[Job], remaining: float) -> Table:
             f"[{style}]{job.status.value}[/]",
             str(job.attempts),
             f"{job.progress:.0f}%",
-            "" if detail is None else str(detail),
+            "" if detail is None else json.dumps(detail) if not isinstance(detail, str) else detail,
         )
     return table
 
@@ -205,5 +206,6 @@ def demo(db: Path, duration: float) -> None:
     logging.getLogger("timecrisis").propagate = False
     console.print(f"[bold]timecrisis demo[/] on [cyan]{db}[/] for {duration:.0f}s")
     metrics = asyncio.run(run_demo(db, duration, console))
+    console.print()
     console.print(metrics_table(metrics))
     console.print("[green]demo finished[/]")
