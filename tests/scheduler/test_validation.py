@@ -46,8 +46,8 @@ def scheduler(store: InMemoryJobStorage, make_scheduler: SchedulerFactory) -> Jo
         ({"delay": "soon"}, InvalidDurationError),
         ({"delay": -1}, InvalidDurationError),
         ({"expires_in": "1x"}, InvalidDurationError),
-        ({"run_at": datetime(2030, 1, 1)}, JobValidationError),  # noqa: DTZ001 - naive on purpose
-        ({"expires_at": datetime(2030, 1, 1)}, JobValidationError),  # noqa: DTZ001
+        ({"run_at": datetime(2030, 1, 1)}, JobValidationError),
+        ({"expires_at": datetime(2030, 1, 1)}, JobValidationError),
         ({"run_at": "2030-01-01"}, JobValidationError),
         ({"delay": 1, "run_at": datetime.now().astimezone()}, JobValidationError),
         ({"entity_id": 5}, JobValidationError),
