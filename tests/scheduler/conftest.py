@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from timecrisis import InMemoryJobStorage, JobScheduler, JobStorage
+from timecrisis import InMemoryJobStorage, JobScheduler, JobStorage, SQLiteJobStorage
 
 FAST: dict[str, Any] = {
     "job_processing_interval": 0.05,
@@ -35,9 +36,16 @@ class Payload(BaseModel):
 SchedulerFactory = Callable[..., JobScheduler]
 
 
-@pytest.fixture
-def store() -> InMemoryJobStorage:
-    return InMemoryJobStorage()
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStorage]:
+    """Every end-to-end test runs on the reference store and on the embedded default."""
+    storage: JobStorage
+    if request.param == "memory":
+        storage = InMemoryJobStorage()
+    else:
+        storage = SQLiteJobStorage(tmp_path / "jobs.db")
+    yield storage
+    await storage.close()
 
 
 @pytest.fixture

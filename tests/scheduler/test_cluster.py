@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.scheduler.conftest import Payload, SchedulerFactory, eventually
 from timecrisis import InMemoryJobStorage, JobContext, JobDefinition, JobScheduler, JobStatus
-from timecrisis.storage.base import ClaimParams
+from timecrisis.storage.base import ClaimParams, JobStorage
 
 
 def _register(scheduler: JobScheduler, job_type: str, handle: Any, concurrency: int | None) -> None:
@@ -20,7 +20,7 @@ def _register(scheduler: JobScheduler, job_type: str, handle: Any, concurrency: 
 
 
 async def test_three_schedulers_on_one_store_run_every_job_exactly_once(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     calls: Counter[int] = Counter()
 
@@ -47,7 +47,7 @@ async def test_three_schedulers_on_one_store_run_every_job_exactly_once(
 
 
 async def test_a_per_type_limit_holds_across_three_nodes(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     running = 0
     peak = 0
@@ -79,7 +79,7 @@ async def test_a_per_type_limit_holds_across_three_nodes(
 
 
 async def test_exactly_one_leader_and_another_takes_over_when_it_stops(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     events: list[tuple[str, str]] = []
 
@@ -158,7 +158,7 @@ async def test_a_storage_error_while_leading_steps_down_and_the_node_carries_on(
 
 
 async def test_the_leader_takes_back_the_jobs_of_a_dead_worker(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     failed: list[str] = []
     node = make_scheduler(
@@ -196,7 +196,7 @@ async def test_the_leader_takes_back_the_jobs_of_a_dead_worker(
 
 
 async def test_a_heartbeat_registers_a_worker_again_after_its_row_vanished(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     node = make_scheduler(store, worker="phoenix")
     await node.start()

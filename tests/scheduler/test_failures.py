@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 from tests.scheduler.conftest import Payload, SchedulerFactory, eventually
 from timecrisis import (
-    InMemoryJobStorage,
     Job,
     JobContext,
     JobExpiredError,
@@ -17,10 +16,11 @@ from timecrisis import (
     NonRetryableError,
     RunStatus,
 )
+from timecrisis.storage.base import JobStorage
 
 
 async def test_max_retries_n_means_n_plus_one_attempts_then_the_dead_letter_queue(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     failures: list[tuple[int, str]] = []
 
@@ -54,7 +54,7 @@ async def test_max_retries_n_means_n_plus_one_attempts_then_the_dead_letter_queu
 
 
 async def test_a_retry_waits_for_its_backoff(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     starts: list[datetime] = []
@@ -72,7 +72,7 @@ async def test_a_retry_waits_for_its_backoff(
 
 
 async def test_enqueue_options_override_the_definitions_retry_defaults(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     calls = 0
@@ -91,7 +91,7 @@ async def test_enqueue_options_override_the_definitions_retry_defaults(
 
 
 async def test_non_retryable_error_fails_at_once(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     calls = 0
@@ -110,7 +110,7 @@ async def test_non_retryable_error_fails_at_once(
 
 
 async def test_a_handler_past_its_timeout_fails_the_attempt(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     errors: list[BaseException] = []
     scheduler = make_scheduler(store, on_job_failed=lambda job, error: errors.append(error))
@@ -128,7 +128,7 @@ async def test_a_handler_past_its_timeout_fails_the_attempt(
 
 
 async def test_a_handler_raising_timeout_error_itself_is_not_mistaken_for_the_timeout(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
 
@@ -142,7 +142,7 @@ async def test_a_handler_raising_timeout_error_itself_is_not_mistaken_for_the_ti
 
 
 async def test_an_expired_job_never_starts_and_fails_with_a_reason(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     errors: list[BaseException] = []
     scheduler = make_scheduler(store, on_job_failed=lambda job, error: errors.append(error))
@@ -165,7 +165,7 @@ async def test_an_expired_job_never_starts_and_fails_with_a_reason(
 
 
 async def test_cancel_a_pending_job_and_it_never_runs(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
 
@@ -185,7 +185,7 @@ async def test_cancel_a_pending_job_and_it_never_runs(
 
 
 async def test_cancel_a_running_job_sets_is_cancelled_and_it_ends_canceled(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     started = asyncio.Event()
@@ -207,7 +207,7 @@ async def test_cancel_a_running_job_sets_is_cancelled_and_it_ends_canceled(
 
 
 async def test_retry_job_puts_a_dead_letter_back_with_a_fresh_set_of_attempts(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     healthy = False
@@ -239,7 +239,7 @@ async def test_retry_job_puts_a_dead_letter_back_with_a_fresh_set_of_attempts(
 
 
 async def test_a_payload_that_no_longer_matches_the_schema_fails_without_retrying(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     from timecrisis.storage.base import NewJob
 
@@ -262,7 +262,7 @@ async def test_a_payload_that_no_longer_matches_the_schema_fails_without_retryin
 
 
 async def test_purge_jobs_deletes_finished_jobs_only(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
 

@@ -8,11 +8,12 @@ import time
 import pytest
 
 from tests.scheduler.conftest import Payload, SchedulerFactory
-from timecrisis import InMemoryJobStorage, JobContext, JobStatus, RunStatus
+from timecrisis import JobContext, JobStatus, RunStatus
+from timecrisis.storage.base import JobStorage
 
 
 async def test_stop_waits_for_a_running_job_and_sets_is_shutting_down(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store, shutdown_timeout=10)
     started = asyncio.Event()
@@ -38,7 +39,7 @@ async def test_stop_waits_for_a_running_job_and_sets_is_shutting_down(
 
 
 async def test_stop_releases_a_job_that_outlives_shutdown_timeout_without_charging_it(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store, shutdown_timeout=0.2)
     started = asyncio.Event()
@@ -61,7 +62,7 @@ async def test_stop_releases_a_job_that_outlives_shutdown_timeout_without_chargi
 
 
 async def test_force_stop_releases_at_once(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store, shutdown_timeout=30)
     started = asyncio.Event()
@@ -82,7 +83,7 @@ async def test_force_stop_releases_at_once(
 
 
 async def test_a_stopped_scheduler_starts_again_and_runs_released_jobs(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store, shutdown_timeout=0.1)
     first_run = asyncio.Event()
@@ -107,9 +108,7 @@ async def test_a_stopped_scheduler_starts_again_and_runs_released_jobs(
     assert runs == [1, 1]  # the released attempt was given back
 
 
-async def test_start_twice_is_an_error(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
-) -> None:
+async def test_start_twice_is_an_error(store: JobStorage, make_scheduler: SchedulerFactory) -> None:
     scheduler = make_scheduler(store)
     await scheduler.start()
     with pytest.raises(RuntimeError, match="already running"):
@@ -118,7 +117,7 @@ async def test_start_twice_is_an_error(
 
 
 async def test_the_read_api_works_before_start_and_after_stop(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
 

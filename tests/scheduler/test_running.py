@@ -11,13 +11,13 @@ from pydantic import BaseModel
 
 from tests.scheduler.conftest import Payload, SchedulerFactory
 from timecrisis import (
-    InMemoryJobStorage,
     Job,
     JobContext,
     JobDefinition,
     JobStatus,
     RunStatus,
 )
+from timecrisis.storage.base import JobStorage
 
 
 class Email(BaseModel):
@@ -31,7 +31,7 @@ class Result(BaseModel):
 
 
 async def test_an_async_handler_runs_and_its_model_result_is_stored(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     seen: list[tuple[Email, int, str]] = []
@@ -67,7 +67,7 @@ async def test_an_async_handler_runs_and_its_model_result_is_stored(
 
 
 async def test_a_plain_def_handler_runs_in_a_worker_thread_with_sync_context_calls(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     threads: list[str] = []
@@ -93,7 +93,7 @@ async def test_a_plain_def_handler_runs_in_a_worker_thread_with_sync_context_cal
 
 
 async def test_hooks_fire_once_per_event_and_a_raising_hook_breaks_nothing(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     events: list[tuple[str, str, JobStatus]] = []
 
@@ -133,7 +133,7 @@ async def test_hooks_fire_once_per_event_and_a_raising_hook_breaks_nothing(
 
 
 async def test_higher_priority_runs_first_then_enqueue_order(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store, max_concurrent_jobs=1)
     order: list[int] = []
@@ -157,7 +157,7 @@ async def test_higher_priority_runs_first_then_enqueue_order(
 
 
 async def test_an_enqueue_wakes_an_idle_worker_without_waiting_for_the_poll_interval(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     # With an hour-long poll interval, only the wake-up can start the job.
     scheduler = make_scheduler(store, job_processing_interval=3600)
@@ -173,7 +173,7 @@ async def test_an_enqueue_wakes_an_idle_worker_without_waiting_for_the_poll_inte
 
 
 async def test_a_producer_without_start_enqueues_for_a_worker_elsewhere(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     producer = make_scheduler(store, worker="web")
     worker = make_scheduler(store, worker="worker")
@@ -196,7 +196,7 @@ async def test_a_producer_without_start_enqueues_for_a_worker_elsewhere(
 
 
 async def test_delay_and_run_at_hold_a_job_back_until_its_time(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     started: dict[int, datetime] = {}
@@ -216,7 +216,7 @@ async def test_delay_and_run_at_hold_a_job_back_until_its_time(
 
 
 async def test_unique_key_returns_the_holders_id_while_it_is_pending(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
 
@@ -237,7 +237,7 @@ async def test_unique_key_returns_the_holders_id_while_it_is_pending(
 
 
 async def test_enqueue_many_inserts_every_job_and_returns_ids_in_order(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
 
@@ -253,7 +253,7 @@ async def test_enqueue_many_inserts_every_job_and_returns_ids_in_order(
 
 
 async def test_a_non_serializable_result_is_dropped_and_the_job_still_completes(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
 
@@ -268,7 +268,7 @@ async def test_a_non_serializable_result_is_dropped_and_the_job_still_completes(
 
 
 async def test_global_concurrency_caps_handlers_running_at_once_in_a_worker(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store, max_concurrent_jobs=3)
     running = 0
@@ -290,7 +290,7 @@ async def test_global_concurrency_caps_handlers_running_at_once_in_a_worker(
 
 
 async def test_metrics_count_jobs_by_status_and_type(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
 

@@ -9,16 +9,16 @@ import pytest
 
 from tests.scheduler.conftest import Payload, SchedulerFactory, eventually
 from timecrisis import (
-    InMemoryJobStorage,
     InvalidScheduleError,
     JobContext,
     JobDefinitionNotFoundError,
     JobValidationError,
 )
+from timecrisis.storage.base import JobStorage
 
 
 async def test_an_interval_schedule_fires_repeatedly_and_stamps_its_jobs(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     fired: list[str] = []
@@ -43,7 +43,7 @@ async def test_an_interval_schedule_fires_repeatedly_and_stamps_its_jobs(
 
 
 async def test_a_six_field_cron_fires_every_second(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     fired: list[datetime] = []
@@ -70,7 +70,7 @@ async def test_a_six_field_cron_fires_every_second(
 
 
 async def test_an_exact_schedule_fires_once_then_is_disabled(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     fired: list[str] = []
@@ -93,7 +93,7 @@ async def test_an_exact_schedule_fires_once_then_is_disabled(
 
 
 async def test_re_registering_an_unchanged_schedule_keeps_its_next_run(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
 
@@ -133,7 +133,7 @@ async def test_re_registering_an_unchanged_schedule_keeps_its_next_run(
 
 
 async def test_allow_overlap_false_skips_ticks_while_the_previous_job_runs(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
     release = asyncio.Event()
@@ -170,7 +170,7 @@ async def test_allow_overlap_false_skips_ticks_while_the_previous_job_runs(
 
 
 async def test_two_nodes_fire_one_job_per_tick(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     nodes = [make_scheduler(store, worker=f"node-{i}") for i in range(2)]
     for node in nodes:
@@ -192,7 +192,7 @@ async def test_two_nodes_fire_one_job_per_tick(
 
 
 async def test_bad_schedules_are_typed_errors_and_store_nothing(
-    store: InMemoryJobStorage, make_scheduler: SchedulerFactory
+    store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
     scheduler = make_scheduler(store)
 

@@ -22,10 +22,11 @@ from timecrisis import (
     TimeCrisisError,
     storage_from_url,
 )
+from timecrisis.storage.base import JobStorage
 
 
 @pytest.fixture
-def scheduler(store: InMemoryJobStorage, make_scheduler: SchedulerFactory) -> JobScheduler:
+def scheduler(store: JobStorage, make_scheduler: SchedulerFactory) -> JobScheduler:
     scheduler = make_scheduler(store)
 
     @scheduler.job("typed", concurrency=None)
@@ -96,7 +97,7 @@ async def test_registering_a_type_twice_is_an_error(scheduler: JobScheduler) -> 
 
 
 def test_the_decorator_needs_a_model_annotation_or_an_explicit_schema(
-    store: InMemoryJobStorage,
+    store: JobStorage,
 ) -> None:
     scheduler = JobScheduler(store)
     with pytest.raises(TypeError, match="pydantic model"):
@@ -147,9 +148,7 @@ def test_a_bad_job_definition_is_refused(fields: dict[str, object]) -> None:
         {"worker": ""},
     ],
 )
-def test_bad_scheduler_options_are_refused(
-    store: InMemoryJobStorage, options: dict[str, object]
-) -> None:
+def test_bad_scheduler_options_are_refused(store: JobStorage, options: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         JobScheduler(store, **options)  # type: ignore[arg-type]
 
