@@ -1,44 +1,62 @@
 """When schedules fire: cron (in an IANA time zone, with Debian cron's DST rules), interval, exact.
 
-- **cron**: 5 fields, or 6 with seconds first. Evaluated with `cronsim`, which follows Debian
-  cron around DST transitions for 5-field expressions: a fixed local time skipped by
-  spring-forward fires once right after the gap (02:30 → 03:00), a fixed time in the repeated
-  fall-back hour fires once (the first), and wildcard or step fields keep real intervals
-  (`*/30 * * * *` fires at both 01:30s of a fall-back night). `time_zone=None` means UTC.
-- **interval**: a duration (`'5m'`, `'500ms'`); first fire one interval after registration, then
-  at a fixed rate on the grid `first + k * interval`, so slow ticks never make the schedule drift.
-- **exact**: an ISO-8601 datetime with an offset; fires once, then the schedule is disabled.
+- **cron**: 5 fields, or 6 with seconds first, evaluated in `time_zone` (None means UTC). A fixed
+  local time skipped by a spring-forward shift fires once right after the gap (02:30 → 03:00), a
+  fixed time in a repeated fall-back hour fires once (the first pass), and expressions whose
+  minute or hour field starts with `*` keep real intervals (`*/30 * * * *` fires at both 01:30s of
+  a fall-back night). The zone arithmetic lives in `timecrisis._cron`.
+- **interval**: a duration string (`'5m'`, `'500ms'`). The first fire is one interval after
+  registration, then the schedule keeps a fixed rate on the grid `first + k * interval`, so a slow
+  tick or a restart never makes it drift. `time_zone` is stored but plays no part.
+- **exact**: an ISO-8601 datetime with an offset (`'2030-01-01T09:00:00+01:00'`, or `Z`); it fires
+  once, then the schedule is disabled. The offset in the value decides the instant.
 
-Missed ticks (the scheduler was down, or no node led): ticks older than the scheduler's
-`scheduled_job_max_stale_age` are skipped; among the newer ones only the most recent fires, once
-(`plan_tick`). Every result is an aware datetime in UTC.
+Missed ticks (the scheduler was down, or no node led): `plan_tick` skips ticks older than the
+scheduler's `scheduled_job_max_stale_age`, and fires only the most recent of the newer ones, once.
+
+Every function here is pure: the caller passes the time (the store's clock), and every returned
+datetime is aware and in UTC.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime, timedelta, tzinfo
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from cronsim import CronSim, CronSimError
-
+from timecrisis._cron import CronRule, parse_cron
 from timecrisis.durations import parse_positive_duration
 from timecrisis.errors import InvalidDurationError, InvalidScheduleError
 from timecrisis.models import ScheduleType
 
+__all__ = [
+    "SCHEDULE_TYPES",
+    "ParsedSchedule",
+    "TickPlan",
+    "parse_schedule",
+    "plan_tick",
+    "preview_schedule",
+    "validate_not_past",
+]
+
 SCHEDULE_TYPES: tuple[ScheduleType, ...] = ("cron", "interval", "exact")
 
-# A valid cron fires at least once in any 28-year span (the Gregorian calendar's weekday cycle
-# for a given date repeats every 28 years between century exceptions, and Feb 29 recurs within
-# 8 years), so an expression with no fire time in that horizon can never fire.
-_NEVER_HORIZON = timedelta(days=366 * 28)
+# Zone names that exist on disk but are not IANA zones: they name the host's own zone, which
+# differs between the nodes of a cluster.
+_HOST_ZONE_ALIASES = frozenset({"localtime", "posixrules"})
 
 
 @dataclass(frozen=True, slots=True)
 class TickPlan:
-    """What to do with a due schedule: fire `fire_at` (None: skip, everything due is stale),
-    then wait for `next_run_at` (None: finished), disabling the schedule if `disable`."""
+    """What to do with a schedule whose `next_run_at` is due.
+
+    - `fire_at`: the tick to fire now (it keys the job, so a tick fires at most once), or None
+      when every due tick is older than the stale age and is skipped;
+    - `next_run_at`: the first tick strictly after now, to store; None when there is none (an
+      exact schedule, or a calendar that has run out);
+    - `disable`: the schedule is finished (an exact time that has passed, fired or skipped).
+    """
 
     fire_at: datetime | None
     next_run_at: datetime | None
@@ -47,106 +65,121 @@ class TickPlan:
 
 @dataclass(frozen=True, slots=True)
 class ParsedSchedule:
-    """A validated schedule. Build it with `parse_schedule`."""
+    """A validated schedule; build it with `parse_schedule`.
+
+    `schedule_value` is normalized (surrounding whitespace dropped, cron fields single-spaced);
+    store it as is. Exactly one of `cron`, `interval` and `instant` is set, by `schedule_type`.
+    """
 
     schedule_type: ScheduleType
     schedule_value: str
     time_zone: str | None
+    cron: CronRule | None = None
     interval: timedelta | None = None
     instant: datetime | None = None
-    zone: ZoneInfo | None = None
 
     def next_fire_after(self, after: datetime) -> datetime | None:
-        """The first fire time strictly after `after` (None: an exact time not after it).
-        For an interval this is `after + interval`: use `plan_tick` to stay on a fixed grid."""
+        """The first fire time strictly after `after` (aware; returned in UTC).
+
+        None for an exact time that is not after `after`. For an interval this is
+        `after + interval`: pass the previous due time to stay on the fixed-rate grid.
+        Raises `InvalidScheduleError` if `after` is naive.
+        """
         after = _aware_utc(after, "after")
-        if self.schedule_type == "exact":
-            assert self.instant is not None
-            return self.instant if self.instant > after else None
-        if self.schedule_type == "interval":
-            assert self.interval is not None
-            return after + self.interval
-        return _cron_next(self.schedule_value, self._zone(), after)
+        if self.cron is not None:
+            return self.cron.next_after(after)
+        if self.interval is not None:
+            return _shifted(after, self.interval)
+        assert self.instant is not None
+        return self.instant if self.instant > after else None
 
     def first_fire(self, registered_at: datetime) -> datetime | None:
-        """The first fire time of a schedule registered at `registered_at`."""
-        if self.schedule_type == "exact":
+        """The first fire time of a schedule registered at `registered_at`: one interval later
+        for an interval, the next cron tick strictly after it, the instant of an exact time."""
+        if self.instant is not None:
             return self.instant
         return self.next_fire_after(registered_at)
-
-    def _zone(self) -> ZoneInfo:
-        return self.zone or ZoneInfo("UTC")
 
 
 def parse_schedule(
     schedule_type: str, schedule_value: str, time_zone: str | None = None
 ) -> ParsedSchedule:
-    """Validate a schedule; raise `InvalidScheduleError` saying what is wrong."""
+    """Validate a schedule and return it parsed; raise `InvalidScheduleError` saying what is wrong.
+
+    Refused: an unknown `schedule_type`; an empty or non-string value; a cron with the wrong
+    number of fields, a bad field, or no fire time at all (`0 0 30 2 *`); an unknown or
+    host-specific zone name (`time_zone` is checked for every type, since it is stored); an
+    interval that is not a positive duration; an exact time that is not ISO-8601 or has no
+    offset. An exact time in the past is refused later, by `validate_not_past`, against the
+    store's clock.
+    """
     if schedule_type not in SCHEDULE_TYPES:
         raise InvalidScheduleError(
             f"schedule_type must be one of {', '.join(SCHEDULE_TYPES)}, got {schedule_type!r}"
         )
-    if not isinstance(schedule_value, str) or not schedule_value.strip():
+    if not isinstance(schedule_value, str):
         raise InvalidScheduleError(
-            f"schedule_value must be a non-empty string, got {schedule_value!r}"
+            "schedule_value must be a string (an interval too: '5m', '500ms'), "
+            f"got {type(schedule_value).__name__} {schedule_value!r}"
         )
-    zone = _zone(time_zone)
     value = schedule_value.strip()
+    if not value:
+        raise InvalidScheduleError(f"schedule_value must not be empty, got {schedule_value!r}")
+    zone = _zone(time_zone)
+    if schedule_type == "cron":
+        cron = parse_cron(value, zone)
+        return ParsedSchedule("cron", cron.expression, time_zone, cron=cron)
     if schedule_type == "interval":
-        try:
-            interval = parse_positive_duration(value)
-        except InvalidDurationError as exc:
-            raise InvalidScheduleError(f"invalid interval {value!r}: {exc}") from exc
-        return ParsedSchedule("interval", value, time_zone, interval=interval, zone=zone)
-    if schedule_type == "exact":
-        return ParsedSchedule("exact", value, time_zone, instant=_exact(value), zone=zone)
-    expression = " ".join(value.split())
-    fields = len(expression.split(" "))
-    if fields not in (5, 6):
-        raise InvalidScheduleError(
-            f"a cron expression has 5 fields (or 6 with seconds first), got {fields}: {value!r}"
-        )
-    parsed = ParsedSchedule("cron", expression, time_zone, zone=zone)
-    probe = datetime(2000, 1, 1, tzinfo=UTC)
-    try:
-        first = _cron_next(expression, parsed._zone(), probe)
-    except CronSimError as exc:
-        raise InvalidScheduleError(f"invalid cron expression {value!r}: {exc}") from exc
-    if first is None or first - probe > _NEVER_HORIZON:
-        raise InvalidScheduleError(f"the cron expression {value!r} can never fire")
-    return parsed
+        return ParsedSchedule("interval", value, time_zone, interval=_interval(value))
+    return ParsedSchedule("exact", value, time_zone, instant=_exact(value))
 
 
 def validate_not_past(parsed: ParsedSchedule, now: datetime) -> None:
-    """An exact schedule must not be in the past (checked against the store's clock)."""
-    if parsed.schedule_type == "exact" and parsed.instant is not None and parsed.instant < now:
+    """Refuse an exact schedule whose instant is before `now` (the store's clock).
+
+    An instant equal to `now` is accepted: it is due at once. Other types always pass.
+    """
+    now = _aware_utc(now, "now")
+    if parsed.instant is not None and parsed.instant < now:
         raise InvalidScheduleError(
-            f"the exact time {parsed.schedule_value} is in the past (now is {now.isoformat()})"
+            f"the exact time {parsed.schedule_value!r} is in the past (now is {now.isoformat()})"
         )
 
 
 def plan_tick(
     parsed: ParsedSchedule, due_at: datetime, now: datetime, max_stale_age: timedelta
 ) -> TickPlan:
-    """Decide what a schedule due at `due_at` (<= `now`) does now: fire its most recent due tick
-    once, unless that tick is older than `max_stale_age`; then move to the first tick after now.
-    Constant work however long the scheduler was down."""
+    """Decide what a schedule whose stored `next_run_at` is `due_at` (<= `now`) does at `now`.
+
+    The due ticks are `due_at` and every later tick up to `now`. Only the most recent of them
+    fires, once (a backlog never becomes a storm), and only if it is at most `max_stale_age`
+    old; the rest are skipped. An interval stays on its grid `due_at + k * interval`. The work
+    is constant however long the scheduler was down: intervals use arithmetic, crons one
+    backward step from `now`.
+
+    An exact schedule fires `due_at` unless stale, and is disabled either way. A `due_at` after
+    `now` (not due yet) plans nothing and keeps `due_at`.
+    """
     due_at = _aware_utc(due_at, "due_at")
     now = _aware_utc(now, "now")
-    if parsed.schedule_type == "exact":
-        fire = due_at if now - due_at <= max_stale_age else None
-        return TickPlan(fire, None, True)
-    if parsed.schedule_type == "interval":
-        assert parsed.interval is not None
-        steps = max(0, math.floor((now - due_at) / parsed.interval))
-        latest = due_at + steps * parsed.interval
-        next_run: datetime | None = latest + parsed.interval
+    if due_at > now:
+        return TickPlan(fire_at=None, next_run_at=due_at, disable=False)
+    if parsed.instant is not None:
+        return TickPlan(_fresh(due_at, now, max_stale_age), next_run_at=None, disable=True)
+    if parsed.interval is not None:
+        # Integer arithmetic on microseconds: exact for a 1ms interval after years of downtime.
+        latest = due_at + (now - due_at) // parsed.interval * parsed.interval
+        next_run_at = _shifted(latest, parsed.interval)
     else:
-        found = _cron_latest_at_or_before(parsed.schedule_value, parsed._zone(), now)
+        assert parsed.cron is not None
+        # `due_at` is a tick that was promised even if it is off the current grid (the zone
+        # database may have changed since), so it counts when no grid tick is more recent.
+        found = parsed.cron.latest_at_or_before(now)
         latest = due_at if found is None else max(found, due_at)
-        next_run = _cron_next(parsed.schedule_value, parsed._zone(), now)
-    fire = latest if now - latest <= max_stale_age else None
-    return TickPlan(fire, next_run, False)
+        next_run_at = parsed.cron.next_after(now)
+    return TickPlan(
+        _fresh(latest, now, max_stale_age), next_run_at=next_run_at, disable=next_run_at is None
+    )
 
 
 def preview_schedule(
@@ -157,33 +190,60 @@ def preview_schedule(
     after: datetime | None = None,
     count: int = 5,
 ) -> list[datetime]:
-    """The next `count` fire times after `after` (default: now), as the scheduler fires them
-    for a schedule registered at `after`. Raises `InvalidScheduleError` for bad input."""
+    """The next `count` fire times (aware, UTC) of a schedule registered at `after` (default:
+    now), exactly as the scheduler fires them when it is running.
+
+    An interval gives `after + interval`, `after + 2 * interval`, ...; an exact time gives one
+    instant, or none if it is not after `after`. Raises `InvalidScheduleError` for a bad
+    schedule, a naive `after`, or a `count` that is not an int >= 1.
+    """
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise InvalidScheduleError(f"count must be an int >= 1, got {count!r}")
-    if after is not None and (not isinstance(after, datetime) or after.tzinfo is None):
-        raise InvalidScheduleError(f"after must be a timezone-aware datetime, got {after!r}")
+    if after is not None and not isinstance(after, datetime):
+        raise InvalidScheduleError(f"after must be a datetime, got {after!r}")
+    start = datetime.now(UTC) if after is None else _aware_utc(after, "after")
     parsed = parse_schedule(schedule_type, schedule_value, time_zone)
-    start = (after or datetime.now(UTC)).astimezone(UTC)
     times: list[datetime] = []
-    current = parsed.first_fire(start)
-    if parsed.schedule_type == "exact":
-        return [current] if current is not None and current > start else []
-    while current is not None and len(times) < count:
-        times.append(current)
-        current = parsed.next_fire_after(current)
+    # For every type the first fire strictly after `start` is also the first fire of a
+    # schedule registered at `start` (an exact time already past gives nothing).
+    fire = parsed.next_fire_after(start)
+    while fire is not None and len(times) < count:
+        times.append(fire)
+        fire = parsed.next_fire_after(fire)
     return times
 
 
-def _zone(time_zone: str | None) -> ZoneInfo | None:
+# ---- validation helpers ----------------------------------------------------------------------
+
+
+@cache
+def _known_zone_names() -> frozenset[str]:
+    # Scanning the zone database takes tens of milliseconds: once per process.
+    return frozenset(available_timezones()) - _HOST_ZONE_ALIASES
+
+
+def _zone(time_zone: str | None) -> tzinfo:
     if time_zone is None:
-        return None
-    if not isinstance(time_zone, str) or not time_zone.strip():
+        return UTC
+    if not isinstance(time_zone, str):
         raise InvalidScheduleError(f"time_zone must be an IANA zone name, got {time_zone!r}")
+    # Checking the list (not only ZoneInfo) keeps the spelling canonical: on a case-insensitive
+    # file system ZoneInfo('europe/paris') loads, and then fails on the Linux nodes.
+    if time_zone not in _known_zone_names():
+        raise InvalidScheduleError(
+            f"unknown time zone {time_zone!r} (use an IANA name such as 'Europe/Paris' or 'UTC')"
+        )
     try:
         return ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # pragma: no cover - listed above
         raise InvalidScheduleError(f"unknown time zone {time_zone!r}") from exc
+
+
+def _interval(value: str) -> timedelta:
+    try:
+        return parse_positive_duration(value)
+    except InvalidDurationError as exc:
+        raise InvalidScheduleError(f"invalid interval {value!r}: {exc}") from exc
 
 
 def _exact(value: str) -> datetime:
@@ -193,35 +253,30 @@ def _exact(value: str) -> datetime:
         raise InvalidScheduleError(
             f"an exact schedule needs an ISO-8601 datetime with an offset, got {value!r}"
         ) from exc
-    if instant.tzinfo is None or instant.utcoffset() is None:
+    if instant.utcoffset() is None:
         raise InvalidScheduleError(
-            f"an exact time must carry an offset (e.g. '2030-01-01T09:00:00+01:00' or a 'Z'), "
-            f"got naive {value!r}"
+            "an exact time must carry an offset (e.g. '2030-01-01T09:00:00+01:00' or "
+            f"'2030-01-01T08:00:00Z'), got the naive {value!r}"
         )
     return instant.astimezone(UTC)
 
 
+# ---- time helpers ------------------------------------------------------------------------------
+
+
 def _aware_utc(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None:
-        raise InvalidScheduleError(f"{name} must be timezone-aware, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidScheduleError(f"{name} must be a timezone-aware datetime, got {value!r}")
     return value.astimezone(UTC)
 
 
-def _cron_next(expression: str, zone: ZoneInfo, after: datetime) -> datetime | None:
+def _shifted(instant: datetime, delta: timedelta) -> datetime | None:
     try:
-        fire: datetime = next(CronSim(expression, after.astimezone(zone)))
-    except StopIteration:
+        return instant + delta
+    except OverflowError:  # past year 9999: the schedule has no more fire times
         return None
-    return fire.astimezone(UTC)
 
 
-def _cron_latest_at_or_before(expression: str, zone: ZoneInfo, moment: datetime) -> datetime | None:
-    # cronsim's reverse iteration yields times strictly before its start unless the start has
-    # microseconds, in which case the whole second itself is the first candidate: start one
-    # microsecond past the floored second to include `moment` (fire times are whole seconds).
-    start = moment.replace(microsecond=0) + timedelta(microseconds=1)
-    try:
-        fire: datetime = next(CronSim(expression, start.astimezone(zone), reverse=True))
-    except StopIteration:
-        return None
-    return fire.astimezone(UTC)
+def _fresh(tick: datetime, now: datetime, max_stale_age: timedelta) -> datetime | None:
+    """`tick` if it is recent enough to fire at `now`, else None (skipped as stale)."""
+    return tick if now - tick <= max_stale_age else None
