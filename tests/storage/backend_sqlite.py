@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import pathlib
 
+from tests.storage.harness import StoreHarness
 from timecrisis.clock import ManualClock
 from timecrisis.storage.base import JobStorage
 from timecrisis.storage.sqlite import SQLiteJobStorage
+
+# Shorter than the default 20 ms, so wake-up tests that cross handles finish sooner.
+WAKEUP_POLL_INTERVAL = 0.005
 
 
 class SQLiteHarness:
@@ -17,15 +21,17 @@ class SQLiteHarness:
         self._handles: list[SQLiteJobStorage] = []
 
     async def open(self) -> JobStorage:
-        store = SQLiteJobStorage(self._path, clock=self._clock, wakeup_poll_interval=0.005)
+        store = SQLiteJobStorage(
+            self._path, clock=self._clock, wakeup_poll_interval=WAKEUP_POLL_INTERVAL
+        )
         self._handles.append(store)
         return store
 
     async def aclose(self) -> None:
-        for store in self._handles:
+        handles, self._handles = self._handles, []
+        for store in handles:
             await store.close()
-        self._handles.clear()
 
 
-def make_harness(tmp_path: pathlib.Path, clock: ManualClock) -> SQLiteHarness:
+def make_harness(tmp_path: pathlib.Path, clock: ManualClock) -> StoreHarness:
     return SQLiteHarness(tmp_path / "conformance.db", clock)

@@ -1,61 +1,110 @@
-"""Versioned migrations for the SQLite store, applied by `init()` inside `BEGIN IMMEDIATE`, so
-several processes opening a fresh file at once migrate it exactly once."""
+"""Versioned migrations for the SQLite store.
+
+The files `migrations/NNNN_name.sql` are applied in version order and recorded in
+`timecrisis_migrations(version, name, applied_at)`. `migrate` runs inside the `BEGIN IMMEDIATE`
+transaction the connection thread opens for it: when several processes open a fresh file at
+once, one of them takes the write lock and migrates, and the others wait for it, then find
+nothing left to do. A migration is all or nothing, since SQLite's DDL is transactional.
+
+A database whose recorded version is newer than the newest file here was migrated by a newer
+timecrisis: this code would misread it, so it refuses to touch it (`StorageError`).
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 
 from timecrisis.errors import StorageError
 from timecrisis.storage.sqlite._rows import to_us
 
-_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+_FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
-def available_migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every file in `migrations/`, in version order."""
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+@functools.cache
+def available_migrations() -> tuple[Migration, ...]:
+    """Every file of the `migrations` package, in version order (read once per process)."""
     found = []
     for entry in resources.files("timecrisis.storage.sqlite.migrations").iterdir():
-        match = _NAME.match(entry.name)
+        match = _FILE_NAME.match(entry.name)
         if match:
-            found.append((int(match.group(1)), match.group(2), entry.read_text("utf-8")))
-    return sorted(found)
+            found.append(Migration(int(match[1]), match[2], entry.read_text("utf-8")))
+    return tuple(sorted(found, key=lambda migration: migration.version))
 
 
-def _statements(script: str) -> list[str]:
-    # executescript() would COMMIT our transaction first; split into statements instead.
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            if current.strip():
-                statements.append(current)
-            current = ""
-    return statements
+def latest_version() -> int:
+    migrations = available_migrations()
+    return migrations[-1].version if migrations else 0
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The newest migration recorded in the database (0 for a fresh file)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'timecrisis_migrations'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM timecrisis_migrations").fetchone()
+    return int(row[0])
+
+
+def needs_migration(conn: sqlite3.Connection) -> bool:
+    """Whether `migrate` has anything to do (or to refuse): a cheap read, no write lock."""
+    return schema_version(conn) != latest_version()
 
 
 def migrate(conn: sqlite3.Connection, now: datetime) -> None:
+    """Apply the migrations the database lacks. Runs inside the caller's write transaction."""
+    migrations = available_migrations()
+    newest = migrations[-1].version if migrations else 0
+    applied = schema_version(conn)
+    if applied > newest:
+        raise StorageError(
+            f"the database schema is at version {applied}, newer than the newest this "
+            f"timecrisis knows ({newest}); upgrade timecrisis to use this database"
+        )
+    if applied == newest:
+        return
     conn.execute(
         "CREATE TABLE IF NOT EXISTS timecrisis_migrations ("
         "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
     )
-    current = conn.execute("SELECT coalesce(max(version), 0) FROM timecrisis_migrations").fetchone()
-    applied = int(current[0])
-    migrations = available_migrations()
-    newest = migrations[-1][0] if migrations else 0
-    if applied > newest:
-        raise StorageError(
-            f"the database schema is at version {applied}, newer than this timecrisis knows "
-            f"({newest}); upgrade timecrisis"
-        )
-    for version, name, sql in migrations:
-        if version <= applied:
+    for migration in migrations:
+        if migration.version <= applied:
             continue
-        for statement in _statements(sql):
+        for statement in _statements(migration.sql):
             conn.execute(statement)
         conn.execute(
             "INSERT INTO timecrisis_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-            (version, name, to_us(now)),
+            (migration.version, migration.name, to_us(now)),
         )
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements. `executescript()` cannot be used: it COMMITs the open
+    transaction first, and the migration must run inside ours."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current)
+            current = ""
+    if current.strip() and not _only_comments(current):
+        raise StorageError(f"incomplete SQL statement at the end of a migration: {current!r}")
+    return statements
+
+
+def _only_comments(text: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in text.splitlines())

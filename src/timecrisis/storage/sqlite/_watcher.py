@@ -1,9 +1,19 @@
 """Cross-process wake-ups for SQLite, which cannot push: watch `PRAGMA data_version`.
 
-`data_version` on a connection changes whenever ANOTHER connection commits to the file, and
-reading it touches no table, so polling it every 20 ms costs microseconds. A change means
-"something was written, maybe a job": listeners are woken and their claim decides. A wake-up is a
-hint only; workers still poll at `job_processing_interval`.
+`PRAGMA data_version` on a connection changes whenever ANOTHER connection commits to the file,
+and reading it only looks at the WAL index in shared memory (no table, no lock held after the
+statement), so polling it every 20 ms costs a few microseconds. A change means "something was
+written, maybe a job": listeners are woken and their next claim decides. With the default
+interval a job enqueued by another process is claimed here within about 20 to 50 ms (the poll
+interval, plus the hop to the event loop and the claim).
+
+Any commit counts, including this process's own completions and heartbeats (they come from
+another connection of the same file), so a busy worker gets a few spurious wake-ups per second,
+each costing one empty claim. The alternative, guessing which commits matter, could miss real
+work; wake-ups are hints and listeners still poll.
+
+The watcher runs only while someone listens: its daemon thread starts with the first listener
+and stops with the last one, and at `close()`.
 """
 
 from __future__ import annotations
@@ -19,39 +29,55 @@ class DataVersionWatcher:
         self._path = path
         self._interval = interval
         self._on_change = on_change
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
                 return
+            # A fresh event per thread: a thread told to stop keeps its own (set) event while
+            # it winds down, even if a new listener starts a new thread meanwhile.
             self._stop = threading.Event()
-            # A daemon thread: an unclosed store must never keep the interpreter alive.
             self._thread = threading.Thread(
-                target=self._run, args=(self._stop,), name="timecrisis-sqlite-watch", daemon=True
+                target=self._watch,
+                args=(self._stop,),
+                name=f"timecrisis-sqlite-watch:{self._path.name}",
+                daemon=True,  # an unclosed store must never keep the interpreter alive
             )
             self._thread.start()
 
     def stop(self) -> None:
+        """Ask the thread to stop; it does within one poll interval. Does not wait."""
         with self._lock:
-            thread, self._thread = self._thread, None
             self._stop.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=2)
 
-    def _run(self, stop: threading.Event) -> None:
+    def join(self, timeout: float | None = None) -> None:
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _watch(self, stop: threading.Event) -> None:
         conn: sqlite3.Connection | None = None
         last: int | None = None
+        # mode=rw: never create the file (an empty non-WAL file); until the store creates it,
+        # opening fails and is simply tried again at the next tick.
+        uri = f"{self._path.absolute().as_uri()}?mode=rw"
         try:
             while not stop.is_set():
                 try:
                     if conn is None:
-                        conn = sqlite3.connect(self._path, timeout=1, isolation_level=None)
+                        conn = sqlite3.connect(uri, uri=True, timeout=1, isolation_level=None)
                     version = conn.execute("PRAGMA data_version").fetchone()[0]
                 except sqlite3.Error:
-                    version = None  # the file may be busy or not created yet: try again
+                    version = None  # missing, or busy for a moment: try again at the next tick
                 if version is not None:
                     if last is not None and version != last:
                         self._on_change()

@@ -1,0 +1,94 @@
+"""Run history, job logs and metrics for the SQLite store.
+
+Metrics are aggregates computed by SQLite from two covering indexes (`jobs_type_status` for the
+counts, `job_runs_completed` for durations): the table rows themselves are never read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from timecrisis.models import JobLog, JobRun, Metrics, TypeMetrics
+from timecrisis.storage._common import dump_json
+from timecrisis.storage.base import NewLogEntry
+from timecrisis.storage.sqlite._rows import (
+    LOG_COLUMNS,
+    RUN_COLUMNS,
+    log_from_row,
+    run_from_row,
+    to_us,
+)
+
+
+def append_logs(conn: sqlite3.Connection, entries: Sequence[NewLogEntry], now: datetime) -> None:
+    """In order, all stamped `now`. A line for a job that no longer exists (purged while its
+    handler still logged) has nothing to attach to and is dropped, as in every backend."""
+    now_us = to_us(now)
+    rows = [  # encode every entry first: one bad metadata value stores none
+        (
+            e.job_id,
+            e.run_id,
+            now_us,
+            e.level,
+            e.message,
+            None if e.metadata is None else dump_json(e.metadata),
+            e.job_id,
+        )
+        for e in entries
+    ]
+    conn.executemany(
+        f"INSERT INTO job_logs ({LOG_COLUMNS}) SELECT ?, ?, ?, ?, ?, ? "
+        "WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?)",
+        rows,
+    )
+
+
+def get_job_runs(conn: sqlite3.Connection, job_id: str) -> list[JobRun]:
+    rows = conn.execute(
+        f"SELECT {RUN_COLUMNS} FROM job_runs WHERE job_id = ? ORDER BY seq", (job_id,)
+    )
+    return [run_from_row(row) for row in rows]
+
+
+def get_job_logs(conn: sqlite3.Connection, job_id: str) -> list[JobLog]:
+    rows = conn.execute(
+        f"SELECT {LOG_COLUMNS} FROM job_logs WHERE job_id = ? ORDER BY timestamp, seq",
+        (job_id,),
+    )
+    return [log_from_row(row) for row in rows]
+
+
+_COUNTED = ("running", "pending", "completed", "failed", "canceled", "dead_letter")
+
+
+def get_metrics(conn: sqlite3.Connection) -> Metrics:
+    counts: dict[str, dict[str, int]] = {}
+    for job_type, status, count, dead in conn.execute(
+        "SELECT type, status, count(*), total(dead_lettered) FROM jobs GROUP BY type, status"
+    ):
+        per_type = counts.setdefault(job_type, dict.fromkeys(_COUNTED, 0))
+        per_type[status] = count
+        per_type["dead_letter"] += int(dead)
+    durations: dict[str, tuple[float, int]] = {
+        job_type: (total, runs)
+        for job_type, total, runs in conn.execute(
+            "SELECT job_type, total(duration), count(*) FROM job_runs "
+            "WHERE status = 'completed' GROUP BY job_type"
+        )
+    }
+    types: dict[str, TypeMetrics] = {}
+    for job_type in sorted(counts.keys() | durations.keys()):
+        total, runs = durations.get(job_type, (0.0, 0))
+        types[job_type] = TypeMetrics(
+            **counts.get(job_type, dict.fromkeys(_COUNTED, 0)),
+            average_duration=total / runs if runs else None,
+        )
+    all_total = sum(total for total, _ in durations.values())
+    all_runs = sum(runs for _, runs in durations.values())
+    return Metrics(
+        **{name: sum(getattr(t, name) for t in types.values()) for name in _COUNTED},
+        average_duration=all_total / all_runs if all_runs else None,
+        types=types,
+    )

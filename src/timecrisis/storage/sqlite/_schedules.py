@@ -1,0 +1,159 @@
+"""Schedules for the SQLite store: upsert by name, due ticks, and the compare-and-set advance.
+
+`advance_schedule` moves the schedule and inserts the tick's job in one `BEGIN IMMEDIATE`
+transaction. Two nodes that both believe they lead are serialised by the write lock: the second
+finds `next_run_at` already moved and loses the compare-and-set, and even a job for the same
+tick inserted by other means is refused by the unique (scheduled_job_id, schedule_fire_at)
+index.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from timecrisis.models import ScheduledJob
+from timecrisis.storage._common import dump_json, new_id, schedule_definition_changed
+from timecrisis.storage.base import AdvanceResult, DueSchedules, ScheduleAdvance, ScheduleSpec
+from timecrisis.storage.sqlite._jobs import insert_jobs
+from timecrisis.storage.sqlite._rows import (
+    SCHEDULE_COLUMNS,
+    opt_dt,
+    opt_us,
+    schedule_from_row,
+    to_us,
+)
+
+
+def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime) -> ScheduledJob:
+    now_us = to_us(now)
+    existing = conn.execute(
+        "SELECT id, type, schedule_type, schedule_value, time_zone, data "
+        "FROM scheduled_jobs WHERE name = ?",
+        (spec.name,),
+    ).fetchone()
+    if existing is None:
+        conn.execute(
+            f"INSERT INTO scheduled_jobs ({SCHEDULE_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+            (
+                spec.id or new_id(),
+                spec.name,
+                spec.type,
+                dump_json(spec.data),
+                spec.schedule_type,
+                spec.schedule_value,
+                spec.time_zone,
+                spec.enabled is not False,  # a new schedule starts enabled unless told not to
+                spec.allow_overlap,
+                opt_us(spec.next_run_at),
+                now_us,
+                now_us,
+            ),
+        )
+    else:
+        schedule_id, old_type, old_schedule_type, old_value, old_zone, old_data = existing
+        # `enabled=None` keeps the flag; `allow_overlap` is always updated.
+        conn.execute(
+            "UPDATE scheduled_jobs SET enabled = coalesce(?, enabled), allow_overlap = ?, "
+            "updated_at = ? WHERE id = ?",
+            (spec.enabled, spec.allow_overlap, now_us, schedule_id),
+        )
+        if schedule_definition_changed(
+            old_type, old_schedule_type, old_value, old_zone, old_data, spec
+        ):
+            # A changed definition takes the caller's next_run_at; an unchanged one (a restart
+            # registering the same schedule) keeps its tick, so nothing is pushed out or lost.
+            conn.execute(
+                "UPDATE scheduled_jobs SET type = ?, data = ?, schedule_type = ?, "
+                "schedule_value = ?, time_zone = ?, next_run_at = ? WHERE id = ?",
+                (
+                    spec.type,
+                    dump_json(spec.data),
+                    spec.schedule_type,
+                    spec.schedule_value,
+                    spec.time_zone,
+                    opt_us(spec.next_run_at),
+                    schedule_id,
+                ),
+            )
+    schedule = get_schedule(conn, spec.name)
+    assert schedule is not None  # written just above, in this transaction
+    return schedule
+
+
+def get_schedule(conn: sqlite3.Connection, name: str) -> ScheduledJob | None:
+    row = conn.execute(
+        f"SELECT {SCHEDULE_COLUMNS} FROM scheduled_jobs WHERE name = ?", (name,)
+    ).fetchone()
+    return None if row is None else schedule_from_row(row)
+
+
+def list_schedules(conn: sqlite3.Connection) -> list[ScheduledJob]:
+    rows = conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM scheduled_jobs ORDER BY name")
+    return [schedule_from_row(row) for row in rows]
+
+
+def set_schedule_enabled(conn: sqlite3.Connection, name: str, enabled: bool, now: datetime) -> bool:
+    cursor = conn.execute(
+        "UPDATE scheduled_jobs SET enabled = ?, updated_at = ? WHERE name = ?",
+        (enabled, to_us(now), name),
+    )
+    return cursor.rowcount == 1
+
+
+def delete_schedule(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("DELETE FROM scheduled_jobs WHERE name = ?", (name,)).rowcount == 1
+
+
+def get_due_schedules(conn: sqlite3.Connection, limit: int, now: datetime) -> DueSchedules:
+    now_us = to_us(now)
+    rows = conn.execute(
+        f"SELECT {SCHEDULE_COLUMNS} FROM scheduled_jobs WHERE enabled = 1 "
+        "AND next_run_at IS NOT NULL AND next_run_at <= ? ORDER BY next_run_at, name LIMIT ?",
+        (now_us, max(limit, 0)),
+    ).fetchall()
+    upcoming = conn.execute(
+        "SELECT min(next_run_at) FROM scheduled_jobs WHERE enabled = 1 "
+        "AND next_run_at IS NOT NULL AND next_run_at > ?",
+        (now_us,),
+    ).fetchone()[0]
+    return DueSchedules(now, [schedule_from_row(row) for row in rows], opt_dt(upcoming))
+
+
+def advance_schedule(
+    conn: sqlite3.Connection, advance: ScheduleAdvance, now: datetime
+) -> AdvanceResult:
+    moved = conn.execute(
+        "UPDATE scheduled_jobs SET next_run_at = ?, "
+        "enabled = CASE WHEN ? THEN 0 ELSE enabled END, updated_at = ? "
+        "WHERE id = ? AND next_run_at = ?",
+        (
+            opt_us(advance.next_run_at),
+            advance.disable,
+            to_us(now),
+            advance.schedule_id,
+            to_us(advance.expected_next_run_at),
+        ),
+    )
+    if moved.rowcount != 1:
+        return AdvanceResult(advanced=False)
+    job = advance.job
+    if job is None:
+        return AdvanceResult(advanced=True)
+    if not advance.allow_overlap:
+        live = conn.execute(
+            "SELECT 1 FROM jobs WHERE scheduled_job_id = ? AND status IN ('pending', 'running') "
+            "LIMIT 1",
+            (advance.schedule_id,),
+        ).fetchone()
+        if live is not None:
+            return AdvanceResult(advanced=True, skipped_overlap=True)
+    [inserted] = insert_jobs(conn, [job], now)
+    if not inserted.created:  # this tick already has its job
+        return AdvanceResult(advanced=True)
+    conn.execute(
+        "UPDATE scheduled_jobs SET last_scheduled_at = ? WHERE id = ?",
+        (opt_us(job.schedule_fire_at), advance.schedule_id),
+    )
+    return AdvanceResult(advanced=True, job_id=inserted.id)

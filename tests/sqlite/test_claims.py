@@ -1,0 +1,72 @@
+"""SQLite-specific claim behaviour beyond the conformance suite: the claim reads each type's
+queue head from its index (so a full type's backlog is never scanned), and a worker that runs
+more types than one statement can merge still claims in global order within its limits."""
+
+from __future__ import annotations
+
+import pathlib
+
+from tests.sqlite.conftest import StoreFactory
+from tests.storage.factories import LEASE, insert, new_job
+from timecrisis.storage.base import ClaimParams
+from timecrisis.storage.sqlite import SQLiteJobStorage
+from timecrisis.storage.sqlite._claims import _CLAIM_HEAD, _CLAIM_RETURNING, MAX_ARMS, _heads
+from timecrisis.storage.sqlite._connection import open_connection
+
+
+def _plan(db: pathlib.Path, sql: str, args: list[object]) -> list[str]:
+    conn = open_connection(db, busy_timeout=1)  # registers the functions the claim calls
+    try:
+        return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
+    finally:
+        conn.close()
+
+
+async def test_each_type_queue_head_is_read_from_the_pending_index_without_sorting(
+    store: SQLiteJobStorage, db_path: pathlib.Path
+) -> None:
+    await store.init()
+    sql = f"{_CLAIM_HEAD} WHERE seq IN ({_heads(3)}){_CLAIM_RETURNING}"
+    args: list[object] = [0, "w", 0]
+    for job_type in ("a", "b", "c"):
+        args += [job_type, 0, 0, 5]
+
+    plan = _plan(db_path, sql, [*args, 5])
+
+    searches = [step for step in plan if step.startswith("SEARCH jobs USING")]
+    assert searches.count("SEARCH jobs USING INDEX jobs_pending_queue (type=?)") == 3
+    # Only the merge of the (at most `limit` rows per type) heads is sorted, once.
+    assert sum("TEMP B-TREE" in step for step in plan) == 1
+
+
+async def test_a_worker_with_more_types_than_one_statement_merges_claims_in_order(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    types = [f"type-{n:03d}" for n in range(MAX_ARMS + 50)]
+    # One job per type, priorities spread over the whole range; plus a backlog of the
+    # best-placed type, which is limited to one running job.
+    jobs = [new_job(t, priority=(n * 7) % 41 - 20) for n, t in enumerate(types)]
+    limited = max(jobs, key=lambda job: job.priority).type
+    backlog = [new_job(limited, priority=20) for _ in range(5)]
+    await insert(store, *jobs, *backlog)
+    limits: dict[str, int | None] = dict.fromkeys(types)
+    limits[limited] = 1
+
+    claimed = await store.claim_jobs(
+        ClaimParams(worker="w", limit=12, lease_ttl=LEASE, type_limits=limits)
+    )
+
+    ordered = sorted(
+        [*jobs, *backlog], key=lambda job: (-job.priority, [*jobs, *backlog].index(job))
+    )
+    expected: list[str] = []
+    took_limited = False
+    for job in ordered:
+        if job.type == limited:
+            if took_limited:
+                continue
+            took_limited = True
+        expected.append(job.id)
+    assert [c.job.id for c in claimed] == expected[:12]
+    assert sum(c.job.type == limited for c in claimed) == 1
