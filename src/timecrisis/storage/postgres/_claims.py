@@ -1,0 +1,242 @@
+"""The claim lifecycle: claim, renew, complete, fail, release, progress, and the reaper's
+recovery and expiry. Every write is fenced: `WHERE id = ... AND lock_token = ... AND
+status = 'running'`, so a worker whose lease was taken over changes nothing.
+
+Round trips (the claim + complete loop is the hot path): a claim is one pipelined transaction
+(the per-type lock statement, the claim statement, COMMIT: one round trip), a batch of
+completions, renewals or releases is one statement. Failures need Python in the middle
+(`_common.decide_failure` owns the retry rule), so they take two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow
+
+from timecrisis.models import Job
+from timecrisis.storage._common import (
+    FailureDecision,
+    decide_failure,
+    dump_json,
+    expired_reason,
+    lease_expired_error,
+)
+from timecrisis.storage.base import (
+    ClaimedJob,
+    ClaimParams,
+    ClaimRef,
+    Completion,
+    FailOutcome,
+    Failure,
+    RenewResult,
+)
+from timecrisis.storage.postgres._db import Conn, Context, fetch_all, fetch_one, start
+from timecrisis.storage.postgres._keys import advisory_key
+from timecrisis.storage.postgres._rows import Row, job_from_row, opt_utc, utc
+
+
+async def send_claim(
+    conn: Conn, ctx: Context, params: ClaimParams, now: datetime | None
+) -> AsyncCursor[DictRow]:
+    """Queue the claim's statements; read the returned cursor with `read_claims` once the
+    transaction has committed. In a pipelined transaction the per-type locks, the claim and the
+    COMMIT then cost one round trip (see queries.sql `claim_jobs` for why the lock must be a
+    statement of its own)."""
+    types = list(params.type_limits)
+    limited = sorted(
+        {
+            advisory_key("type", ctx.schema, job_type)
+            for job_type, cap in params.type_limits.items()
+            if cap is not None and cap > 0  # a limit of 0 claims nothing: no lock needed
+        }
+    )
+    if limited:
+        await start(conn, ctx.queries["lock_job_types"], {"keys": limited})
+    return await start(
+        conn,
+        ctx.queries["claim_jobs"],
+        {
+            "now": now,
+            "limit": params.limit,
+            "types": types,
+            "caps": [params.type_limits[t] for t in types],
+            "worker": params.worker,
+            "ttl": params.lease_ttl,
+        },
+    )
+
+
+async def read_claims(cur: AsyncCursor[DictRow]) -> list[ClaimedJob]:
+    return [
+        ClaimedJob(job_from_row(row), row["lock_token"], row["run_id"], utc(row["lock_expires_at"]))
+        for row in await cur.fetchall()
+    ]
+
+
+async def renew_claims(
+    conn: Conn, ctx: Context, refs: Sequence[ClaimRef], ttl: timedelta, now: datetime | None
+) -> RenewResult:
+    rows = await fetch_all(
+        conn,
+        ctx.queries["renew_claims"],
+        {
+            "now": now,
+            "ttl": ttl,
+            "ids": [r.job_id for r in refs],
+            "tokens": [r.token for r in refs],
+        },
+    )
+    return RenewResult(
+        frozenset(row["id"] for row in rows),
+        frozenset(row["id"] for row in rows if row["cancel_requested"]),
+    )
+
+
+async def complete_jobs(
+    conn: Conn, ctx: Context, completions: Sequence[Completion], now: datetime | None
+) -> list[datetime | None]:
+    rows = await fetch_all(
+        conn,
+        ctx.queries["complete_jobs"],
+        {
+            "now": now,
+            "ids": [c.ref.job_id for c in completions],
+            "tokens": [c.ref.token for c in completions],
+            "runs": [c.ref.run_id for c in completions],
+            "results": [None if c.result is None else dump_json(c.result) for c in completions],
+            "canceled": [c.canceled for c in completions],
+        },
+    )
+    finished = {row["id"]: utc(row["finished_at"]) for row in rows}
+    # A ref listed twice completes once: its first occurrence reports it.
+    return [finished.pop(c.ref.job_id, None) for c in completions]
+
+
+async def release_jobs(
+    conn: Conn, ctx: Context, refs: Sequence[ClaimRef], now: datetime | None
+) -> list[bool]:
+    rows = await fetch_all(
+        conn,
+        ctx.queries["release_jobs"],
+        {
+            "now": now,
+            "channel": ctx.channel,
+            "ids": [r.job_id for r in refs],
+            "tokens": [r.token for r in refs],
+            "runs": [r.run_id for r in refs],
+        },
+    )
+    released = {row["id"] for row in rows}
+    results = []
+    for ref in refs:
+        results.append(ref.job_id in released)
+        released.discard(ref.job_id)
+    return results
+
+
+async def update_progress(conn: Conn, ctx: Context, ref: ClaimRef, percent: float) -> bool:
+    row = await fetch_one(
+        conn,
+        ctx.queries["update_progress"],
+        {"percent": percent, "id": ref.job_id, "token": ref.token, "run": ref.run_id},
+    )
+    return row is not None and row["count"] == 1
+
+
+# ---- failures ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    job_id: str
+    run_id: str | None
+    error: str
+    decision: FailureDecision
+
+
+def _decide(row: Row, error: str, retryable: bool) -> _Decided:
+    decision = decide_failure(
+        now=utc(row["now"]),
+        error=error,
+        retryable=retryable,
+        attempts=row["attempts"],
+        max_retries=row["max_retries"],
+        backoff_strategy=row["backoff_strategy"],
+        retry_delay=row["retry_delay"],
+        max_retry_delay=row["max_retry_delay"],
+        expires_at=opt_utc(row["expires_at"]),
+    )
+    return _Decided(row["id"], row["run_id"], error, decision)
+
+
+async def _apply(
+    conn: Conn, ctx: Context, decided: Sequence[_Decided], now: datetime | None
+) -> list[FailOutcome]:
+    rows = await fetch_all(
+        conn,
+        ctx.queries["apply_failures"],
+        {
+            "now": now,
+            "ids": [d.job_id for d in decided],
+            "runs": [d.run_id for d in decided],
+            "errors": [d.error for d in decided],
+            "reasons": [d.decision.fail_reason for d in decided],
+            "retry_ats": [d.decision.run_at for d in decided],
+            "finished_ats": [d.decision.finished_at for d in decided],
+            "dead": [d.decision.dead_lettered for d in decided],
+        },
+    )
+    jobs = {row["id"]: job_from_row(row) for row in rows}
+    return [FailOutcome(jobs[d.job_id], d.decision.will_retry, d.error) for d in decided]
+
+
+async def fail_job(
+    conn: Conn, ctx: Context, failure: Failure, now: datetime | None
+) -> FailOutcome | None:
+    """Inside a transaction: lock the job (if the token is current), decide, write."""
+    row = await fetch_one(
+        conn,
+        ctx.queries["lock_claimed_job"],
+        {"now": now, "id": failure.ref.job_id, "token": failure.ref.token},
+    )
+    if row is None:
+        return None
+    [outcome] = await _apply(conn, ctx, [_decide(row, failure.error, failure.retryable)], now)
+    return outcome
+
+
+async def recover_expired_leases(
+    conn: Conn, ctx: Context, limit: int, now: datetime | None
+) -> list[FailOutcome]:
+    """Inside a transaction: each expired lease fails its attempt as `fail_job` would."""
+    rows = await fetch_all(conn, ctx.queries["lock_expired_leases"], {"now": now, "limit": limit})
+    if not rows:
+        return []
+    decided = [
+        _decide(row, lease_expired_error(row["worker"], opt_utc(row["lock_expires_at"])), True)
+        for row in rows
+    ]
+    return await _apply(conn, ctx, decided, now)
+
+
+async def expire_jobs(conn: Conn, ctx: Context, limit: int, now: datetime | None) -> list[Job]:
+    """Inside a transaction: pending jobs past `expires_at` are dead-lettered."""
+    rows = await fetch_all(conn, ctx.queries["lock_expired_jobs"], {"now": now, "limit": limit})
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    updated = await fetch_all(
+        conn,
+        ctx.queries["apply_expiry"],
+        {
+            "now": now,
+            "ids": ids,
+            "reasons": [expired_reason(utc(row["expires_at"])) for row in rows],
+        },
+    )
+    jobs = {row["id"]: job_from_row(row) for row in updated}
+    return [jobs[job_id] for job_id in ids if job_id in jobs]

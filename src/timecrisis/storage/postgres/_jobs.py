@@ -1,0 +1,184 @@
+"""Job statements outside the claim lifecycle: insert, read, cancel, retry, purge.
+
+Each function runs on a connection its caller chose (a pooled one, or the caller's own
+transaction for a transactional enqueue) and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg.errors import UniqueViolation
+
+from timecrisis.errors import StorageError
+from timecrisis.models import FINISHED_STATUSES, Job
+from timecrisis.storage._common import dump_json, to_utc
+from timecrisis.storage.base import CancelOutcome, InsertResult, JobQuery, NewJob, PurgeParams
+from timecrisis.storage.postgres._db import Conn, Context, fetch_all, fetch_one, fetch_value
+from timecrisis.storage.postgres._rows import job_from_row
+
+# A holder that finishes between our conflict and our lookup frees its key: insert again. Each
+# round needs another job to grab and release the same key in that window, so a few suffice.
+_MAX_INSERT_ROUNDS = 5
+
+
+def _opt_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else to_utc(value)  # to_utc refuses naive datetimes
+
+
+def _insert_params(jobs: Sequence[NewJob], now: datetime | None, channel: str) -> dict[str, Any]:
+    return {
+        "now": now,
+        "channel": channel,
+        "ids": [j.id for j in jobs],
+        "types": [j.type for j in jobs],
+        "data": [dump_json(j.data) for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "retries": [j.max_retries for j in jobs],
+        "backoffs": [j.backoff_strategy for j in jobs],
+        "retry_delays": [j.retry_delay for j in jobs],
+        "retry_caps": [j.max_retry_delay for j in jobs],
+        "entities": [j.entity_id for j in jobs],
+        "schedules": [j.scheduled_job_id for j in jobs],
+        "fire_ats": [_opt_utc(j.schedule_fire_at) for j in jobs],
+        "keys": [j.unique_key for j in jobs],
+        "run_ats": [_opt_utc(j.run_at) for j in jobs],
+        "delays": [j.delay for j in jobs],
+        "expires_ats": [_opt_utc(j.expires_at) for j in jobs],
+        "expires_ins": [j.expires_in for j in jobs],
+    }
+
+
+def may_conflict(jobs: Sequence[NewJob]) -> bool:
+    """Whether a batch can meet a unique key or a schedule tick (and so need a second
+    statement, inside the same transaction, to name the holders)."""
+    return any(j.unique_key is not None or j.scheduled_job_id is not None for j in jobs)
+
+
+async def insert_jobs(
+    conn: Conn, ctx: Context, jobs: Sequence[NewJob], now: datetime | None
+) -> list[InsertResult]:
+    """Insert `jobs` in order; for each skipped one, the id of the job holding its key. With
+    unique keys or schedule ticks this takes several statements: run it in a transaction."""
+    ids = [job.id for job in jobs]
+    if len(set(ids)) != len(ids):
+        raise StorageError("a batch of jobs repeats an id")
+    if not may_conflict(jobs):
+        # Nothing to skip: any conflict (an id that exists) fails the statement, so the batch.
+        await fetch_all(conn, ctx.queries["insert_jobs"], _insert_params(jobs, now, ctx.channel))
+        return [InsertResult(job_id, True) for job_id in ids]
+    results: list[InsertResult | None] = [None] * len(jobs)
+    todo = list(range(len(jobs)))
+    statement = ctx.queries["insert_jobs_skipping_taken"]
+    for _ in range(_MAX_INSERT_ROUNDS):
+        batch = [jobs[i] for i in todo]
+        rows = await fetch_all(conn, statement, _insert_params(batch, now, ctx.channel))
+        created = {row["id"] for row in rows}
+        skipped = []
+        for i in todo:
+            if jobs[i].id in created:
+                results[i] = InsertResult(jobs[i].id, True)
+            else:
+                skipped.append(i)
+        if not skipped:
+            break
+        todo = await _name_holders(conn, ctx, jobs, skipped, results)
+        if not todo:
+            break
+    else:
+        raise StorageError("could not insert jobs: their unique keys kept changing hands")
+    return [r for r in results if r is not None]
+
+
+async def _name_holders(
+    conn: Conn,
+    ctx: Context,
+    jobs: Sequence[NewJob],
+    skipped: list[int],
+    results: list[InsertResult | None],
+) -> list[int]:
+    """Fill in the holders of skipped jobs; return the ones whose holder vanished."""
+    chosen = [jobs[i] for i in skipped]
+    rows = await fetch_all(
+        conn,
+        ctx.queries["find_holders"],
+        {
+            "ns": skipped,
+            "types": [j.type for j in chosen],
+            "keys": [j.unique_key for j in chosen],
+            "schedules": [j.scheduled_job_id for j in chosen],
+            "fire_ats": [_opt_utc(j.schedule_fire_at) for j in chosen],
+        },
+    )
+    again = []
+    for row in rows:
+        index: int = row["n"]
+        job = jobs[index]
+        if row["holder"] is not None:
+            results[index] = InsertResult(row["holder"], False)
+        elif job.unique_key is None and job.scheduled_job_id is None:
+            raise StorageError(f"a job with id {job.id!r} already exists")
+        else:
+            again.append(index)
+    return again
+
+
+async def get_job(conn: Conn, ctx: Context, job_id: str) -> Job | None:
+    row = await fetch_one(conn, ctx.queries["get_job"], {"id": job_id})
+    return None if row is None else job_from_row(row)
+
+
+async def list_jobs(conn: Conn, ctx: Context, query: JobQuery) -> list[Job]:
+    rows = await fetch_all(
+        conn,
+        ctx.queries["list_jobs"],
+        {
+            "status": None if query.status is None else query.status.value,
+            "type": query.type,
+            "entity_id": query.entity_id,
+            "dead": query.dead_lettered,
+            "cursor": query.cursor,
+            "limit": query.limit,
+        },
+        # Unprepared, so each call is planned with its own filters (see queries.sql).
+        prepare=False,
+    )
+    return [job_from_row(row) for row in rows]
+
+
+async def cancel_job(conn: Conn, ctx: Context, job_id: str, now: datetime | None) -> CancelOutcome:
+    row = await fetch_one(conn, ctx.queries["cancel_job"], {"id": job_id, "now": now})
+    assert row is not None
+    if row["status"] == "canceled":
+        return "canceled"
+    if row["status"] == "running":
+        return "cancel_requested"
+    return "not_cancellable" if row["found"] else "not_found"
+
+
+async def retry_job(conn: Conn, ctx: Context, job_id: str, now: datetime | None) -> bool:
+    try:
+        rows = await fetch_all(conn, ctx.queries["retry_job"], {"id": job_id, "now": now})
+    except UniqueViolation:
+        # A job holding the same unique key was enqueued concurrently (after our snapshot):
+        # the retry loses, exactly as if it had seen that job.
+        return False
+    return bool(rows)
+
+
+async def purge_jobs(conn: Conn, ctx: Context, params: PurgeParams, now: datetime | None) -> int:
+    if not set(params.statuses) <= FINISHED_STATUSES:
+        raise ValueError("purge_jobs only deletes completed, failed or canceled jobs")
+    count = await fetch_value(
+        conn,
+        ctx.queries["purge_jobs"],
+        {
+            "now": now,
+            "age": params.older_than,
+            "statuses": sorted(s.value for s in params.statuses),
+            "limit": params.limit,
+        },
+    )
+    return int(count)

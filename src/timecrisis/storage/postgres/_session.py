@@ -1,0 +1,194 @@
+"""The store's way to the database: the pool, first-use initialisation, error mapping, and
+recovery from lost connections.
+
+- Every psycopg error leaves here as `StorageError`, the driver's exception kept as `__cause__`.
+- After a connection-level error (server restart, `pg_terminate_backend`, a dropped network
+  link) the pool's idle connections are tested and the dead ones replaced, so the next call gets
+  a live connection. Without this, each dead idle connection would fail one more call.
+- Reads are retried once on a fresh connection after such an error. Writes are not: whether a
+  write committed before its connection died is unknown here, and every write of this store is
+  safe for its caller to retry (fenced by a token, keyed, or idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from timecrisis.errors import StorageError
+from timecrisis.storage.postgres._db import Conn
+from timecrisis.storage.postgres._migrate import migrate
+
+T = TypeVar("T")
+logger = logging.getLogger("timecrisis.storage.postgres")
+
+_CONNECT_TIMEOUT = 10  # seconds, unless the DSN says otherwise: a dead host must not hang
+
+
+class Session:
+    """The pool (created from a DSN, or the caller's own) and everything around using it."""
+
+    def __init__(
+        self,
+        dsn_or_pool: str | AsyncConnectionPool[Any],
+        *,
+        schema: str,
+        min_pool_size: int,
+        max_pool_size: int,
+    ) -> None:
+        self._schema = schema
+        self.pool: AsyncConnectionPool[Any]
+        if isinstance(dsn_or_pool, AsyncConnectionPool):
+            if not isinstance(dsn_or_pool.conninfo, str):
+                raise TypeError("a pool whose conninfo is computed per connection is not supported")
+            if callable(dsn_or_pool.kwargs):
+                raise TypeError("a pool whose kwargs are computed per connection is not supported")
+            self.pool = dsn_or_pool
+            self.owns_pool = False
+            self._conninfo, self._kwargs = dsn_or_pool.conninfo, dict(dsn_or_pool.kwargs or {})
+        elif isinstance(dsn_or_pool, str) and dsn_or_pool.strip():
+            self._conninfo, self._kwargs = dsn_or_pool, _own_pool_kwargs(dsn_or_pool)
+            self.pool = AsyncConnectionPool(
+                dsn_or_pool,
+                min_size=min_pool_size,
+                max_size=max_pool_size,
+                kwargs=self._kwargs,
+                open=False,
+                name=f"timecrisis-{schema}",
+            )
+            self.owns_pool = True
+        else:
+            raise TypeError(
+                f"PostgresJobStorage needs a DSN or an AsyncConnectionPool, got {dsn_or_pool!r}"
+            )
+        self._ready = False
+        self._closed = False
+        self._init_lock = asyncio.Lock()
+        self._healing = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        """Open the pool (a pool the store owns waits for its first connections) and bring the
+        schema up to date. Once per store; concurrent callers share one initialisation."""
+        if self._ready:
+            return
+        async with self._init_lock:
+            await self._init_once()
+
+    async def _init_once(self) -> None:
+        if self._ready:  # another task initialised the store while this one waited
+            return
+        if self._closed:
+            raise StorageError("this PostgreSQL store is closed")
+        try:
+            await self.pool.open(wait=self.owns_pool)
+            async with self.pool.connection() as conn:
+                await migrate(conn, self._schema)
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL initialisation failed: {exc}") from exc
+        self._ready = True
+
+    async def close(self) -> None:
+        self._closed = True
+        if self.owns_pool:
+            await self.pool.close()
+
+    async def listen_connection(self) -> AsyncConnection[Any]:
+        """A connection outside the pool, with the pool's settings, for LISTEN."""
+        options = {k: v for k, v in self._kwargs.items() if k not in ("autocommit", "row_factory")}
+        if "connect_timeout" not in conninfo_to_dict(self._conninfo):
+            options.setdefault("connect_timeout", _CONNECT_TIMEOUT)
+        return await AsyncConnection.connect(self._conninfo, autocommit=True, **options)
+
+    # ---- using connections -------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def connection(self, what: str) -> AsyncIterator[Conn]:
+        """A pooled connection; psycopg errors in the block become `StorageError`."""
+        await self.init()
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            if _is_connection_problem(exc):
+                await self._heal()
+            raise StorageError(f"PostgreSQL {what} failed: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, what: str) -> AsyncIterator[Conn]:
+        """A pipelined transaction: statements go out without waiting for each other; only a
+        read (or the COMMIT) forces a round trip."""
+        async with self.connection(what) as conn, conn.pipeline(), conn.transaction():
+            yield conn
+
+    async def read(self, what: str, op: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run an idempotent read, retried once on a fresh connection after a
+        connection-level error."""
+        await self.init()
+        for attempt in (1, 2):
+            try:
+                async with self.pool.connection() as conn:
+                    return await op(conn)
+            except psycopg.Error as exc:
+                if not _is_connection_problem(exc):
+                    raise StorageError(f"PostgreSQL {what} failed: {exc}") from exc
+                await self._heal()
+                if attempt == 2:
+                    raise StorageError(f"PostgreSQL {what} failed: {exc}") from exc
+                logger.info(
+                    "PostgreSQL %s lost its connection (%s); retrying once",
+                    what,
+                    exc,
+                    extra={"action": "storage_retry"},
+                )
+        raise AssertionError("unreachable")
+
+    async def _heal(self) -> None:
+        """Test the idle pool connections and replace the dead ones. One check at a time:
+        concurrent failures share it."""
+        if self._healing or self.pool.closed:
+            return
+        self._healing = True
+        try:
+            logger.warning(
+                "PostgreSQL connection lost; checking the pool's connections",
+                extra={"action": "storage_connection_lost"},
+            )
+            await self.pool.check()
+        except psycopg.Error as exc:  # the server may still be down; the pool keeps trying
+            logger.warning("PostgreSQL pool check failed: %s", exc)
+        finally:
+            self._healing = False
+
+
+def _is_connection_problem(exc: psycopg.Error) -> bool:
+    """Errors after which the connection or the server is suspect, so a fresh connection may
+    succeed. A pool timeout is not one: retrying would only wait as long again."""
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, PoolTimeout | PoolClosed
+    )
+
+
+def _own_pool_kwargs(dsn: str) -> dict[str, Any]:
+    """Connection options of a pool the store creates: autocommit, so a one-statement call is
+    one round trip (transactions are explicit); a recognisable application name for operators
+    (pg_stat_activity), unless the DSN sets one; a connect timeout, unless the DSN sets one."""
+    try:
+        given = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise StorageError(f"invalid PostgreSQL DSN: {exc}") from exc
+    kwargs: dict[str, Any] = {"autocommit": True}
+    if "application_name" not in given:
+        kwargs["application_name"] = "timecrisis"
+    if "connect_timeout" not in given:
+        kwargs["connect_timeout"] = _CONNECT_TIMEOUT
+    return kwargs

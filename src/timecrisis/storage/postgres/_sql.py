@@ -1,0 +1,72 @@
+"""The named-query catalogue: `queries.sql` parsed once, rendered once per store for its schema.
+
+The file uses procrastinate's format: a `-- name --` header line, description comment lines,
+then the statement. Rendering goes through `psycopg.sql` (the schema is an `Identifier`, never
+pasted into text), and the result is kept as bytes, so each call sends the same query text and
+psycopg's automatic prepared statements apply.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from typing import LiteralString
+
+from psycopg import sql
+
+_HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
+NOW = "coalesce(%(now)s::timestamptz, now())"
+"""The store's clock inside a statement: the injected test clock if any, else the database's."""
+
+
+@cache
+def load_queries() -> dict[str, LiteralString]:
+    """Every statement of `queries.sql` by name, with comment lines removed (they would be sent
+    to the server on every call)."""
+    text = resources.files("timecrisis.storage.postgres").joinpath("queries.sql").read_text("utf-8")
+    parts = _HEADER.split(text)
+    queries: dict[str, LiteralString] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
+        statement = "\n".join(lines).strip()
+        if name in queries:
+            raise ValueError(f"queries.sql defines {name!r} twice")
+        # The file ships with the package and is never built from input: a literal in spirit
+        # (mypy reads LiteralString as str; a pyright user would need a cast here).
+        queries[name] = statement
+    return queries
+
+
+# Statements rendered more than once: {name: {variant name: {placeholder: SQL fragment}}}.
+_VARIANTS: dict[str, dict[str, dict[str, LiteralString]]] = {
+    "insert_jobs": {
+        "insert_jobs": {"on_conflict": ""},
+        "insert_jobs_skipping_taken": {"on_conflict": "ON CONFLICT DO NOTHING"},
+    },
+}
+
+
+def render(template: LiteralString, schema: str, **fragments: LiteralString) -> bytes:
+    """Fill `{schema}` (quoted as an identifier), `{now}` and any fixed `fragments` into a
+    statement or a migration."""
+    composed = sql.SQL(template).format(
+        schema=sql.Identifier(schema),
+        now=sql.SQL(NOW),
+        **{name: sql.SQL(fragment) for name, fragment in fragments.items()},
+    )
+    return composed.as_bytes(None)
+
+
+class Queries:
+    """The catalogue rendered for one schema: `queries["claim_jobs"]` is ready to execute."""
+
+    def __init__(self, schema: str) -> None:
+        self._rendered: dict[str, bytes] = {}
+        for name, text in load_queries().items():
+            variants = _VARIANTS.get(name, {name: {}})
+            for variant, fragments in variants.items():
+                self._rendered[variant] = render(text, schema, **fragments)
+
+    def __getitem__(self, name: str) -> bytes:
+        return self._rendered[name]

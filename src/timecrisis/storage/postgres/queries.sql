@@ -1,0 +1,524 @@
+-- Every statement of the PostgreSQL store, by name (procrastinate's catalogue format): a
+-- `-- name --` header, a description, then the SQL. `_sql.py` loads the file once and renders
+-- each statement for the store's schema.
+--
+-- Placeholders rendered once per store: {schema} is the quoted schema (psycopg.sql.Identifier),
+-- {now} is `coalesce(%(now)s::timestamptz, now())`: the database's clock, unless a test clock
+-- is injected (River's `coalesce(@now, now())`). No statement ever compares a stored time with
+-- a node's own clock, so nodes whose clocks are off by minutes stay safe.
+
+-- db_now --
+-- The store's clock.
+SELECT {now}
+
+-- insert_jobs --
+-- Insert a batch in one statement, in input order (seq follows the ordinality). Relative times
+-- resolve against the store's clock with the rule of `_common.resolve_run_at` and
+-- `resolve_expires_at`: a delay wins over run_at, expires_in wins over expires_at.
+-- {on_conflict} has two renderings (`_sql.py`): empty, for a batch without unique keys or
+-- schedule ticks (any conflict, a repeated id included, fails the whole statement), and
+-- `ON CONFLICT DO NOTHING` (`insert_jobs_skipping_taken`): a row whose unique key or schedule
+-- tick is taken is skipped, and the caller looks its holder up in a later statement of the same
+-- transaction (this statement's snapshot cannot see a holder that a concurrent transaction
+-- committed after it began), failing the transaction if a skipped row held no key at all.
+-- The NOTIFY rides in the statement, so inside a caller's transaction it is delivered only when
+-- that transaction commits; it is sent once per statement, and only if a row was inserted.
+WITH input AS (
+    SELECT *
+    FROM unnest(
+        %(ids)s::text[], %(types)s::text[], %(data)s::text[], %(priorities)s::int[],
+        %(retries)s::int[], %(backoffs)s::text[], %(retry_delays)s::float8[],
+        %(retry_caps)s::float8[], %(entities)s::text[], %(schedules)s::text[],
+        %(fire_ats)s::timestamptz[], %(keys)s::text[], %(run_ats)s::timestamptz[],
+        %(delays)s::interval[], %(expires_ats)s::timestamptz[], %(expires_ins)s::interval[]
+    ) WITH ORDINALITY AS t(
+        id, type, data, priority, max_retries, backoff, retry_delay, max_retry_delay, entity_id,
+        scheduled_job_id, fire_at, unique_key, run_at, delay, expires_at, expires_in, n
+    )
+), inserted AS (
+    INSERT INTO {schema}.jobs (
+        id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
+        max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
+        expires_at, created_at
+    )
+    SELECT t.id, t.type, t.data::json, 'pending', t.priority, t.max_retries, t.backoff,
+           t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
+           t.unique_key, coalesce({now} + t.delay, t.run_at, {now}),
+           coalesce({now} + t.expires_in, t.expires_at), {now}
+    FROM input AS t
+    ORDER BY t.n
+    {on_conflict}
+    RETURNING id
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM (SELECT FROM inserted LIMIT 1) AS any_inserted
+)
+SELECT id, (SELECT count(*) FROM wake) AS notified FROM inserted
+
+-- find_holders --
+-- The jobs that hold the unique keys (pending or running) or the schedule ticks of rows that
+-- `insert_jobs` skipped. NULL when the holder finished in the meantime: the caller inserts again.
+SELECT t.n,
+       coalesce(
+           (SELECT h.id FROM {schema}.jobs AS h
+            WHERE t.unique_key IS NOT NULL AND h.type = t.type AND h.unique_key = t.unique_key
+              AND h.status IN ('pending', 'running')),
+           (SELECT h.id FROM {schema}.jobs AS h
+            WHERE t.scheduled_job_id IS NOT NULL AND h.scheduled_job_id = t.scheduled_job_id
+              AND h.schedule_fire_at = t.fire_at)
+       ) AS holder
+FROM unnest(
+    %(ns)s::int[], %(types)s::text[], %(keys)s::text[], %(schedules)s::text[],
+    %(fire_ats)s::timestamptz[]
+) AS t(n, type, unique_key, scheduled_job_id, fire_at)
+
+-- get_job --
+-- One job by id.
+SELECT * FROM {schema}.jobs WHERE id = %(id)s
+
+-- list_jobs --
+-- Newest first, keyset-paginated on seq. Run unprepared: each execution is planned with its
+-- own values, so the `IS NULL OR` filters fold away and the matching index is used.
+SELECT * FROM {schema}.jobs
+WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(entity_id)s::text IS NULL OR entity_id = %(entity_id)s::text)
+  AND (%(dead)s::boolean IS NULL OR dead_lettered = %(dead)s::boolean)
+  AND (%(cursor)s::text IS NULL
+       OR seq < (SELECT c.seq FROM {schema}.jobs AS c WHERE c.id = %(cursor)s::text))
+ORDER BY seq DESC
+LIMIT %(limit)s
+
+-- cancel_job --
+-- A pending job becomes canceled; a running one gets a cancel request. RETURNING shows the new
+-- status: 'canceled' (was pending) or 'running' (request recorded). No row: finished or unknown.
+WITH changed AS (
+    UPDATE {schema}.jobs
+    SET status = CASE WHEN status = 'pending' THEN 'canceled' ELSE status END,
+        finished_at = CASE WHEN status = 'pending' THEN {now} ELSE finished_at END,
+        cancel_requested = cancel_requested OR status = 'running'
+    WHERE id = %(id)s AND status IN ('pending', 'running')
+    RETURNING status
+)
+SELECT (SELECT status FROM changed) AS status,
+       EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = %(id)s) AS found
+
+-- retry_job --
+-- A failed or canceled job goes back to pending now with a fresh set of attempts, unless a live
+-- job of its type holds its unique key (then nothing changes).
+UPDATE {schema}.jobs AS j
+SET status = 'pending', attempts = 0, dead_lettered = false, fail_reason = NULL,
+    run_at = {now}, finished_at = NULL, worker = NULL, lock_token = NULL,
+    lock_expires_at = NULL, run_id = NULL, cancel_requested = false
+WHERE j.id = %(id)s AND j.status IN ('failed', 'canceled')
+  AND NOT EXISTS (
+      SELECT 1 FROM {schema}.jobs AS h
+      WHERE j.unique_key IS NOT NULL AND h.type = j.type AND h.unique_key = j.unique_key
+        AND h.status IN ('pending', 'running')
+  )
+RETURNING j.id
+
+-- purge_jobs --
+-- Delete a slice of finished jobs, oldest first, with their runs and logs. SKIP LOCKED: a row
+-- another transaction holds is left for the next slice.
+WITH doomed AS (
+    SELECT seq, id FROM {schema}.jobs
+    WHERE finished_at IS NOT NULL AND finished_at <= {now} - %(age)s
+      AND status = ANY(%(statuses)s::text[])
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), runs AS (
+    DELETE FROM {schema}.job_runs WHERE job_id IN (SELECT id FROM doomed)
+), logs AS (
+    DELETE FROM {schema}.job_logs WHERE job_id IN (SELECT id FROM doomed)
+), deleted AS (
+    DELETE FROM {schema}.jobs WHERE seq IN (SELECT seq FROM doomed) RETURNING 1
+)
+SELECT count(*) FROM deleted
+
+-- lock_job_types --
+-- Claims of limited types serialize on one transaction-scoped advisory lock per type. The keys
+-- come sorted, and unnest yields them in order, so every claimer takes its locks in one global
+-- order and two claimers can never deadlock. Held until the claim commits.
+SELECT count(pg_advisory_xact_lock(t.key))
+FROM unnest(%(keys)s::bigint[]) WITH ORDINALITY AS t(key, n)
+
+-- claim_jobs --
+-- Claim up to %(limit)s jobs of the worker's types in one statement.
+--
+-- Per-type limits: `quota` gives each type its room: %(limit)s when unlimited, else the limit
+-- minus the jobs of that type running now. That count is only safe because `lock_job_types` ran
+-- first, as its own statement in this transaction: every claimer of a limited type holds the
+-- type's advisory lock from before its count until its commit, and (READ COMMITTED) this
+-- statement's snapshot is taken after the lock was granted, so it sees every claim committed by
+-- the previous holder. Nothing else ever adds running jobs; completions, failures and releases
+-- only remove them, and a stale view of those can only undercount the room. So claimers of one
+-- limited type run one after the other, and no count-then-insert race exists; unlimited types
+-- take no lock at all, and a type with no room never blocks the others.
+--
+-- Candidates: one index scan per type (jobs_pending_queue), each stopping after that type's room,
+-- so a backlog of millions costs the same as ten. SKIP LOCKED passes over rows that another
+-- claimer is taking, never waits for them. The top %(limit)s across types win; the few extra
+-- rows locked per type are released at commit, microseconds later.
+--
+-- The CTEs are MATERIALIZED on purpose, as an optimisation fence (Oban's basic engine does the
+-- same): inlined into the UPDATE, the planner may pick a nested loop that re-runs the locking
+-- subquery and updates more rows than the LIMIT allowed.
+WITH quota AS MATERIALIZED (
+    SELECT t.type,
+           CASE WHEN t.cap IS NULL THEN %(limit)s::int
+                ELSE least(%(limit)s::int, t.cap - (
+                    SELECT count(*) FROM {schema}.jobs AS r
+                    WHERE r.status = 'running' AND r.type = t.type)::int)
+           END AS room
+    FROM unnest(%(types)s::text[], %(caps)s::int[]) AS t(type, cap)
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.priority, c.seq
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.seq
+        FROM {schema}.jobs AS j
+        WHERE j.status = 'pending' AND j.type = q.type AND j.run_at <= {now}
+          AND (j.expires_at IS NULL OR j.expires_at > {now})
+        ORDER BY j.priority DESC, j.seq
+        LIMIT greatest(q.room, 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+), chosen AS MATERIALIZED (
+    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+), claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1, started_at = {now},
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = {now} + %(ttl)s, run_id = gen_random_uuid()::text,
+        cancel_requested = false
+    FROM chosen
+    WHERE j.id = chosen.id AND j.status = 'pending'
+    RETURNING j.*
+), runs AS (
+    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
+    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
+)
+SELECT * FROM claimed ORDER BY priority DESC, seq
+
+-- renew_claims --
+-- Extend the leases whose token is still current. Rows are locked in id order first, as in
+-- every batch update here, so two batches over the same jobs (a renewal and a completion of one
+-- worker) cannot deadlock. Only the lease moves: lock_expires_at is not indexed, so a renewal
+-- is a HOT update.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS i(id, token)
+), locked AS MATERIALIZED (
+    SELECT j.id FROM {schema}.jobs AS j JOIN input AS i ON j.id = i.id AND j.lock_token = i.token
+    WHERE j.status = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+)
+UPDATE {schema}.jobs AS j SET lock_expires_at = {now} + %(ttl)s
+FROM locked
+WHERE j.id = locked.id AND j.status = 'running'
+RETURNING j.id, j.cancel_requested
+
+-- complete_jobs --
+-- Finish runs successfully, in one statement for the whole batch. A stale token matches nothing.
+WITH input AS (
+    SELECT *
+    FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[], %(results)s::text[],
+                %(canceled)s::bool[])
+         WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
+), locked AS MATERIALIZED (
+    SELECT j.id FROM {schema}.jobs AS j JOIN input AS i ON j.id = i.id AND j.lock_token = i.token
+    WHERE j.status = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), done AS (
+    UPDATE {schema}.jobs AS j
+    SET status = CASE WHEN i.canceled THEN 'canceled' ELSE 'completed' END,
+        finished_at = {now}, result = i.result::json,
+        progress = CASE WHEN i.canceled THEN j.progress ELSE 100 END,
+        worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
+        cancel_requested = false
+    FROM input AS i, locked
+    WHERE j.id = locked.id AND i.id = locked.id AND j.lock_token = i.token
+      AND j.status = 'running'
+    RETURNING j.id, i.run_id, j.finished_at
+), runs AS (
+    UPDATE {schema}.job_runs AS r
+    SET status = 'completed', finished_at = d.finished_at,
+        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
+    FROM done AS d
+    WHERE r.id = d.run_id AND r.job_id = d.id
+)
+SELECT id, finished_at FROM done
+
+-- lock_claimed_job --
+-- The failing job, locked, with what `_common.decide_failure` needs. None for a stale token.
+SELECT id, run_id, attempts, max_retries, backoff_strategy, retry_delay, max_retry_delay,
+       expires_at, {now} AS now
+FROM {schema}.jobs
+WHERE id = %(id)s AND lock_token = %(token)s AND status = 'running'
+FOR UPDATE
+
+-- lock_expired_leases --
+-- Running jobs whose lease ran out (their worker died or lost the database), locked for the
+-- reaper. SKIP LOCKED: a job its worker is finishing right now is left to that worker.
+SELECT id, run_id, worker, lock_expires_at, attempts, max_retries, backoff_strategy,
+       retry_delay, max_retry_delay, expires_at, {now} AS now
+FROM {schema}.jobs
+WHERE status = 'running' AND lock_expires_at <= {now}
+ORDER BY lock_expires_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- apply_failures --
+-- Write what `_common.decide_failure` decided for jobs this transaction has locked: the run
+-- fails with the error; the job goes back to pending at its retry time, or to failed in the
+-- dead-letter queue. The lock is cleared either way.
+WITH input AS (
+    SELECT *
+    FROM unnest(%(ids)s::text[], %(runs)s::text[], %(errors)s::text[], %(reasons)s::text[],
+                %(retry_ats)s::timestamptz[], %(finished_ats)s::timestamptz[],
+                %(dead)s::bool[])
+         AS i(id, run_id, error, reason, retry_at, finished_at, dead)
+), runs AS (
+    UPDATE {schema}.job_runs AS r
+    SET status = 'failed', finished_at = {now},
+        duration = extract(epoch FROM {now} - r.started_at), error = i.error
+    FROM input AS i
+    WHERE r.id = i.run_id AND r.job_id = i.id
+)
+UPDATE {schema}.jobs AS j
+SET status = CASE WHEN i.dead THEN 'failed' ELSE 'pending' END,
+    run_at = coalesce(i.retry_at, j.run_at), finished_at = i.finished_at,
+    fail_reason = i.reason, dead_lettered = i.dead, worker = NULL, lock_token = NULL,
+    lock_expires_at = NULL, run_id = NULL, cancel_requested = false
+FROM input AS i
+WHERE j.id = i.id
+RETURNING j.*
+
+-- release_jobs --
+-- Give claimed jobs back at a graceful stop: pending again, the attempt not charged, run_at
+-- unchanged; the run is `released`. Woken listeners can claim them at once.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[])
+         AS i(id, token, run_id)
+), locked AS MATERIALIZED (
+    SELECT j.id FROM {schema}.jobs AS j JOIN input AS i ON j.id = i.id AND j.lock_token = i.token
+    WHERE j.status = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), released AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'pending', attempts = j.attempts - 1, worker = NULL, lock_token = NULL,
+        lock_expires_at = NULL, run_id = NULL, cancel_requested = false
+    FROM input AS i, locked
+    WHERE j.id = locked.id AND i.id = locked.id AND j.lock_token = i.token
+      AND j.status = 'running'
+    RETURNING j.id, i.run_id
+), runs AS (
+    UPDATE {schema}.job_runs AS r
+    SET status = 'released', finished_at = {now},
+        duration = extract(epoch FROM {now} - r.started_at)
+    FROM released
+    WHERE r.id = released.run_id AND r.job_id = released.id
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM (SELECT FROM released LIMIT 1) AS any_released
+)
+SELECT id, (SELECT count(*) FROM wake) AS notified FROM released
+
+-- update_progress --
+-- Set the job's and its run's progress, if the token is current. Extends nothing.
+WITH job AS (
+    UPDATE {schema}.jobs SET progress = %(percent)s
+    WHERE id = %(id)s AND lock_token = %(token)s AND status = 'running'
+    RETURNING id
+), run AS (
+    UPDATE {schema}.job_runs SET progress = %(percent)s
+    WHERE id = %(run)s AND job_id IN (SELECT id FROM job)
+)
+SELECT count(*) FROM job
+
+-- lock_expired_jobs --
+-- Pending jobs past their expiry, locked for `expire_jobs`.
+SELECT id, expires_at, {now} AS now
+FROM {schema}.jobs
+WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= {now}
+ORDER BY expires_at, seq
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- apply_expiry --
+-- Dead-letter the expired jobs locked by `lock_expired_jobs`, each with its reason.
+UPDATE {schema}.jobs AS j
+SET status = 'failed', finished_at = {now}, dead_lettered = true, fail_reason = e.reason
+FROM unnest(%(ids)s::text[], %(reasons)s::text[]) AS e(id, reason)
+WHERE j.id = e.id AND j.status = 'pending'
+RETURNING j.*
+
+-- notify --
+-- A wake-up for every listening node (a hint: listeners still poll).
+SELECT pg_notify(%(channel)s, '')
+
+-- acquire_lock --
+-- Insert the lock, or take it over once expired, in one statement: two acquirers racing for
+-- the same expired lock serialize on its row, and only the first still sees it expired.
+INSERT INTO {schema}.locks AS l (name, owner, token, acquired_at, expires_at)
+VALUES (%(name)s, %(owner)s, %(token)s, {now}, {now} + %(ttl)s)
+ON CONFLICT (name) DO UPDATE
+SET owner = excluded.owner, token = excluded.token, acquired_at = excluded.acquired_at,
+    expires_at = excluded.expires_at
+WHERE l.expires_at <= {now}
+RETURNING token
+
+-- renew_lock --
+-- Extend a lock that this token still holds and that has not expired.
+UPDATE {schema}.locks SET expires_at = {now} + %(ttl)s
+WHERE name = %(name)s AND token = %(token)s AND expires_at > {now}
+
+-- release_lock --
+-- Free the lock if this token holds it.
+DELETE FROM {schema}.locks WHERE name = %(name)s AND token = %(token)s
+
+-- get_lock --
+-- The lock's holder, unless it has expired.
+SELECT name, owner, expires_at, acquired_at FROM {schema}.locks
+WHERE name = %(name)s AND expires_at > {now}
+
+-- heartbeat_worker --
+-- Register the worker or refresh its heartbeat (a pruned worker registers again).
+INSERT INTO {schema}.workers (name, first_seen, last_heartbeat, is_leader, running)
+VALUES (%(name)s, {now}, {now}, %(leader)s, %(running)s)
+ON CONFLICT (name) DO UPDATE
+SET last_heartbeat = excluded.last_heartbeat, is_leader = excluded.is_leader,
+    running = excluded.running
+
+-- remove_worker --
+-- Forget a worker (it stopped cleanly).
+DELETE FROM {schema}.workers WHERE name = %(name)s
+
+-- list_workers --
+-- Every registered worker, by name.
+SELECT name, first_seen, last_heartbeat, is_leader, running FROM {schema}.workers ORDER BY name
+
+-- prune_workers --
+-- Delete silent workers and end the leases of the jobs they hold, so the reaper recovers those
+-- at once instead of waiting out the lease.
+WITH gone AS (
+    DELETE FROM {schema}.workers WHERE last_heartbeat < {now} - %(age)s RETURNING name
+), ended AS (
+    UPDATE {schema}.jobs SET lock_expires_at = {now} - interval '1 microsecond'
+    WHERE status = 'running' AND worker IN (SELECT name FROM gone)
+      AND lock_expires_at > {now} - interval '1 microsecond'
+)
+SELECT name FROM gone ORDER BY name
+
+-- lock_schedule_by_name --
+-- The schedule to upsert, locked, with its definition as JSON text for the comparison.
+SELECT id, type, schedule_type, schedule_value, time_zone, data::text AS data, enabled
+FROM {schema}.scheduled_jobs WHERE name = %(name)s FOR UPDATE
+
+-- insert_schedule --
+-- A new schedule. DO NOTHING when a concurrent registration of the same name won: the caller
+-- then locks that row and updates it instead.
+INSERT INTO {schema}.scheduled_jobs (
+    id, name, type, data, schedule_type, schedule_value, time_zone, enabled, allow_overlap,
+    next_run_at, created_at, updated_at
+)
+VALUES (%(id)s, %(name)s, %(type)s, %(data)s::json, %(kind)s, %(value)s, %(zone)s,
+        %(enabled)s, %(overlap)s, %(next)s, {now}, {now})
+ON CONFLICT (name) DO NOTHING
+RETURNING id
+
+-- redefine_schedule --
+-- The definition changed: replace it, and its next_run_at with it.
+UPDATE {schema}.scheduled_jobs
+SET type = %(type)s, data = %(data)s::json, schedule_type = %(kind)s, schedule_value = %(value)s,
+    time_zone = %(zone)s, next_run_at = %(next)s, enabled = %(enabled)s,
+    allow_overlap = %(overlap)s, updated_at = {now}
+WHERE id = %(id)s
+
+-- touch_schedule --
+-- The definition is unchanged: keep next_run_at and last_scheduled_at.
+UPDATE {schema}.scheduled_jobs
+SET enabled = %(enabled)s, allow_overlap = %(overlap)s, updated_at = {now}
+WHERE id = %(id)s
+
+-- get_schedule --
+-- One schedule by name.
+SELECT * FROM {schema}.scheduled_jobs WHERE name = %(name)s
+
+-- list_schedules --
+-- Every schedule, by name.
+SELECT * FROM {schema}.scheduled_jobs ORDER BY name
+
+-- set_schedule_enabled --
+-- Enable or disable a schedule.
+UPDATE {schema}.scheduled_jobs SET enabled = %(enabled)s, updated_at = {now}
+WHERE name = %(name)s
+
+-- delete_schedule --
+-- Delete a schedule; the jobs it created stay.
+DELETE FROM {schema}.scheduled_jobs WHERE name = %(name)s
+
+-- due_schedules --
+-- The store's now, the earliest future due time, and the due schedules oldest first, in one
+-- statement (one row with NULL schedule columns when none is due).
+SELECT {now} AS now_,
+       (SELECT min(next_run_at) FROM {schema}.scheduled_jobs
+        WHERE enabled AND next_run_at IS NOT NULL AND next_run_at > {now}) AS next_due_,
+       s.*
+FROM (SELECT) AS one
+LEFT JOIN LATERAL (
+    SELECT * FROM {schema}.scheduled_jobs
+    WHERE enabled AND next_run_at IS NOT NULL AND next_run_at <= {now}
+    ORDER BY next_run_at, name
+    LIMIT %(limit)s
+) AS s ON true
+
+-- advance_schedule --
+-- Compare and set on next_run_at. The UPDATE locks the schedule row until commit, so of two
+-- nodes acting on the same tick (both believing they lead) exactly one moves it.
+UPDATE {schema}.scheduled_jobs
+SET next_run_at = %(next)s, enabled = enabled AND NOT %(disable)s, updated_at = {now}
+WHERE id = %(id)s AND next_run_at = %(expected)s
+RETURNING id
+
+-- schedule_has_live_job --
+-- Whether a pending or running job of this schedule exists (allow_overlap=False skips a tick).
+SELECT EXISTS (
+    SELECT 1 FROM {schema}.jobs
+    WHERE scheduled_job_id = %(id)s AND status IN ('pending', 'running')
+)
+
+-- mark_scheduled --
+-- Record the tick that just produced a job.
+UPDATE {schema}.scheduled_jobs SET last_scheduled_at = %(fire_at)s WHERE id = %(id)s
+
+-- append_logs --
+-- Persist log entries in order, stamped with the store's clock. Entries of unknown jobs are
+-- dropped (a purged job's late log line).
+INSERT INTO {schema}.job_logs (job_id, run_id, "timestamp", level, message, metadata)
+SELECT e.job_id, e.run_id, {now}, e.level, e.message, e.metadata::json
+FROM unnest(%(jobs)s::text[], %(runs)s::text[], %(levels)s::text[], %(messages)s::text[],
+            %(metadata)s::text[]) WITH ORDINALITY AS e(job_id, run_id, level, message, metadata, n)
+WHERE EXISTS (SELECT 1 FROM {schema}.jobs AS j WHERE j.id = e.job_id)
+ORDER BY e.n
+
+-- get_job_runs --
+-- A job's runs in attempt (creation) order.
+SELECT * FROM {schema}.job_runs WHERE job_id = %(id)s ORDER BY seq
+
+-- get_job_logs --
+-- A job's logs in time order, insertion order among equal timestamps.
+SELECT job_id, run_id, "timestamp", level, message, metadata FROM {schema}.job_logs
+WHERE job_id = %(id)s ORDER BY "timestamp", seq
+
+-- job_counts --
+-- Job counts per type and status, dead-lettered counted apart. An aggregate: never loads jobs.
+SELECT type, status, count(*) AS total, count(*) FILTER (WHERE dead_lettered) AS dead
+FROM {schema}.jobs GROUP BY type, status
+
+-- run_durations --
+-- Total duration and count of completed runs per type.
+SELECT job_type, sum(duration) AS total, count(*) AS runs
+FROM {schema}.job_runs WHERE status = 'completed' GROUP BY job_type

@@ -1,0 +1,410 @@
+"""`PostgresJobStorage`: many nodes on one PostgreSQL database.
+
+- Tables live in their own schema (default `timecrisis`); versioned migrations run on first use
+  under a transaction-scoped advisory lock, so ten nodes booting together migrate exactly once
+  (`_migrate.py`).
+- A claim is one statement per batch with `FOR UPDATE SKIP LOCKED`; cluster-wide per-type limits
+  serialize the claimers of a limited type on a per-type advisory transaction lock
+  (`queries.sql`, `claim_jobs`).
+- Every time comparison uses the database's `now()` (unless a test clock is injected), so nodes
+  with skewed clocks stay safe.
+- `LISTEN/NOTIFY` wakes idle workers on every node when jobs are inserted, released or retried;
+  a notification is only a hint (`listener.py`).
+- `insert_jobs(..., connection=conn)` inserts inside the caller's transaction: if the caller
+  rolls back there is no job, and the notification goes out when the caller commits.
+- Every psycopg error surfaces as `StorageError` (the driver's exception as `__cause__`). After
+  a connection-level error the pool is checked and dead connections are replaced, so a restarted
+  server or a `pg_terminate_backend` costs the calls in flight, not the worker. Reads are retried
+  once on a fresh connection; writes are not (the caller cannot know whether they committed,
+  and every write here is safe to retry at the caller's level: fenced or idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from timecrisis.clock import Clock
+from timecrisis.errors import StorageError
+from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
+from timecrisis.storage._wakeups import WakeupHub
+from timecrisis.storage.base import (
+    AdvanceResult,
+    CancelOutcome,
+    ClaimedJob,
+    ClaimParams,
+    ClaimRef,
+    Completion,
+    DueSchedules,
+    FailOutcome,
+    Failure,
+    InsertResult,
+    JobQuery,
+    LockInfo,
+    NewJob,
+    NewLogEntry,
+    PurgeParams,
+    RenewResult,
+    ScheduleAdvance,
+    ScheduleSpec,
+    WakeupCallback,
+)
+from timecrisis.storage.postgres import _claims as claims
+from timecrisis.storage.postgres import _coordination as coord
+from timecrisis.storage.postgres import _jobs as jobs
+from timecrisis.storage.postgres._db import Context, fetch_value
+from timecrisis.storage.postgres._rows import utc
+from timecrisis.storage.postgres._session import Session
+from timecrisis.storage.postgres._sql import Queries
+from timecrisis.storage.postgres.listener import NotificationListener
+
+# Lowercase, so the name means the same quoted or not in hand-written SQL; at most 50
+# characters, so the NOTIFY channel derived from it fits PostgreSQL's 63-byte names.
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
+
+
+class InvalidSchemaNameError(StorageError, ValueError):
+    """The schema name is not a plain lowercase identifier."""
+
+
+class PostgresJobStorage:
+    """A `JobStorage` on PostgreSQL (psycopg 3, async, pooled).
+
+    `dsn_or_pool`: a libpq DSN or URL (the store then owns a pool of `min_pool_size` to
+    `max_pool_size` connections, opened by `init()` and closed by `close()`), or an
+    `AsyncConnectionPool` of yours (used as it is, opened if needed, never closed by the store).
+    `schema`: where the tables live. `clock`: for tests only; by default every time comparison
+    uses the database's `now()`.
+    """
+
+    def __init__(
+        self,
+        dsn_or_pool: str | AsyncConnectionPool[Any],
+        *,
+        schema: str = "timecrisis",
+        clock: Clock | None = None,
+        min_pool_size: int = 1,
+        max_pool_size: int = 10,
+    ) -> None:
+        if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
+            raise InvalidSchemaNameError(
+                f"invalid PostgreSQL schema name {schema!r}: use 1 to 50 lowercase letters, "
+                "digits and underscores, not starting with a digit"
+            )
+        self.schema = schema
+        self._clock = clock
+        self._session = Session(
+            dsn_or_pool, schema=schema, min_pool_size=min_pool_size, max_pool_size=max_pool_size
+        )
+        channel = f"timecrisis_{schema}"
+        self._ctx = Context(Queries(schema), schema, channel)
+        self._hub = WakeupHub()
+        self._listener = NotificationListener(
+            self._session.listen_connection, channel, self._hub.notify
+        )
+        self._subscribers = 0
+        self._stopping: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresJobStorage(schema={self.schema!r})"
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        await self._session.init()
+
+    async def close(self) -> None:
+        """Stop the listener and close the pool if the store created it. Idempotent."""
+        self._closed = True
+        self._hub.clear()
+        await self._listener.stop()
+        stopping, self._stopping = self._stopping, []
+        await asyncio.gather(*stopping, return_exceptions=True)
+        await self._session.close()
+
+    async def now(self) -> datetime:
+        if self._clock is not None:
+            return self._clock.now()
+        value = await self._session.read(
+            "now", lambda conn: fetch_value(conn, self._q["db_now"], {"now": None})
+        )
+        assert isinstance(value, datetime)
+        return utc(value)
+
+    async def wait_for_listener(self) -> None:
+        """Wait until the LISTEN connection is in place (for tests and health checks)."""
+        await self._listener.listening.wait()
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def _q(self) -> Queries:
+        return self._ctx.queries
+
+    def _now(self) -> datetime | None:
+        """The `now` parameter of every statement: None means the database's `now()`."""
+        return None if self._clock is None else self._clock.now()
+
+    def _wake_local(self) -> None:
+        """Wake this process's listeners at once, without waiting for the NOTIFY to loop
+        back (and even while the LISTEN connection is down)."""
+        self._hub.notify()
+
+    # ---- jobs --------------------------------------------------------------------------------
+
+    async def insert_jobs(
+        self, jobs_: Sequence[NewJob], *, connection: Any = None
+    ) -> list[InsertResult]:
+        if connection is not None and not isinstance(connection, AsyncConnection):
+            raise TypeError(
+                "connection= must be a psycopg AsyncConnection (your open transaction), "
+                f"got {type(connection).__name__}"
+            )
+        batch = list(jobs_)
+        if not batch:
+            return []
+        if connection is not None:
+            return await self._insert_in_callers_transaction(connection, batch)
+        if jobs.may_conflict(batch):
+            async with self._session.transaction("insert") as conn:
+                results = await jobs.insert_jobs(conn, self._ctx, batch, self._now())
+        else:  # one statement, atomic on its own: one round trip
+            async with self._session.connection("insert") as conn:
+                results = await jobs.insert_jobs(conn, self._ctx, batch, self._now())
+        if any(r.created for r in results):
+            self._wake_local()
+        return results
+
+    async def _insert_in_callers_transaction(
+        self, connection: AsyncConnection[Any], batch: list[NewJob]
+    ) -> list[InsertResult]:
+        await self._session.init()
+        try:
+            # A savepoint inside the caller's transaction (a transaction of its own if there is
+            # none): a failed insert leaves the caller's transaction usable, their rollback
+            # undoes the jobs, and the NOTIFY is delivered only when they commit.
+            async with connection.transaction():
+                return await jobs.insert_jobs(connection, self._ctx, batch, self._now())
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL insert failed: {exc}") from exc
+
+    async def cancel_job(self, job_id: str) -> CancelOutcome:
+        async with self._session.connection("cancel") as conn:
+            return await jobs.cancel_job(conn, self._ctx, job_id, self._now())
+
+    async def retry_job(self, job_id: str) -> bool:
+        async with self._session.connection("retry") as conn:
+            retried = await jobs.retry_job(conn, self._ctx, job_id, self._now())
+            if retried:  # after the retry committed: a separate statement is fine for a hint
+                await conn.execute(self._q["notify"], {"channel": self._ctx.channel})
+        if retried:
+            self._wake_local()
+        return retried
+
+    async def purge_jobs(self, params: PurgeParams) -> int:
+        async with self._session.connection("purge") as conn:
+            return await jobs.purge_jobs(conn, self._ctx, params, self._now())
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return await self._session.read(
+            "get_job", lambda conn: jobs.get_job(conn, self._ctx, job_id)
+        )
+
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
+        return await self._session.read(
+            "list_jobs", lambda conn: jobs.list_jobs(conn, self._ctx, query)
+        )
+
+    async def get_job_runs(self, job_id: str) -> list[JobRun]:
+        return await self._session.read(
+            "get_job_runs", lambda conn: coord.get_job_runs(conn, self._ctx, job_id)
+        )
+
+    async def get_job_logs(self, job_id: str) -> list[JobLog]:
+        return await self._session.read(
+            "get_job_logs", lambda conn: coord.get_job_logs(conn, self._ctx, job_id)
+        )
+
+    async def get_metrics(self) -> Metrics:
+        return await self._session.read(
+            "get_metrics", lambda conn: coord.get_metrics(conn, self._ctx)
+        )
+
+    # ---- claims ------------------------------------------------------------------------------
+
+    async def claim_jobs(self, params: ClaimParams) -> list[ClaimedJob]:
+        if params.limit <= 0 or not params.type_limits:
+            return []
+        async with self._session.connection("claim") as conn:
+            async with conn.pipeline(), conn.transaction():
+                cursor = await claims.send_claim(conn, self._ctx, params, self._now())
+            return await claims.read_claims(cursor)  # committed: one round trip in all
+
+    async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
+        if not refs:
+            return RenewResult(frozenset(), frozenset())
+        async with self._session.connection("renew") as conn:
+            return await claims.renew_claims(conn, self._ctx, list(refs), lease_ttl, self._now())
+
+    async def complete_jobs(self, completions: Sequence[Completion]) -> list[datetime | None]:
+        if not completions:
+            return []
+        async with self._session.connection("complete") as conn:
+            return await claims.complete_jobs(conn, self._ctx, list(completions), self._now())
+
+    async def fail_job(self, failure: Failure) -> FailOutcome | None:
+        async with self._session.transaction("fail") as conn:
+            outcome = await claims.fail_job(conn, self._ctx, failure, self._now())
+            if outcome is not None and outcome.will_retry:
+                await conn.execute(self._q["notify"], {"channel": self._ctx.channel})
+        if outcome is not None and outcome.will_retry:
+            self._wake_local()
+        return outcome
+
+    async def release_jobs(self, refs: Sequence[ClaimRef]) -> list[bool]:
+        if not refs:
+            return []
+        async with self._session.connection("release") as conn:
+            results = await claims.release_jobs(conn, self._ctx, list(refs), self._now())
+        if any(results):
+            self._wake_local()
+        return results
+
+    async def update_progress(self, ref: ClaimRef, percent: float) -> bool:
+        async with self._session.connection("update_progress") as conn:
+            return await claims.update_progress(conn, self._ctx, ref, percent)
+
+    async def append_logs(self, entries: Sequence[NewLogEntry]) -> None:
+        if entries:
+            async with self._session.connection("append_logs") as conn:
+                await coord.append_logs(conn, self._ctx, list(entries), self._now())
+
+    # ---- maintenance -------------------------------------------------------------------------
+
+    async def recover_expired_leases(self, limit: int = 100) -> list[FailOutcome]:
+        async with self._session.transaction("recover_expired_leases") as conn:
+            outcomes = await claims.recover_expired_leases(conn, self._ctx, limit, self._now())
+            if any(o.will_retry for o in outcomes):
+                await conn.execute(self._q["notify"], {"channel": self._ctx.channel})
+        if any(o.will_retry for o in outcomes):
+            self._wake_local()
+        return outcomes
+
+    async def expire_jobs(self, limit: int = 100) -> list[Job]:
+        async with self._session.transaction("expire_jobs") as conn:
+            return await claims.expire_jobs(conn, self._ctx, limit, self._now())
+
+    # ---- locks -------------------------------------------------------------------------------
+
+    async def acquire_lock(self, name: str, owner: str, ttl: timedelta) -> str | None:
+        async with self._session.connection("acquire_lock") as conn:
+            return await coord.acquire_lock(conn, self._ctx, name, owner, ttl, self._now())
+
+    async def renew_lock(self, name: str, token: str, ttl: timedelta) -> bool:
+        async with self._session.connection("renew_lock") as conn:
+            return await coord.renew_lock(conn, self._ctx, name, token, ttl, self._now())
+
+    async def release_lock(self, name: str, token: str) -> bool:
+        async with self._session.connection("release_lock") as conn:
+            return await coord.release_lock(conn, self._ctx, name, token)
+
+    async def get_lock(self, name: str) -> LockInfo | None:
+        return await self._session.read(
+            "get_lock", lambda conn: coord.get_lock(conn, self._ctx, name, self._now())
+        )
+
+    # ---- workers -----------------------------------------------------------------------------
+
+    async def heartbeat_worker(self, name: str, *, running: int, is_leader: bool) -> None:
+        async with self._session.connection("heartbeat_worker") as conn:
+            await coord.heartbeat_worker(conn, self._ctx, name, running, is_leader, self._now())
+
+    async def remove_worker(self, name: str) -> None:
+        async with self._session.connection("remove_worker") as conn:
+            await coord.remove_worker(conn, self._ctx, name)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        return await self._session.read(
+            "list_workers", lambda conn: coord.list_workers(conn, self._ctx)
+        )
+
+    async def prune_workers(self, inactive_for: timedelta) -> list[str]:
+        async with self._session.connection("prune_workers") as conn:
+            return await coord.prune_workers(conn, self._ctx, inactive_for, self._now())
+
+    # ---- schedules ---------------------------------------------------------------------------
+
+    async def upsert_schedule(self, spec: ScheduleSpec) -> ScheduledJob:
+        async with self._session.transaction("upsert_schedule") as conn:
+            return await coord.upsert_schedule(conn, self._ctx, spec, self._now())
+
+    async def get_schedule(self, name: str) -> ScheduledJob | None:
+        return await self._session.read(
+            "get_schedule", lambda conn: coord.get_schedule(conn, self._ctx, name)
+        )
+
+    async def list_schedules(self) -> list[ScheduledJob]:
+        return await self._session.read(
+            "list_schedules", lambda conn: coord.list_schedules(conn, self._ctx)
+        )
+
+    async def set_schedule_enabled(self, name: str, enabled: bool) -> bool:
+        async with self._session.connection("set_schedule_enabled") as conn:
+            return await coord.set_schedule_enabled(conn, self._ctx, name, enabled, self._now())
+
+    async def delete_schedule(self, name: str) -> bool:
+        async with self._session.connection("delete_schedule") as conn:
+            return await coord.delete_schedule(conn, self._ctx, name)
+
+    async def get_due_schedules(self, limit: int = 100) -> DueSchedules:
+        return await self._session.read(
+            "get_due_schedules",
+            lambda conn: coord.get_due_schedules(conn, self._ctx, limit, self._now()),
+        )
+
+    async def advance_schedule(self, advance: ScheduleAdvance) -> AdvanceResult:
+        async with self._session.transaction("advance_schedule") as conn:
+            result = await coord.advance_schedule(conn, self._ctx, advance, self._now())
+        if result.job_id is not None:
+            self._wake_local()
+        return result
+
+    # ---- wake-ups ----------------------------------------------------------------------------
+
+    def add_wakeup_listener(self, callback: WakeupCallback) -> Callable[[], None]:
+        """Call `callback` on the subscriber's loop when any node inserts, releases or retries
+        a job. The first subscriber starts the store's LISTEN connection; the last one to leave
+        stops it."""
+        unsubscribe_from_hub = self._hub.subscribe(callback)
+        self._subscribers += 1
+        if not self._closed:
+            self._listener.start()
+        subscribed = True
+
+        def unsubscribe() -> None:
+            nonlocal subscribed
+            if not subscribed:
+                return
+            subscribed = False
+            unsubscribe_from_hub()
+            self._subscribers -= 1
+            if self._subscribers == 0:
+                task = self._listener.cancel()
+                if task is not None:
+                    self._stopping.append(task)  # close() waits for its connection to close
+                    task.add_done_callback(self._forget_stopped)
+
+        return unsubscribe
+
+    def _forget_stopped(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._stopping.remove(task)

@@ -1,0 +1,198 @@
+"""Migrations on PostgreSQL: nodes booting together migrate exactly once, a newer schema is
+refused, a fresh install equals an upgrade, and the schema's enums match the Python ones."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.postgres.conftest import Admin, StoreFactory
+from timecrisis.errors import StorageError
+from timecrisis.models import JobStatus, RunStatus
+from timecrisis.storage.base import JobQuery
+from timecrisis.storage.postgres import PostgresJobStorage
+from timecrisis.storage.postgres._migrate import available_migrations, latest_version, migrate
+from timecrisis.storage.postgres.store import InvalidSchemaNameError
+
+pytestmark = pytest.mark.postgres
+
+
+async def _versions(admin: Admin, schema: str) -> list[int]:
+    cur = await admin.execute(
+        sql.SQL("SELECT version FROM {}.timecrisis_migrations ORDER BY version").format(
+            sql.Identifier(schema)
+        )
+    )
+    return [row[0] for row in await cur.fetchall()]
+
+
+async def test_ten_nodes_initialising_at_once_migrate_exactly_once(
+    make_store: StoreFactory, admin: Admin, schema: str
+) -> None:
+    stores = [make_store(min_pool_size=1, max_pool_size=1) for _ in range(10)]
+
+    await asyncio.gather(*(store.init() for store in stores))
+
+    # A second application of any migration would have failed its DDL ("already exists").
+    assert await _versions(admin, schema) == [m.version for m in available_migrations()]
+
+
+async def test_ten_tasks_initialising_one_store_share_one_initialisation(
+    make_store: StoreFactory, admin: Admin, schema: str
+) -> None:
+    store = make_store()
+
+    await asyncio.gather(*(store.init() for _ in range(10)))
+
+    assert await _versions(admin, schema) == [m.version for m in available_migrations()]
+
+
+_INIT_SCRIPT = """
+import asyncio, sys
+from timecrisis.storage.base import JobQuery
+from timecrisis.storage.postgres import PostgresJobStorage
+
+async def main() -> None:
+    store = PostgresJobStorage(sys.argv[1], schema=sys.argv[2], max_pool_size=1)
+    try:
+        await store.init()
+    finally:
+        await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_processes_booting_at_once_migrate_exactly_once(
+    pg_url: str, admin: Admin, schema: str
+) -> None:
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _INIT_SCRIPT,
+            pg_url,
+            schema,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [await p.communicate() for p in processes]
+
+    assert [p.returncode for p in processes] == [0] * 4, [err.decode() for _, err in outcomes]
+    assert await _versions(admin, schema) == [m.version for m in available_migrations()]
+
+
+async def test_a_schema_newer_than_the_code_is_refused(
+    make_store: StoreFactory, admin: Admin, schema: str
+) -> None:
+    await make_store().init()
+    await admin.execute(
+        sql.SQL(
+            "INSERT INTO {}.timecrisis_migrations (version, name) VALUES (%s, 'future')"
+        ).format(sql.Identifier(schema)),
+        (latest_version() + 1,),
+    )
+
+    with pytest.raises(StorageError, match="newer than this timecrisis"):
+        await make_store().init()
+
+
+async def test_an_existing_schema_with_other_tables_is_migrated_in_place(
+    make_store: StoreFactory, admin: Admin, schema: str
+) -> None:
+    await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    await admin.execute(
+        sql.SQL("CREATE TABLE {}.app_table (id int)").format(sql.Identifier(schema))
+    )
+
+    store = make_store()
+    await store.init()
+
+    assert await store.list_jobs(JobQuery()) == []
+    cur = await admin.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s "
+        "AND table_name = 'app_table'",
+        (schema,),
+    )
+    assert await cur.fetchone() == (1,)
+
+
+async def _catalogue(admin: Admin, schema: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Tables, columns, indexes and constraints of `schema`, with its name taken out."""
+
+    async def rows(query: str) -> list[tuple[Any, ...]]:
+        cur = await admin.execute(query, {"schema": schema})
+        found = await cur.fetchall()
+        return sorted(tuple(re.sub(rf'"?{schema}"?\.', "S.", str(v)) for v in row) for row in found)
+
+    return {
+        "columns": await rows(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default "
+            "FROM information_schema.columns WHERE table_schema = %(schema)s"
+        ),
+        "indexes": await rows(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = %(schema)s"
+        ),
+        "constraints": await rows(
+            "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) "
+            "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+            "WHERE n.nspname = %(schema)s"
+        ),
+    }
+
+
+@pytest.mark.parametrize("start", [m.version for m in available_migrations()])
+async def test_upgrading_from_any_version_equals_a_fresh_install(
+    pg_url: str, admin: Admin, schema: str, start: int
+) -> None:
+    upgraded = f"{schema}_up"
+    try:
+        fresh = PostgresJobStorage(pg_url, schema=schema, max_pool_size=1)
+        await fresh.init()
+        await fresh.close()
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+            await migrate(conn, upgraded, target=start)
+            await migrate(conn, upgraded)
+        expected, actual = await _catalogue(admin, schema), await _catalogue(admin, upgraded)
+    finally:
+        await admin.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(upgraded))
+        )
+    assert actual == expected
+
+
+async def _check_values(admin: Admin, schema: str, table: str, column: str) -> set[str]:
+    cur = await admin.execute(
+        "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "JOIN pg_namespace n ON n.oid = c.connamespace "
+        "WHERE n.nspname = %s AND c.conrelid::regclass::text LIKE %s AND c.contype = 'c' "
+        "AND pg_get_constraintdef(c.oid) LIKE %s",
+        (schema, f"%.{table}", f"%({column} = %"),
+    )
+    [definition] = [row[0] for row in await cur.fetchall()]
+    return set(re.findall(r"'([a-z_]+)'::text", definition))
+
+
+async def test_the_status_constraints_match_the_python_enums(
+    make_store: StoreFactory, admin: Admin, schema: str
+) -> None:
+    await make_store().init()
+
+    assert await _check_values(admin, schema, "jobs", "status") == {s.value for s in JobStatus}
+    assert await _check_values(admin, schema, "job_runs", "status") == {s.value for s in RunStatus}
+
+
+@pytest.mark.parametrize(
+    "name", ["", "Timecrisis", "has-dash", "1starts_with_digit", 'x"; DROP SCHEMA y; --', "a" * 51]
+)
+def test_a_schema_name_that_is_not_a_plain_identifier_is_refused(name: str) -> None:
+    with pytest.raises(InvalidSchemaNameError):
+        PostgresJobStorage("postgresql://localhost/x", schema=name)
