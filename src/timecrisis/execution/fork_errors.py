@@ -1,0 +1,86 @@
+"""How a fork-mode attempt that went wrong reads in the worker.
+
+The worker records a failed attempt as `f"{type(exc).__name__}: {exc}"`, so these classes are
+shaped for that line:
+
+- the child died (a non-zero exit, a signal, an out-of-memory kill) or never started:
+  `ForkedProcessError: the child process was killed by signal SIGSEGV (11)`;
+- the handler raised: the exception is re-created under its own name, as a subclass of
+  `ForkedHandlerError` (and of `NonRetryableError` when the original was one, so it is not
+  retried): `ValueError: bad row 7`, exactly as the in-process run would read. Only names and
+  text cross the boundary (never a pickled exception), so the re-created class is not the
+  original: catch `ForkedHandlerError` and read `remote_type` to tell them apart.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import cast
+
+from timecrisis.errors import NonRetryableError, TimeCrisisError
+
+
+class ForkedProcessError(TimeCrisisError):
+    """A fork-mode child process could not start, or died before reporting how its handler
+    ended."""
+
+
+class ForkedHandlerError(TimeCrisisError):
+    """An exception raised by a handler in a fork-mode child, re-created in the worker.
+
+    Its class bears the original's name; `remote_type` is the original's `module.QualName` and
+    `remote_traceback` the traceback printed in the child."""
+
+    remote_type: str
+    remote_traceback: str
+
+    def __init__(self, message: str, *, remote_type: str, remote_traceback: str = "") -> None:
+        # Not TimeCrisisError.__init__: an empty message must stay empty, as in the child, not
+        # fall back to this docstring.
+        Exception.__init__(self, message)
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+
+
+_classes: dict[tuple[str, str, bool], type[ForkedHandlerError]] = {}
+_classes_lock = threading.Lock()
+
+
+def handler_error(
+    type_name: str, module: str, message: str, traceback: str, *, non_retryable: bool
+) -> ForkedHandlerError:
+    """The worker-side stand-in for an exception a handler raised in its child."""
+    key = (module, type_name, non_retryable)
+    with _classes_lock:
+        cls = _classes.get(key)
+        if cls is None:
+            bases: tuple[type, ...] = (ForkedHandlerError,)
+            if non_retryable:
+                bases += (NonRetryableError,)
+            # __module__ as the original's, so a logged traceback reads `ValueError: ...` for
+            # a builtin and `app.errors.Oops: ...` otherwise.
+            namespace = {"__module__": module, "__qualname__": type_name}
+            cls = cast("type[ForkedHandlerError]", type(type_name, bases, namespace))
+            _classes[key] = cls
+    qualified = type_name if module == "builtins" else f"{module}.{type_name}"
+    return cls(message, remote_type=qualified, remote_traceback=traceback)
+
+
+def describe_exit(code: int | None) -> str:
+    """A child's exit status in words (a negative code is the signal that killed it)."""
+    if code is None:
+        return "the child process's exit status is unknown (its fork server died)"
+    if code < 0:
+        number = -code
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "signal"
+        text = f"the child process was killed by signal {name} ({number})"
+        if number == signal.SIGKILL:
+            text += "; the kernel's out-of-memory killer sends SIGKILL"
+        return text
+    if code == 0:
+        return "the child process exited (status 0) without reporting a result"
+    return f"the child process exited with status {code}"
