@@ -1,25 +1,50 @@
-"""The `timecrisis` command. Each subcommand lives in its own module of this package."""
+"""The `timecrisis` command. Each subcommand lives in its own module of this package, imported
+only when it runs."""
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import click
 
-from timecrisis.cli.demo import demo
+from timecrisis.cli._errors import run_cli
+from timecrisis.cli._lazy import LazyGroup
+
+_COMMANDS = {
+    "worker": "timecrisis.cli.worker:worker",
+    "jobs": "timecrisis.cli.jobs:jobs",
+    "dead-letters": "timecrisis.cli.dead_letters:dead_letters",
+    "schedules": "timecrisis.cli.schedules:schedules",
+    "workers": "timecrisis.cli.workers:workers",
+    "metrics": "timecrisis.cli.metrics:metrics",
+    "demo": "timecrisis.cli.demo:demo",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="timecrisis")
 def cli() -> None:
     """timecrisis: run workers and operate the job queue.
 
-    Commands that open a store take --storage URL (else the TIMECRISIS_STORAGE environment
-    variable): memory://, sqlite:///relative.db, sqlite:////absolute.db or
-    postgresql://user@host:5432/db.
+    Commands that open a store take --storage URL after their own name (else the
+    TIMECRISIS_STORAGE environment variable): memory://, sqlite:///relative.db,
+    sqlite:////absolute.db or postgresql://user@host:5432/db?schema=name. Listings print a
+    table on a terminal and JSON with --json. Errors print one line; exit status 1 for a
+    failure, 2 for a usage error.
+
+    \b
+    Examples:
+      timecrisis worker myapp.jobs:scheduler --storage sqlite:///app.db
+      export TIMECRISIS_STORAGE=sqlite:///app.db
+      timecrisis jobs list --status failed
+      timecrisis jobs show 0f8c0a3e-5d7b-4a43-9e43-2f1f4c9e3b52
+      timecrisis metrics --watch
     """
 
 
-cli.add_command(demo)
-
-
-def main() -> None:
-    cli()
+def main() -> NoReturn:
+    run_cli(cli)
