@@ -2,7 +2,8 @@
 
 - a number of seconds (`int` or `float`, not `bool`), finite and not negative;
 - a `datetime.timedelta`, not negative;
-- a string `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`, e.g. `'500ms'`, `'1.5h'`, `'5m'`.
+- a string `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`, e.g. `'500ms'`, `'1.5h'`, `'5m'`,
+  or several such parts in a row, e.g. `'1h30m'` (what `format_duration` prints reads back).
 
 Anything else raises `InvalidDurationError`.
 """
@@ -20,8 +21,12 @@ Duration: TypeAlias = float | int | timedelta | str
 """What every duration option accepts."""
 
 _UNITS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-# timedelta cannot hold more than this; past it the conversion would raise OverflowError.
+# ASCII digits only: `\d` would also take Arabic-Indic or full-width digits (float() reads them).
+_PART = r"[0-9]+(?:\.[0-9]+)?\s*(?:ms|s|m|h|d)"
+_PATTERN = re.compile(rf"\s*(?:{_PART}\s*)+")
+_PARTS = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)")
+# timedelta cannot hold more than this. As a float it rounds UP to exactly 8.64e13 seconds, which
+# timedelta() refuses, so the check below is `>=`.
 _MAX_SECONDS = timedelta.max.total_seconds()
 
 
@@ -33,14 +38,16 @@ def parse_duration(value: Duration) -> timedelta:
         return value
     if isinstance(value, bool):  # bool is an int; True seconds is never what the caller meant
         raise InvalidDurationError(value, "a bool is not a duration")
+    if isinstance(value, int) and value >= _MAX_SECONDS:
+        # Checked before float(): an int past the float range would raise OverflowError there.
+        raise InvalidDurationError(value, "too large")
     if isinstance(value, int | float):
         return _from_seconds(value, float(value))
     if isinstance(value, str):
-        match = _PATTERN.match(value)
-        if match is None:
+        if _PATTERN.fullmatch(value) is None:
             raise InvalidDurationError(value)
-        number, unit = match.groups()
-        return _from_seconds(value, float(number) * _UNITS[unit])
+        seconds = math.fsum(float(number) * _UNITS[unit] for number, unit in _PARTS.findall(value))
+        return _from_seconds(value, seconds)
     raise InvalidDurationError(value, f"unsupported type {type(value).__name__}")
 
 
@@ -62,7 +69,7 @@ def _from_seconds(original: object, seconds: float) -> timedelta:
         raise InvalidDurationError(original, "must be finite")
     if seconds < 0:
         raise InvalidDurationError(original, "must not be negative")
-    if seconds > _MAX_SECONDS:
+    if seconds >= _MAX_SECONDS:
         raise InvalidDurationError(original, "too large")
     return timedelta(seconds=seconds)
 

@@ -61,11 +61,12 @@ def test_a_formatted_duration_reads_back_to_the_same_milliseconds(milliseconds: 
     value = timedelta(milliseconds=milliseconds)
     text = format_duration(value)
     assert text and _FORMATTED.fullmatch(text), text
-    # Each unit part is a duration `parse_duration` accepts; together they are the value.
-    # (The compound form itself is not accepted: see test_durations.py.)
+    # Each unit part is a duration `parse_duration` accepts; together they are the value,
+    # and so is the compound form as a whole.
     parts = _PART.findall(text)
     assert "".join(parts) == text
     assert sum((parse_duration(part) for part in parts), timedelta(0)) == value
+    assert parse_duration(text) == value
 
 
 @given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["ms", "s", "m", "h", "d"]))

@@ -318,7 +318,7 @@ def test_an_exact_time_in_the_past_is_refused_when_scheduling() -> None:
         ("cron", "0 9 * * *", "Europe/Paris ", "unknown time zone"),
         ("cron", "0 9 * * *", "localtime", "unknown time zone"),
         ("interval", "often", None, "invalid interval 'often'"),
-        ("interval", "1h30m", None, "invalid interval"),
+        ("interval", "1h30", None, "invalid interval"),
         ("interval", "0s", None, "greater than zero"),
         ("interval", "-5m", None, "invalid interval"),
         ("exact", "next tuesday", None, "needs an ISO-8601 datetime with an offset"),
