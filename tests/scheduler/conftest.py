@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from timecrisis import InMemoryJobStorage, JobScheduler, JobStorage, SQLiteJobStorage
+from tests.pg_support import adrop_schema, fresh_schema, require_postgres
+from timecrisis import (
+    InMemoryJobStorage,
+    JobScheduler,
+    JobStorage,
+    PostgresJobStorage,
+    SQLiteJobStorage,
+)
 
 FAST: dict[str, Any] = {
     "job_processing_interval": 0.05,
@@ -36,21 +43,36 @@ class Payload(BaseModel):
 SchedulerFactory = Callable[..., JobScheduler]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStorage]:
-    """Every end-to-end test runs on the reference store and on the embedded default."""
-    storage: JobStorage
+    """Every end-to-end test runs on the reference store, the embedded default and PostgreSQL
+    (a fresh schema per test, dropped afterwards)."""
     if request.param == "memory":
-        storage = InMemoryJobStorage()
-    else:
+        storage: JobStorage = InMemoryJobStorage()
+        yield storage
+        await storage.close()
+    elif request.param == "sqlite":
         storage = SQLiteJobStorage(tmp_path / "jobs.db")
-    yield storage
-    await storage.close()
+        yield storage
+        await storage.close()
+    else:
+        url, schema = require_postgres(), fresh_schema()
+        storage = PostgresJobStorage(url, schema=schema)
+        try:
+            yield storage
+        finally:
+            await storage.close()
+            await adrop_schema(url, schema)
 
 
 @pytest.fixture
-async def make_scheduler() -> AsyncIterator[SchedulerFactory]:
-    """Builds schedulers with fast settings and stops every one of them at teardown."""
+async def make_scheduler(store: JobStorage) -> AsyncIterator[SchedulerFactory]:
+    """Builds schedulers with fast settings and stops every one of them at teardown.
+
+    It depends on `store` so that pytest tears it down first: schedulers stop (and unregister
+    their workers) while the store is still open."""
     created: list[JobScheduler] = []
 
     def factory(storage: JobStorage, **options: Any) -> JobScheduler:
