@@ -26,6 +26,7 @@ from timecrisis.errors import (
     StorageError,
     TimeCrisisError,
 )
+from timecrisis.execution.fork_errors import ForkedHandlerError, ForkedProcessError
 from timecrisis.models import (
     Job,
     JobLog,
@@ -69,6 +70,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Clock",
     "DistributedLockError",
+    "ForkedHandlerError",
+    "ForkedProcessError",
     "InMemoryJobStorage",
     "InvalidDurationError",
     "InvalidScheduleError",
