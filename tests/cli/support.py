@@ -82,7 +82,7 @@ class Filled:
     failed: str  # a boom job, dead-lettered
     pending: str  # a greet job delayed by an hour
     canceled: str
-    worker: str  # a registered worker (leader, 2 running jobs)
+    worker: str  # a registered worker (leader; its heartbeat claims 2 running jobs, it runs none)
 
 
 def scheduler_on(storage: JobStorage) -> JobScheduler:

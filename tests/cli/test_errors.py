@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import pathlib
+import socket
 import subprocess
 import sys
 
 import click
+import psycopg
+import pytest
 from click.testing import CliRunner
 
 from tests.cli.support import REPO, assert_one_line_error, cli_env, run_cli
+from tests.pg_support import drop_schema, fresh_schema, require_postgres
 from timecrisis.cli import cli
 
 
@@ -28,17 +32,75 @@ def test_bad_urls_and_unreachable_stores(tmp_path: pathlib.Path) -> None:
         f"no SQLite database at {missing}",
     )
     assert not missing.exists()  # a typo never creates a database
-    # Nothing listens on port 1; the password never reaches the terminal.
-    unreachable = run_cli(
-        "workers",
-        "--storage",
-        "postgresql://app:s3cret@127.0.0.1:1/app",
-        TIMECRISIS_CONNECT_TIMEOUT="1",
-    )
+
+
+# Nothing listens on port 1: the connection is refused at once.
+REFUSED = "postgresql://app:s3cret@127.0.0.1:1/app"
+REFUSED_SHOWN = "postgresql://app:***@127.0.0.1:1/app"  # the password never reaches the terminal
+
+
+def test_a_refused_postgres_connection_fails_at_once_with_the_drivers_reason() -> None:
+    # A timeout longer than the test's own: only a probe that does not wait out the pool's
+    # retries can answer with the refusal rather than "cannot reach ... within".
+    refused = run_cli("workers", "--storage", REFUSED, TIMECRISIS_CONNECT_TIMEOUT="600")
     assert_one_line_error(
-        unreachable, 1, "cannot reach postgresql://app:***@127.0.0.1:1/app within 1s"
+        refused, 1, f"cannot open {REFUSED_SHOWN}: cannot connect to PostgreSQL", "refused"
     )
-    assert "s3cret" not in unreachable.stderr
+    assert "s3cret" not in refused.stderr
+
+
+def test_a_worker_on_a_refused_postgres_connection_prints_one_line() -> None:
+    # Without the probe: 30 s of psycopg.pool WARNINGs (two lines each), then the error.
+    result = run_cli(
+        "worker", "tests.cli.app:scheduler", "--storage", REFUSED, TIMECRISIS_CONNECT_TIMEOUT="600"
+    )
+    assert_one_line_error(result, 1, f"cannot open {REFUSED_SHOWN}", "refused")
+    assert "s3cret" not in result.stderr
+
+
+def test_a_server_that_never_answers_is_given_up_after_the_connect_timeout() -> None:
+    # A socket that accepts connections (the kernel's backlog) but never speaks.
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as silent:
+        port = silent.getsockname()[1]
+        for args in (("jobs", "list"), ("worker", "tests.cli.app:scheduler")):
+            result = run_cli(
+                *args,
+                "--storage",
+                f"postgresql://app@127.0.0.1:{port}/app",
+                TIMECRISIS_CONNECT_TIMEOUT="1",
+            )
+            assert_one_line_error(
+                result, 1, f"cannot reach postgresql://app@127.0.0.1:{port}/app within 1s"
+            )
+
+
+@pytest.mark.postgres
+def test_operator_commands_refuse_a_postgres_schema_that_does_not_exist() -> None:
+    base = require_postgres()
+    schema = fresh_schema()  # a mistyped ?schema=
+    separator = "&" if "?" in base else "?"
+    url = f"{base}{separator}schema={schema}"
+    try:
+        for args in (
+            ("jobs", "list"),
+            ("workers",),
+            ("metrics",),
+            ("jobs", "retry", "0f8c0a3e-5d7b-4a43-9e43-2f1f4c9e3b52"),
+            ("schedules", "disable", "nightly"),
+        ):
+            assert_one_line_error(
+                run_cli(*args, "--storage", url),
+                1,
+                f"no timecrisis tables in PostgreSQL schema '{schema}'",
+                "check ?schema=",
+            )
+        with psycopg.connect(base) as conn:  # looking never created it
+            found = conn.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
+        assert found == (0,)
+    finally:
+        drop_schema(base, schema)
 
 
 def test_usage_errors_exit_2_with_one_line() -> None:

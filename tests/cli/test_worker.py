@@ -152,6 +152,9 @@ async def test_second_signal_stops_at_once_and_releases_the_job(
         worker.process.send_signal(signal.SIGTERM)
         # The stubborn handler ignores the graceful stop (shutdown_timeout is 30 s)...
         await worker.wait_for_log("stepped down as leader")
+        # Resigning at stop is routine (INFO); a lost lease would be a WARNING.
+        [resigned] = [line for line in worker.log_lines if "stepped down as leader" in line]
+        assert " INFO " in resigned and "the scheduler is stopping" in resigned, resigned
         worker.process.send_signal(signal.SIGINT)  # ...the second signal does not wait
         assert await worker.finish() == 0
         job = await producer.get_job(job_id)

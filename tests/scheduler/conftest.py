@@ -43,9 +43,7 @@ class Payload(BaseModel):
 SchedulerFactory = Callable[..., JobScheduler]
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStorage]:
     """Every end-to-end test runs on the reference store, the embedded default and PostgreSQL
     (a fresh schema per test, dropped afterwards)."""

@@ -14,9 +14,10 @@ from timecrisis.storage.base import JobStorage
 async def test_a_first_heartbeat_registers_the_worker(storage: JobStorage) -> None:
     await storage.heartbeat_worker("worker-1", running=3, is_leader=True)
 
+    # `running` is counted from the jobs (none here), not taken from the heartbeat.
     assert await storage.list_workers() == [
         WorkerInfo(
-            name="worker-1", first_seen=START, last_heartbeat=START, is_leader=True, running=3
+            name="worker-1", first_seen=START, last_heartbeat=START, is_leader=True, running=0
         )
     ]
 

@@ -46,3 +46,9 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if root.level > logging.DEBUG:
+        # psycopg's pool logs each failed (re)connection attempt as a multi-line WARNING, every
+        # second or so while the database is down; the store already logs the lost connection
+        # and every failing call. The pool's own ERRORs (it gave up) still show; --log-level
+        # debug shows everything.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -86,14 +87,16 @@ def with_scheduler(url: str, action: Callable[[JobScheduler], Awaitable[T]]) -> 
     """Open the store at `url`, run `action` on a bare `JobScheduler` over it, close the store.
 
     The operations commands read and repair state, which needs no job definitions: the bare
-    scheduler is the public read/repair API (DESIGN §1) without starting any worker loop."""
+    scheduler is the public read/repair API (DESIGN §1) without starting any worker loop. They
+    only work on a store that exists: a SQLite file that is there, a PostgreSQL schema that
+    holds timecrisis tables (`open_storage`, `connect`)."""
     _quiet_library_logs()
 
     async def main() -> T:
         # Built inside the event loop: a PostgreSQL pool binds to the loop that creates it.
         storage = open_storage(url)
         try:
-            await _connect(storage, url)
+            await connect(storage, redact(url), must_exist=True)
             return await action(JobScheduler(storage))
         finally:
             await storage.close()
@@ -114,24 +117,47 @@ def connect_timeout() -> float:
     return value
 
 
-async def _connect(storage: JobStorage, url: str) -> None:
-    """`init()` the store within the connect timeout. A driver that retries an unreachable
-    server for long (psycopg's pool: 30 s) would leave an operator staring at a silent
-    terminal; its last complaint, logged while it retried, explains the failure instead."""
+async def connect(storage: JobStorage, label: str, *, must_exist: bool, init: bool = True) -> None:
+    """Reach the store (named `label` in messages) within the connect timeout, then `init()`
+    it unless `init` is False. Every failure is a one-line `CommandError`.
+
+    A PostgreSQL store is first probed on one connection of its own: psycopg's pool retries
+    an unreachable server for 30 s, which would leave an operator staring at a silent
+    terminal, while the probe fails at once. With `must_exist`, a schema without timecrisis
+    tables is refused instead of being created by `init()`: a mistyped `?schema=` must not
+    show an empty queue (`open_storage` refuses a missing SQLite file for the same reason).
+    Past the probe, the last warning logged while `init()` retried explains a timeout."""
     timeout = connect_timeout()
     complaints = _LastComplaint()
     root = logging.getLogger()
     root.addHandler(complaints)
     try:
         async with asyncio.timeout(timeout):
-            await storage.init()
+            await _probe_postgres(storage, label, must_exist=must_exist)
+            if init:
+                await storage.init()
     except TimeoutError:
         detail = f": {complaints.message}" if complaints.message else ""
-        raise CommandError(f"cannot reach {redact(url)} within {timeout:g}s{detail}") from None
+        raise CommandError(f"cannot reach {label} within {timeout:g}s{detail}") from None
     except TimeCrisisError as error:
-        raise CommandError(f"cannot open {redact(url)}: {describe(error)}") from None
+        raise CommandError(f"cannot open {label}: {describe(error)}") from None
     finally:
         root.removeHandler(complaints)
+
+
+async def _probe_postgres(storage: JobStorage, label: str, *, must_exist: bool) -> None:
+    if "timecrisis.storage.postgres" not in sys.modules:
+        return  # no PostgreSQL store was built (building one imports it): keep psycopg unloaded
+    from timecrisis.storage.postgres import PostgresJobStorage
+
+    if not isinstance(storage, PostgresJobStorage):
+        return
+    version = await storage.probe()  # a StorageError says why: refused, unknown host...
+    if must_exist and version is None:
+        raise CommandError(
+            f"no timecrisis tables in PostgreSQL schema {storage.schema!r} at {label} "
+            "(check ?schema=; a worker creates them)"
+        )
 
 
 class _LastComplaint(logging.Handler):

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import click
 from pydantic import BaseModel, EmailStr
-from rich.console import Console, Group
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from timecrisis import (
     Job,
@@ -94,37 +96,101 @@ def build_scheduler(db: Path) -> JobScheduler:
     return scheduler
 
 
-def _jobs_table(jobs: list[Job], remaining: float) -> Table:
-    table = Table(title=f"timecrisis demo: worker running, {remaining:4.1f}s left", expand=True)
+# The live table's layout. Rich pads each cell by one space on both sides, and this box draws a
+# blank divider between columns and no outer edge: each column after the first costs 3 more.
+_GAP = 3
+# A job id and its status are always shown whole (an id is copied into other commands). The
+# other columns are shown only when they fit whole beside them, most useful first; the result
+# or error takes the room left over, and is only worth a column with room to say something.
+_STATUS_WIDTH = max(len(status.value) for status in JobStatus)
+_MIN_DETAIL_WIDTH = 20
+_TYPE, _DETAIL, _TRY, _PROGRESS = "type", "result / last error", "try", "done"
+
+
+def _optional_columns(width: int, id_width: int, type_width: int) -> set[str]:
+    """The optional columns that fit on a terminal `width` characters wide."""
+    used = id_width + _GAP + _STATUS_WIDTH
+    shown: set[str] = set()
+    for header, needed in (
+        (_TYPE, type_width),
+        (_DETAIL, _MIN_DETAIL_WIDTH),
+        (_TRY, len(_TRY)),
+        (_PROGRESS, len("100%")),
+    ):
+        if used + _GAP + needed <= width:
+            shown.add(header)
+            used += _GAP + needed
+    return shown
+
+
+def _detail(job: Job) -> str:
+    detail = job.fail_reason if job.status == JobStatus.FAILED else job.result
+    if job.status == JobStatus.PENDING and job.fail_reason:
+        detail = f"retrying after: {job.fail_reason}"
+    if detail is None:
+        return ""
+    return detail if isinstance(detail, str) else json.dumps(detail)
+
+
+def _jobs_view(jobs: list[Job], remaining: float, width: int, type_width: int) -> RenderableType:
+    """The live table for a terminal `width` wide; `type_width` is the longest registered
+    type's name, so the layout does not change as the types on screen do."""
+    title = f"timecrisis demo: worker running, {remaining:4.1f}s left"
+    id_width = max((len(job.id) for job in jobs), default=len("job id"))
+    if id_width + _GAP + _STATUS_WIDTH > width:
+        # Too narrow for a table that keeps an id and its status whole: a line per job, which
+        # the terminal wraps instead of rich cutting the cells.
+        lines = [Text(title, style="bold")]
+        lines += [
+            Text.assemble(job.id, " ", (job.status.value, _STATUS_STYLE[job.status]))
+            for job in jobs
+        ]
+        return Group(*lines)
+    shown = _optional_columns(width, id_width, type_width)
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+        expand=_DETAIL in shown,  # the result column takes the room left over
+    )
     table.add_column("job id", no_wrap=True)
-    table.add_column("type", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("try", justify="right", no_wrap=True)
-    table.add_column("progress", justify="right", no_wrap=True)
-    table.add_column("result / last error", no_wrap=True, overflow="ellipsis", ratio=1)
+    if _TYPE in shown:
+        table.add_column(_TYPE, no_wrap=True)
+    table.add_column("status", min_width=_STATUS_WIDTH, no_wrap=True)
+    if _TRY in shown:
+        table.add_column(_TRY, justify="right", no_wrap=True)
+    if _PROGRESS in shown:
+        table.add_column(_PROGRESS, justify="right", no_wrap=True)
+    if _DETAIL in shown:
+        table.add_column(_DETAIL, no_wrap=True, overflow="ellipsis", ratio=1)
     for job in jobs:
-        style = _STATUS_STYLE[job.status]
-        detail = job.fail_reason if job.status == JobStatus.FAILED else job.result
-        if job.status == JobStatus.PENDING and job.fail_reason:
-            detail = f"retrying after: {job.fail_reason}"
-        table.add_row(
-            job.id,
-            job.type,
-            f"[{style}]{job.status.value}[/]",
-            str(job.attempts),
-            f"{job.progress:.0f}%",
-            "" if detail is None else json.dumps(detail) if not isinstance(detail, str) else detail,
-        )
+        # Text, not markup: a result or an error message may contain square brackets.
+        cells = [Text(job.id)]
+        if _TYPE in shown:
+            cells.append(Text(job.type))
+        cells.append(Text(job.status.value, style=_STATUS_STYLE[job.status]))
+        if _TRY in shown:
+            cells.append(Text(str(job.attempts)))
+        if _PROGRESS in shown:
+            cells.append(Text(f"{job.progress:.0f}%"))
+        if _DETAIL in shown:
+            cells.append(Text(_detail(job)))
+        table.add_row(*cells)
     return table
 
 
 def metrics_table(metrics: Metrics) -> Table:
-    table = Table(title="metrics")
-    table.add_column("type")
+    table = Table(
+        title="metrics", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold"
+    )
+    # Type names whole; the headers of the number columns wrap instead when space is short.
+    table.add_column("type", no_wrap=True)
     for column in ("pending", "running", "completed", "failed", "dead letter", "avg duration"):
         table.add_column(column, justify="right")
 
-    def row(name: str, m: Metrics | object) -> None:
+    def row(name: Text, m: Metrics | object) -> None:
         avg = getattr(m, "average_duration", None)
         table.add_row(
             name,
@@ -136,8 +202,8 @@ def metrics_table(metrics: Metrics) -> Table:
         )
 
     for name, type_metrics in sorted(metrics.types.items()):
-        row(name, type_metrics)
-    row("[bold]all[/]", metrics)
+        row(Text(name), type_metrics)
+    row(Text("all", style="bold"), metrics)
     return table
 
 
@@ -164,12 +230,13 @@ async def run_demo(db: Path, duration: float, console: Console) -> Metrics:
         schedule_type="interval",
         schedule_value="3s",
     )
+    type_width = max(len(_TYPE), *(len(name) for name in scheduler.job_definitions))
     started = datetime.now(UTC)
     async with scheduler:
         with Live(console=console, refresh_per_second=8, transient=False) as live:
             while (elapsed := (datetime.now(UTC) - started).total_seconds()) < duration:
                 jobs = await scheduler.list_jobs(limit=20)
-                live.update(Group(_jobs_table(jobs, duration - elapsed)))
+                live.update(_jobs_view(jobs, duration - elapsed, console.width, type_width))
                 await asyncio.sleep(0.25)
     metrics = await scheduler.get_metrics()
     await scheduler.close()

@@ -7,7 +7,14 @@ import logging
 import click
 
 from timecrisis.cli._logsetup import LOG_LEVELS, LogFormat, configure_logging
-from timecrisis.cli._store import STORAGE_ENV, open_storage, redact, run, storage_option
+from timecrisis.cli._store import (
+    STORAGE_ENV,
+    connect,
+    open_storage,
+    redact,
+    run,
+    storage_option,
+)
 from timecrisis.cli._target import load_scheduler
 from timecrisis.scheduler import JobScheduler
 
@@ -90,12 +97,11 @@ async def _serve(
         replaced = scheduler.storage
         scheduler.configure(storage=open_storage(storage_url, must_exist=False))
     scheduler.configure(worker=worker_name, max_concurrent_jobs=concurrency)
-    logger.info(
-        "running %s as worker %s on %s",
-        target,
-        scheduler.worker,
-        redact(storage_url) if storage_url is not None else repr(scheduler.storage),
-    )
+    where = redact(storage_url) if storage_url is not None else repr(scheduler.storage)
+    # An unreachable database is one error line at once, not the pool's 30 s of retries.
+    # The worker creates its schema if missing, so only reachability is checked here.
+    await connect(scheduler.storage, where, must_exist=False, init=False)
+    logger.info("running %s as worker %s on %s", target, scheduler.worker, where)
     try:
         await scheduler.serve()  # SIGINT/SIGTERM handling, second-signal force stop, close
     finally:

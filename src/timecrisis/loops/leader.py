@@ -20,6 +20,7 @@ Rules (after River's `internal/leadership` and Oban's `peers/database.ex`):
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -96,13 +97,15 @@ class LeaderElector:
                 exc,
                 self._runtime.settings.leader_lock_ttl,
             )
-        await self._step_down("the scheduler is stopping")
+        await self._step_down("the scheduler is stopping", level=logging.INFO)
 
-    async def _step_down(self, reason: str) -> None:
+    async def _step_down(self, reason: str, *, level: int = logging.WARNING) -> None:
+        """Give leadership up. A lost lease or a failing store is a WARNING (an operator may
+        want to know why leadership moved); a resignation at stop() is routine: INFO."""
         if self._token is None:
             return
         self._token = None
         self._runtime.is_leader = False
-        self._logger.warning("%s stepped down as leader: %s", self._runtime.worker, reason)
+        self._logger.log(level, "%s stepped down as leader: %s", self._runtime.worker, reason)
         self._on_change(False)
         await call_hook(self._logger, "on_leadership_lost", self._runtime.hooks.on_leadership_lost)

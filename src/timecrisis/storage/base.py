@@ -440,7 +440,9 @@ class JobStorage(Protocol):
     async def remove_worker(self, name: str) -> None: ...
 
     async def list_workers(self) -> list[WorkerInfo]:
-        """Every registered worker, by name."""
+        """Every registered worker, by name. `running` is the number of jobs running with that
+        worker at the time of the call (read from the jobs, in the same query), not the count
+        sent with its last heartbeat."""
         ...
 
     async def prune_workers(self, inactive_for: timedelta) -> list[str]:

@@ -230,7 +230,7 @@ class InMemoryJobStorage:
 
     async def list_workers(self) -> list[WorkerInfo]:
         with self._lock:
-            return self._workers.sorted_by_name()
+            return self._workers.sorted_by_name(self._jobs.running.values())
 
     async def prune_workers(self, inactive_for: timedelta) -> list[str]:
         with self._lock:

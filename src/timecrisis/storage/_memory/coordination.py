@@ -6,11 +6,13 @@ anyone may take it, and its holder can no longer renew it.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from timecrisis.models import WorkerInfo
 from timecrisis.storage._common import new_id
-from timecrisis.storage._memory.rows import LockRow, WorkerRow
+from timecrisis.storage._memory.rows import JobRow, LockRow, WorkerRow
 from timecrisis.storage.base import LockInfo
 
 
@@ -63,8 +65,14 @@ class WorkerTable:
     def remove(self, name: str) -> None:
         self._workers.pop(name, None)
 
-    def sorted_by_name(self) -> list[WorkerInfo]:
-        return [self._workers[name].to_record() for name in sorted(self._workers)]
+    def sorted_by_name(self, running_jobs: Iterable[JobRow]) -> list[WorkerInfo]:
+        """The roster by name. Each worker's `running` is counted from `running_jobs` now (as
+        the SQL stores count the jobs table), not the count sent with its last heartbeat."""
+        running = Counter(row.worker for row in running_jobs)
+        return [
+            self._workers[name].to_record().model_copy(update={"running": running[name]})
+            for name in sorted(self._workers)
+        ]
 
     def prune(self, inactive_for: timedelta, now: datetime) -> list[str]:
         cutoff = now - inactive_for

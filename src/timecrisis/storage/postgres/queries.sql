@@ -397,8 +397,15 @@ SET last_heartbeat = excluded.last_heartbeat, is_leader = excluded.is_leader,
 DELETE FROM {schema}.workers WHERE name = %(name)s
 
 -- list_workers --
--- Every registered worker, by name.
-SELECT name, first_seen, last_heartbeat, is_leader, running FROM {schema}.workers ORDER BY name
+-- Every registered worker, by name. `running` is counted from the jobs table now, not the count
+-- the worker sent with its last heartbeat (up to a heartbeat interval old): the running jobs
+-- (the jobs_running partial index) are grouped once and joined to the roster.
+SELECT w.name, w.first_seen, w.last_heartbeat, w.is_leader, coalesce(r.n, 0)::int AS running
+FROM {schema}.workers AS w
+LEFT JOIN (
+    SELECT worker, count(*) AS n FROM {schema}.jobs WHERE status = 'running' GROUP BY worker
+) AS r ON r.worker = w.name
+ORDER BY w.name
 
 -- prune_workers --
 -- Delete silent workers and end the leases of the jobs they hold, so the reaper recovers those

@@ -61,6 +61,7 @@ from timecrisis.storage.postgres import _claims as claims
 from timecrisis.storage.postgres import _coordination as coord
 from timecrisis.storage.postgres import _jobs as jobs
 from timecrisis.storage.postgres._db import Context, fetch_value
+from timecrisis.storage.postgres._migrate import current_version
 from timecrisis.storage.postgres._rows import utc
 from timecrisis.storage.postgres._session import Session
 from timecrisis.storage.postgres._sql import Queries
@@ -139,6 +140,22 @@ class PostgresJobStorage:
         )
         assert isinstance(value, datetime)
         return utc(value)
+
+    async def probe(self) -> int | None:
+        """Connect once, outside the pool and without retrying, and return the schema's
+        migration version, or None when the schema holds no timecrisis tables. Creates and
+        migrates nothing. For tools that must fail at once on an unreachable server rather
+        than wait out the pool's retries, and must not create a schema by looking into it
+        (the CLI). Raises `StorageError`."""
+        try:
+            conn = await self._session.listen_connection()
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            async with conn:
+                return await current_version(conn, self.schema)
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL schema check failed: {exc}") from exc
 
     async def wait_for_listener(self) -> None:
         """Wait until the LISTEN connection is in place (for tests and health checks)."""

@@ -87,7 +87,15 @@ def remove_worker(conn: sqlite3.Connection, name: str) -> None:
 
 
 def list_workers(conn: sqlite3.Connection) -> list[WorkerInfo]:
-    rows = conn.execute(f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY name")
+    """`running` is counted from the jobs table now, not the count the worker sent with its last
+    heartbeat (up to a heartbeat interval old). One statement: the running jobs (few, one
+    equality range of an index) are grouped once and joined to the roster."""
+    rows = conn.execute(
+        "SELECT w.name, w.first_seen, w.last_heartbeat, w.is_leader, coalesce(r.n, 0) "
+        "FROM workers AS w LEFT JOIN ("
+        "SELECT worker, count(*) AS n FROM jobs WHERE status = 'running' GROUP BY worker"
+        ") AS r ON r.worker = w.name ORDER BY w.name"
+    )
     return [worker_from_row(row) for row in rows]
 
 
