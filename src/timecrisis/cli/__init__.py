@@ -17,6 +17,7 @@ _COMMANDS = {
     "schedules": "timecrisis.cli.schedules:schedules",
     "workers": "timecrisis.cli.workers:workers",
     "metrics": "timecrisis.cli.metrics:metrics",
+    "dashboard": "timecrisis.cli.dashboard:dashboard",
     "demo": "timecrisis.cli.demo:demo",
 }
 

@@ -35,6 +35,7 @@ from timecrisis.models import (
     JsonValue,
     LogLevel,
     Metrics,
+    RunStatus,
     ScheduledJob,
     ScheduleType,
     WorkerInfo,
@@ -270,6 +271,40 @@ class PurgeParams:
     limit: int | None = None  # delete at most this many (the leader purges in slices)
 
 
+RUN_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0
+)  # fmt: skip
+"""Upper bounds in seconds (inclusive, as Prometheus' `le`) of the run-duration histogram that
+`get_run_stats` fills: sub-second jobs and hour-long reports both land in a useful bucket."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """Aggregates over the runs of one job type that are in one run status (`get_run_stats`).
+
+    `duration_buckets[i]` counts the runs whose duration is at most `RUN_DURATION_BUCKETS[i]`
+    (cumulative, like a Prometheus histogram); `duration_count` and `duration_sum` cover every
+    run that has a duration (a running run has none)."""
+
+    type: str
+    status: RunStatus
+    runs: int
+    retries: int  # runs with attempt > 1: the automatic retries among them
+    lease_losses: int  # failed runs whose lease expired (the worker died or lost contact)
+    duration_count: int
+    duration_sum: float  # seconds
+    duration_buckets: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedCount:
+    """`count` jobs finished with `status` in `[start, start + bucket)` (`count_finished_jobs`)."""
+
+    start: datetime
+    status: JobStatus
+    count: int
+
+
 WakeupCallback = Callable[[], None]
 
 
@@ -347,6 +382,19 @@ class JobStorage(Protocol):
     async def get_metrics(self) -> Metrics:
         """Counts by status (and dead-lettered), overall and per type, and the average duration
         of completed runs. Computed with aggregates in the store, never by loading every job."""
+        ...
+
+    async def get_run_stats(self) -> list[RunStats]:
+        """Aggregates over every run the store holds, one entry per (job type, run status) that
+        has runs, ordered by type then status. One aggregate pass over the runs in the store
+        (never loading them): meant for a metrics scrape, not for a hot path."""
+        ...
+
+    async def count_finished_jobs(self, since: datetime, bucket: timedelta) -> list[FinishedCount]:
+        """Jobs whose `finished_at >= since`, counted per status in consecutive buckets of width
+        `bucket` starting at `since` (a job finished at `t` falls in bucket
+        `floor((t - since) / bucket)`). Only non-empty buckets, ordered by start then status.
+        Reads the finished-time index, so it costs the jobs in the window, not the table."""
         ...
 
     # ---- claims ------------------------------------------------------------------------------

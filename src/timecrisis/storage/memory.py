@@ -39,6 +39,7 @@ from timecrisis.storage._memory.claims import Claims
 from timecrisis.storage._memory.coordination import LockTable, WorkerTable
 from timecrisis.storage._memory.jobs import JobTable
 from timecrisis.storage._memory.schedules import ScheduleTable
+from timecrisis.storage._memory.stats import finished_counts, run_stats
 from timecrisis.storage._wakeups import WakeupHub
 from timecrisis.storage.base import (
     AdvanceResult,
@@ -50,6 +51,7 @@ from timecrisis.storage.base import (
     DueSchedules,
     FailOutcome,
     Failure,
+    FinishedCount,
     InsertResult,
     JobQuery,
     LockInfo,
@@ -57,6 +59,7 @@ from timecrisis.storage.base import (
     NewLogEntry,
     PurgeParams,
     RenewResult,
+    RunStats,
     ScheduleAdvance,
     ScheduleSpec,
     WakeupCallback,
@@ -148,6 +151,14 @@ class InMemoryJobStorage:
     async def get_metrics(self) -> Metrics:
         with self._lock:
             return self._jobs.metrics()
+
+    async def get_run_stats(self) -> list[RunStats]:
+        with self._lock:
+            return run_stats(run for runs in self._jobs.runs.values() for run in runs)
+
+    async def count_finished_jobs(self, since: datetime, bucket: timedelta) -> list[FinishedCount]:
+        with self._lock:
+            return finished_counts(self._jobs.rows.values(), to_utc(since), bucket)
 
     # ---- claims ------------------------------------------------------------------------------
 

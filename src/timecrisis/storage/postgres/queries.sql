@@ -529,3 +529,26 @@ FROM {schema}.jobs GROUP BY type, status
 -- Total duration and count of completed runs per type.
 SELECT job_type, sum(duration) AS total, count(*) AS runs
 FROM {schema}.job_runs WHERE status = 'completed' GROUP BY job_type
+
+-- run_stats --
+-- Runs per type, status and duration bucket, with their retries and lease losses: one pass
+-- over the runs, for a metrics scrape. `%(n)s - width_bucket(-duration, negated bounds)` counts
+-- the bounds below the duration: the index of the first bound >= it, as Prometheus' `le`.
+SELECT job_type, status,
+       CASE WHEN duration IS NULL THEN NULL
+            ELSE %(n)s::int - width_bucket(-duration, %(neg_bounds)s::float8[]) END AS bucket,
+       count(*) AS runs,
+       count(*) FILTER (WHERE attempt > 1) AS retries,
+       count(*) FILTER (WHERE status = 'failed' AND starts_with(error, %(lease_prefix)s))
+           AS lease_losses,
+       coalesce(sum(duration), 0) AS duration_sum
+FROM {schema}.job_runs GROUP BY job_type, status, bucket
+
+-- count_finished_jobs --
+-- Jobs finished since a time, per status and per bucket of a width in microseconds. The range
+-- on finished_at reads the jobs_finished index: the cost is the window's jobs, not the table.
+SELECT floor(extract(epoch FROM finished_at - %(since)s) * 1000000 / %(width)s::bigint)::bigint
+           AS bucket,
+       status, count(*) AS n
+FROM {schema}.jobs WHERE finished_at >= %(since)s
+GROUP BY bucket, status ORDER BY bucket, status

@@ -46,6 +46,7 @@ from timecrisis.storage.base import (
     DueSchedules,
     FailOutcome,
     Failure,
+    FinishedCount,
     InsertResult,
     JobQuery,
     LockInfo,
@@ -53,6 +54,7 @@ from timecrisis.storage.base import (
     NewLogEntry,
     PurgeParams,
     RenewResult,
+    RunStats,
     ScheduleAdvance,
     ScheduleSpec,
     WakeupCallback,
@@ -60,6 +62,7 @@ from timecrisis.storage.base import (
 from timecrisis.storage.postgres import _claims as claims
 from timecrisis.storage.postgres import _coordination as coord
 from timecrisis.storage.postgres import _jobs as jobs
+from timecrisis.storage.postgres import _stats as stats
 from timecrisis.storage.postgres._db import Context, fetch_value
 from timecrisis.storage.postgres._migrate import current_version
 from timecrisis.storage.postgres._rows import utc
@@ -254,6 +257,17 @@ class PostgresJobStorage:
     async def get_metrics(self) -> Metrics:
         return await self._session.read(
             "get_metrics", lambda conn: coord.get_metrics(conn, self._ctx)
+        )
+
+    async def get_run_stats(self) -> list[RunStats]:
+        return await self._session.read(
+            "get_run_stats", lambda conn: stats.get_run_stats(conn, self._ctx)
+        )
+
+    async def count_finished_jobs(self, since: datetime, bucket: timedelta) -> list[FinishedCount]:
+        return await self._session.read(
+            "count_finished_jobs",
+            lambda conn: stats.count_finished_jobs(conn, self._ctx, since, bucket),
         )
 
     # ---- claims ------------------------------------------------------------------------------

@@ -2,20 +2,30 @@
 
 Metrics are aggregates computed by SQLite from two covering indexes (`jobs_type_status` for the
 counts, `job_runs_completed` for durations): the table rows themselves are never read.
+`get_run_stats` reads every run once (a scrape-time aggregate); `count_finished_jobs` reads the
+`jobs_finished` index range of its window only.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from timecrisis.models import JobLog, JobRun, Metrics, TypeMetrics
+from timecrisis.models import JobLog, JobRun, JobStatus, Metrics, TypeMetrics
 from timecrisis.storage._common import dump_json
-from timecrisis.storage.base import NewLogEntry
+from timecrisis.storage._run_stats import (
+    INFINITE_BUCKET,
+    LEASE_EXPIRED_PREFIX,
+    RunStatsBuilder,
+    bucket_microseconds,
+    require_aware,
+)
+from timecrisis.storage.base import RUN_DURATION_BUCKETS, FinishedCount, NewLogEntry, RunStats
 from timecrisis.storage.sqlite._rows import (
     LOG_COLUMNS,
     RUN_COLUMNS,
+    from_us,
     log_from_row,
     run_from_row,
     to_us,
@@ -92,3 +102,51 @@ def get_metrics(conn: sqlite3.Connection) -> Metrics:
         average_duration=all_total / all_runs if all_runs else None,
         types=types,
     )
+
+
+# The run's histogram bucket, as `_run_stats.duration_bucket` computes it (bounds inclusive).
+_BUCKET_CASE = (
+    "CASE WHEN duration IS NULL THEN NULL "
+    + " ".join(f"WHEN duration <= ? THEN {i}" for i in range(INFINITE_BUCKET))
+    + f" ELSE {INFINITE_BUCKET} END"
+)
+
+
+def get_run_stats(conn: sqlite3.Connection) -> list[RunStats]:
+    builder = RunStatsBuilder()
+    rows = conn.execute(
+        f"SELECT job_type, status, {_BUCKET_CASE} AS bucket, count(*), "
+        "total(attempt > 1), total(status = 'failed' AND substr(error, 1, ?) = ?), "
+        "total(duration) FROM job_runs GROUP BY job_type, status, bucket",
+        (*RUN_DURATION_BUCKETS, len(LEASE_EXPIRED_PREFIX), LEASE_EXPIRED_PREFIX),
+    )
+    for job_type, status, bucket, runs, retries, lease_losses, duration_sum in rows:
+        builder.add(
+            job_type,
+            status,
+            bucket=bucket,
+            runs=runs,
+            retries=int(retries),
+            lease_losses=int(lease_losses),
+            duration_sum=duration_sum,
+        )
+    return builder.build()
+
+
+def count_finished_jobs(
+    conn: sqlite3.Connection, since: datetime, bucket: timedelta
+) -> list[FinishedCount]:
+    require_aware(since)
+    width = bucket_microseconds(bucket)
+    since_us = to_us(since)
+    rows = conn.execute(
+        "SELECT (finished_at - ?) / ? AS bucket, status, count(*) "
+        "FROM jobs INDEXED BY jobs_finished "
+        "WHERE finished_at IS NOT NULL AND finished_at >= ? "
+        "GROUP BY bucket, status ORDER BY bucket, status",
+        (since_us, width, since_us),
+    )
+    return [
+        FinishedCount(start=from_us(since_us + index * width), status=JobStatus(status), count=n)
+        for index, status, n in rows
+    ]

@@ -46,6 +46,7 @@ from timecrisis.storage.base import (
     DueSchedules,
     FailOutcome,
     Failure,
+    FinishedCount,
     InsertResult,
     JobQuery,
     LockInfo,
@@ -53,6 +54,7 @@ from timecrisis.storage.base import (
     NewLogEntry,
     PurgeParams,
     RenewResult,
+    RunStats,
     ScheduleAdvance,
     ScheduleSpec,
     WakeupCallback,
@@ -173,6 +175,14 @@ class SQLiteJobStorage:
 
     async def get_metrics(self) -> Metrics:
         return await self._db.read(lambda conn, now: _history.get_metrics(conn))
+
+    async def get_run_stats(self) -> list[RunStats]:
+        return await self._db.read(lambda conn, now: _history.get_run_stats(conn))
+
+    async def count_finished_jobs(self, since: datetime, bucket: timedelta) -> list[FinishedCount]:
+        return await self._db.read(
+            lambda conn, now: _history.count_finished_jobs(conn, since, bucket)
+        )
 
     # ---- claims ------------------------------------------------------------------------------
 

@@ -1,0 +1,156 @@
+"""The repairs: retry a failed job, cancel a pending or running one, enable or disable a
+schedule; and logging in to make them. POST only, each checked by the `Guard` (token, CSRF,
+same origin). A browser form is answered with a redirect back to the page it came from
+(post/redirect/get) carrying a short notice; a script (`Authorization: Bearer`) gets JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs, urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from timecrisis.dashboard._dashboard import NOTICES, Dashboard, root_path
+from timecrisis.dashboard._security import (
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    local_path,
+    refuse_cross_site,
+)
+
+MAX_FORM_BYTES = 16 * 1024  # the forms hold a token, a CSRF value and a path: never more
+
+
+class FormError(Exception):
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An `application/x-www-form-urlencoded` body, first value of each field. (Parsed here:
+    Starlette's form parser needs python-multipart, a dependency these tiny forms don't.)"""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("application/x-www-form-urlencoded", ""):
+        raise FormError(415, "send the form as application/x-www-form-urlencoded")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FormError(413, "form too large")
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise FormError(400, "the form is not UTF-8") from None
+    return {name: values[0] for name, values in fields.items()}
+
+
+Act = Callable[[Dashboard, Request], Awaitable[str]]
+"""An action: it returns the code of its outcome, a key of `NOTICES`."""
+
+
+async def _retry(dash: Dashboard, request: Request) -> str:
+    done = await dash.scheduler.retry_job(request.path_params["job_id"])
+    return "retried" if done else "not-retried"
+
+
+async def _cancel(dash: Dashboard, request: Request) -> str:
+    done = await dash.scheduler.cancel_job(request.path_params["job_id"])
+    return "canceled" if done else "not-canceled"
+
+
+async def _enable(dash: Dashboard, request: Request) -> str:
+    done = await dash.scheduler.enable_scheduled_job(request.path_params["name"])
+    return "enabled" if done else "no-schedule"
+
+
+async def _disable(dash: Dashboard, request: Request) -> str:
+    done = await dash.scheduler.disable_scheduled_job(request.path_params["name"])
+    return "disabled" if done else "no-schedule"
+
+
+ACTIONS: dict[str, Act] = {
+    "retry": _retry,
+    "cancel": _cancel,
+    "enable": _enable,
+    "disable": _disable,
+}
+DONE = frozenset({"retried", "canceled", "enabled", "disabled"})
+
+
+async def act(dash: Dashboard, request: Request, action: str) -> Response:
+    try:
+        form = await read_form(request)
+    except FormError as error:
+        return _refused(dash, request, error.status_code, error.message)
+    refusal = dash.guard.refuse_action(request, form.get(CSRF_FIELD))
+    if refusal is not None:
+        status = 401 if "log in" in refusal else 403
+        return _refused(dash, request, status, refusal)
+    outcome = await ACTIONS[action](dash, request)
+    done = outcome in DONE
+    if dash.guard.has_bearer(request):
+        return JSONResponse(
+            {"ok": done, "message": NOTICES[outcome]}, status_code=200 if done else 409
+        )
+    root = root_path(request)
+    back = local_path(form.get("next"), root, f"{root}/")
+    separator = "&" if "?" in back else "?"
+    return RedirectResponse(f"{back}{separator}{urlencode({'notice': outcome})}", status_code=303)
+
+
+def _refused(dash: Dashboard, request: Request, status_code: int, message: str) -> Response:
+    if request.headers.get("authorization"):
+        return JSONResponse({"ok": False, "message": message}, status_code=status_code)
+    return dash.render(request, "error.html", status_code=status_code, message=message)
+
+
+async def login_page(dash: Dashboard, request: Request) -> Response:
+    if not dash.guard.actions_enabled:
+        return dash.render(
+            request, "error.html", status_code=404, message="this dashboard is read-only"
+        )
+    return dash.render(
+        request, "login.html", failed=False, next=request.query_params.get("next", "")
+    )
+
+
+async def login(dash: Dashboard, request: Request) -> Response:
+    if not dash.guard.actions_enabled:
+        return dash.render(
+            request, "error.html", status_code=404, message="this dashboard is read-only"
+        )
+    try:
+        form = await read_form(request)
+    except FormError as error:
+        return _refused(dash, request, error.status_code, error.message)
+    cross_site = refuse_cross_site(request)
+    if cross_site is not None:
+        return _refused(dash, request, 403, cross_site)
+    if not dash.guard.token_matches(form.get("token", "")):
+        return dash.render(
+            request, "login.html", status_code=403, failed=True, next=form.get("next", "")
+        )
+    root = root_path(request)
+    response = RedirectResponse(local_path(form.get("next"), root, f"{root}/"), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        dash.guard.session_value,
+        path=f"{root}/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+async def logout(dash: Dashboard, request: Request) -> Response:
+    cross_site = refuse_cross_site(request)
+    if cross_site is not None:
+        return _refused(dash, request, 403, cross_site)
+    root = root_path(request)
+    response = RedirectResponse(f"{root}/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=f"{root}/", httponly=True, samesite="strict")
+    return response

@@ -1,0 +1,100 @@
+"""What every backend shares to answer `get_run_stats` and `count_finished_jobs`.
+
+The stores aggregate in SQL (or over their rows, in memory) down to one row per
+(type, status, duration bucket); `RunStatsBuilder` folds those rows into `RunStats`, so the
+histogram's cumulative counts and the lease-loss rule are written once.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from timecrisis.models import RunStatus
+from timecrisis.storage.base import RUN_DURATION_BUCKETS, RunStats
+
+LEASE_EXPIRED_PREFIX = "LeaseExpiredError:"
+"""How the error of a run whose lease expired starts (`_common.lease_expired_error`)."""
+
+INFINITE_BUCKET = len(RUN_DURATION_BUCKETS)
+"""The bucket index of a duration above every bound (Prometheus' `+Inf`)."""
+
+
+def duration_bucket(seconds: float) -> int:
+    """Index of the first bound >= `seconds` (bounds are inclusive), or `INFINITE_BUCKET`."""
+    return bisect.bisect_left(RUN_DURATION_BUCKETS, seconds)
+
+
+def bucket_microseconds(bucket: timedelta) -> int:
+    """`bucket` in whole microseconds; a bucket that is not positive is a `ValueError`."""
+    micros = bucket // timedelta(microseconds=1)
+    if micros <= 0:
+        raise ValueError(f"bucket must be a positive duration, got {bucket!r}")
+    return micros
+
+
+def require_aware(since: datetime) -> None:
+    if since.tzinfo is None:
+        raise ValueError(f"since must be timezone-aware, got {since!r}")
+
+
+@dataclass(slots=True)
+class _Totals:
+    runs: int = 0
+    retries: int = 0
+    lease_losses: int = 0
+    duration_count: int = 0
+    duration_sum: float = 0.0
+    per_bucket: list[int] = field(default_factory=lambda: [0] * (INFINITE_BUCKET + 1))
+
+
+class RunStatsBuilder:
+    """Accumulates partial aggregates, then builds the sorted `RunStats` list."""
+
+    def __init__(self) -> None:
+        self._totals: dict[tuple[str, RunStatus], _Totals] = {}
+
+    def add(
+        self,
+        job_type: str,
+        status: str,
+        *,
+        bucket: int | None,
+        runs: int,
+        retries: int,
+        lease_losses: int,
+        duration_sum: float,
+    ) -> None:
+        """`runs` runs of (`job_type`, `status`) whose durations fall in `bucket` (an index as
+        `duration_bucket` gives, or None for runs without a duration)."""
+        totals = self._totals.setdefault((job_type, RunStatus(status)), _Totals())
+        totals.runs += runs
+        totals.retries += retries
+        totals.lease_losses += lease_losses
+        if bucket is not None:
+            totals.duration_count += runs
+            totals.duration_sum += duration_sum
+            totals.per_bucket[bucket] += runs
+
+    def build(self) -> list[RunStats]:
+        stats: list[RunStats] = []
+        for (job_type, status), totals in sorted(self._totals.items()):
+            cumulative: list[int] = []
+            running_total = 0
+            for count in totals.per_bucket[:INFINITE_BUCKET]:
+                running_total += count
+                cumulative.append(running_total)
+            stats.append(
+                RunStats(
+                    type=job_type,
+                    status=status,
+                    runs=totals.runs,
+                    retries=totals.retries,
+                    lease_losses=totals.lease_losses,
+                    duration_count=totals.duration_count,
+                    duration_sum=totals.duration_sum,
+                    duration_buckets=tuple(cumulative),
+                )
+            )
+        return stats

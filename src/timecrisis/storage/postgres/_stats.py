@@ -1,0 +1,65 @@
+"""`get_run_stats` and `count_finished_jobs` for the PostgreSQL store: aggregates computed by
+the database (`queries.sql`: `run_stats`, `count_finished_jobs`), folded by the shared
+`RunStatsBuilder`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from timecrisis.models import JobStatus
+from timecrisis.storage._common import to_utc
+from timecrisis.storage._run_stats import (
+    INFINITE_BUCKET,
+    LEASE_EXPIRED_PREFIX,
+    RunStatsBuilder,
+    bucket_microseconds,
+    require_aware,
+)
+from timecrisis.storage.base import RUN_DURATION_BUCKETS, FinishedCount, RunStats
+from timecrisis.storage.postgres._db import Conn, Context, fetch_all
+
+# Negated and ascending: `width_bucket(-duration, ...)` then counts the bounds >= duration.
+_NEGATED_BOUNDS = sorted(-bound for bound in RUN_DURATION_BUCKETS)
+
+
+async def get_run_stats(conn: Conn, ctx: Context) -> list[RunStats]:
+    rows = await fetch_all(
+        conn,
+        ctx.queries["run_stats"],
+        {
+            "n": INFINITE_BUCKET,
+            "neg_bounds": _NEGATED_BOUNDS,
+            "lease_prefix": LEASE_EXPIRED_PREFIX,
+        },
+    )
+    builder = RunStatsBuilder()
+    for row in rows:
+        builder.add(
+            row["job_type"],
+            row["status"],
+            bucket=row["bucket"],
+            runs=int(row["runs"]),
+            retries=int(row["retries"]),
+            lease_losses=int(row["lease_losses"]),
+            duration_sum=float(row["duration_sum"]),
+        )
+    return builder.build()
+
+
+async def count_finished_jobs(
+    conn: Conn, ctx: Context, since: datetime, bucket: timedelta
+) -> list[FinishedCount]:
+    require_aware(since)
+    width = bucket_microseconds(bucket)
+    since = to_utc(since)
+    rows = await fetch_all(
+        conn, ctx.queries["count_finished_jobs"], {"since": since, "width": width}
+    )
+    return [
+        FinishedCount(
+            start=since + timedelta(microseconds=int(row["bucket"]) * width),
+            status=JobStatus(row["status"]),
+            count=int(row["n"]),
+        )
+        for row in rows
+    ]
