@@ -7,6 +7,7 @@ timed assert."""
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,23 @@ async def make_scheduler(store: JobStorage) -> AsyncIterator[SchedulerFactory]:
 
     yield factory
     for scheduler in created:
-        await scheduler.stop(force=True)
+        await stop_or_dump(scheduler)
+
+
+async def stop_or_dump(scheduler: JobScheduler, limit: float = 30.0) -> None:
+    """`stop(force=True)`, which must return promptly. A hang fails the test with the stack of
+    every task instead of hanging the run (pytest-timeout cannot interrupt an idle event loop:
+    its exception lands in a callback, and asyncio swallows it there)."""
+    try:
+        async with asyncio.timeout(limit):
+            await scheduler.stop(force=True)
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=stacks)
+        pytest.fail(
+            f"stop(force=True) did not return within {limit} s; tasks:\n{stacks.getvalue()}"
+        )
 
 
 async def eventually(

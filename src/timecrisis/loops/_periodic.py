@@ -23,6 +23,18 @@ class ErrorBackoff:
         return float(min(self._cap, 0.1 * 2.0 ** min(self._failures - 1, 16)))
 
 
+async def wait_for_event(event: asyncio.Event, seconds: float) -> None:
+    """Wait until `event` is set or `seconds` have passed.
+
+    Not `asyncio.wait_for(event.wait(), ...)`: on Python 3.11 it swallows a cancellation that
+    lands while the event is being set (it returns the inner result instead of raising), so a
+    loop told to stop at that moment would carry on, and `stop()` would wait for it forever.
+    `asyncio.timeout` keeps the cancellation."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 class PeriodicLoop:
     """Runs `step()` repeatedly. `step` returns how long to sleep before the next run (None: the
     default interval). `wake()` cuts a sleep short. An exception in `step` is logged and retried
@@ -62,7 +74,9 @@ class PeriodicLoop:
             await task
 
     async def _run(self) -> None:
-        while True:
+        # Runs while it is this loop's task: after stop() (or a restart) it ends at the next turn
+        # even if a cancellation got lost in a library call.
+        while asyncio.current_task() is self._task:
             self._wake.clear()
             try:
                 delay = await self._step()
@@ -83,5 +97,4 @@ class PeriodicLoop:
                 if delay is None:
                     delay = self._interval
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                await wait_for_event(self._wake, delay)

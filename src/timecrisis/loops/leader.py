@@ -56,9 +56,8 @@ class LeaderElector:
                 await self._step_down("the lease could not be renewed within its TTL")
                 return self.interval
             try:
-                renewed = await asyncio.wait_for(
-                    storage.renew_lock(LEADER_LOCK, self._token, ttl), timeout=self.interval
-                )
+                async with asyncio.timeout(self.interval):  # not wait_for: see wait_for_event
+                    renewed = await storage.renew_lock(LEADER_LOCK, self._token, ttl)
             except Exception as exc:  # noqa: BLE001 - unknown lease state: step down, stay up
                 await self._step_down(f"renewal failed ({type(exc).__name__}: {exc})")
                 return self.interval
@@ -68,9 +67,8 @@ class LeaderElector:
                 self._last_renewal_started = started
             return self.interval
 
-        token = await asyncio.wait_for(
-            storage.acquire_lock(LEADER_LOCK, self._runtime.worker, ttl), timeout=self.interval
-        )
+        async with asyncio.timeout(self.interval):
+            token = await storage.acquire_lock(LEADER_LOCK, self._runtime.worker, ttl)
         if token is not None:
             self._token = token
             self._last_renewal_started = started

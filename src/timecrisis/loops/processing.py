@@ -34,7 +34,7 @@ from timecrisis.definitions import JobDefinition, to_json_result
 from timecrisis.errors import NonRetryableError
 from timecrisis.execution.inprocess import run_in_process
 from timecrisis.hooks import call_hook
-from timecrisis.loops._periodic import ErrorBackoff
+from timecrisis.loops._periodic import ErrorBackoff, wait_for_event
 from timecrisis.loops.runtime import Runtime
 from timecrisis.models import Job, JobStatus, JsonValue, LogLevel
 from timecrisis.storage.base import (
@@ -220,8 +220,7 @@ class JobProcessor:
         return self._stopping
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        await wait_for_event(self._wake, seconds)
 
     def _register(self, claimed: ClaimedJob) -> RunningJob:
         definition = self.runtime.definitions[claimed.job.type]
