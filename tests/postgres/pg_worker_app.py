@@ -18,6 +18,9 @@ class Item(BaseModel):
     n: int
 
 
+JOB_LOCK_TTL = 2.0
+LEADER_LOCK_TTL = 1.0
+
 scheduler = JobScheduler(
     # The tests import this module for its definitions only; nothing connects then.
     PostgresJobStorage(
@@ -27,8 +30,8 @@ scheduler = JobScheduler(
     ),
     worker=os.environ.get("TC_WORKER", "pg-proc"),
     max_concurrent_jobs=20,
-    job_lock_ttl=2,
-    leader_lock_ttl=1,
+    job_lock_ttl=JOB_LOCK_TTL,
+    leader_lock_ttl=LEADER_LOCK_TTL,
     job_processing_interval=0.2,
     worker_heartbeat_interval=0.3,
     worker_inactive_check_interval=0.5,
