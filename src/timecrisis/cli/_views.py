@@ -21,10 +21,12 @@ from timecrisis.models import Job, JobLog, JobRun, JobStatus, JsonValue
 _SUMMARY_LENGTH = 80
 LOG_LEVEL_STYLES = {"debug": "dim", "info": "", "warn": "yellow", "error": "red"}
 
+# Type and status are key columns too: they are what a reader scans a listing by, and a type
+# folded as "heartbeat-pin / g" reads as two words.
 JOB_COLUMNS = (
     Column("id", key=True),
-    Column("type"),
-    Column("status"),
+    Column("type", key=True),
+    Column("status", key=True),
     Column("attempts", justify="right"),
     Column("created (UTC)"),
     Column("detail"),
@@ -32,7 +34,7 @@ JOB_COLUMNS = (
 
 RUN_COLUMNS = (
     Column("attempt", justify="right"),
-    Column("status"),
+    Column("status", key=True),
     Column("worker"),
     Column("started (UTC)"),
     Column("duration", justify="right"),
