@@ -8,7 +8,18 @@ Shape of the hot path (one worker process):
   channel, elsewhere; a slot freeing up) or until `job_processing_interval`.
 - **Complete in batches.** Finished jobs queue their completion; one flusher writes everything
   queued in one `complete_jobs` call, and completions that arrive meanwhile wait for the next call.
-  A job keeps its slot until its completion is written, so the store's view and ours agree.
+- **Claim while completing.** A job gives its slot back when its handler returns, not when its
+  completion is written, so the next claim never waits for that write. No guarantee rests on
+  the slot: until the write lands the store still counts the job as running, so a per-type
+  limit only looks fuller than it is, and the lease is renewed as for any running job. Jobs
+  awaiting their write are bounded (at most `max_concurrent_jobs` of them), so a store that
+  accepts claims but refuses completions cannot make the worker claim without end.
+- **One commit for both.** A store with `complete_and_claim` (PostgreSQL) gets the pending
+  completions and the next claim in one call, one transaction: where every commit waits for a
+  WAL flush, that halves the flushes per batch (docs/performance.md, W2). The claim loop then
+  writes the completions; the flusher only takes over when the loop will not claim (no free
+  slot, no type, stopping) or after a combined call failed (the completions are then written
+  alone, so a claim that keeps failing cannot hold them back).
 - **Leases are renewed here, not by the handler**: one `renew_claims` call for every running job
   each `job_lock_ttl / 3`, independent of what the handlers do (a busy handler cannot starve its
   own lease as long as the event loop runs; fork mode removes even that condition).
@@ -23,8 +34,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -59,6 +72,8 @@ class RunningJob:
     last_renewed: float = field(default_factory=time.monotonic)
     # The async task was cancelled on purpose (lease lost, forced stop): write nothing.
     abandoned: bool = False
+    # The handler returned; the completion waits to be written. The slot is free already.
+    finishing: bool = False
 
     @property
     def ref(self) -> ClaimRef:
@@ -67,6 +82,15 @@ class RunningJob:
     @property
     def job(self) -> Job:
         return self.claimed.job
+
+
+class _CompleteAndClaim(Protocol):
+    """A store's optional `complete_and_claim`: `complete_jobs` then `claim_jobs` in one
+    transaction (see PostgresJobStorage). Stores without it get the two calls."""
+
+    async def __call__(
+        self, completions: Sequence[Completion], params: ClaimParams, /
+    ) -> tuple[list[datetime | None], list[ClaimedJob]]: ...
 
 
 class LeaseLostError(Exception):
@@ -106,6 +130,9 @@ class JobProcessor:
         self._renew_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._pending_completions: list[tuple[RunningJob, Completion]] = []
+        self._finishing = 0  # entries of `running` whose handler returned (see `finishing`)
+        self._combine: _CompleteAndClaim | None = None
+        self._hook_tasks: set[asyncio.Task[None]] = set()
         self._shutting_down = False
         self.claims_made = 0
 
@@ -115,6 +142,8 @@ class JobProcessor:
         loop = asyncio.get_running_loop()
         self._stopping = False
         self._shutting_down = False
+        combine = getattr(self.runtime.storage, "complete_and_claim", None)
+        self._combine = combine if callable(combine) else None
         self._main_task = loop.create_task(self._claim_loop(), name="timecrisis-claim")
         self._renew_task = loop.create_task(self._renew_loop(), name="timecrisis-renew")
 
@@ -169,7 +198,7 @@ class JobProcessor:
             )
             results = [False] * len(refs)
         for running, released in zip(leftovers, results, strict=True):
-            self.running.pop(running.job.id, None)
+            self._forget(running)
             if released:
                 self._logger.info(
                     "released job %s (%s) back to pending at stop", running.job.id, running.job.type
@@ -183,19 +212,28 @@ class JobProcessor:
         backoff = ErrorBackoff()
         while not self._stopping:
             self._wake.clear()
-            free = settings.max_concurrent_jobs - len(self.running)
+            free = self._free_slots(settings.max_concurrent_jobs)
             type_limits = runtime.type_limits()
             if free > 0 and type_limits:
+                params = ClaimParams(
+                    worker=runtime.worker,
+                    limit=free,
+                    lease_ttl=settings.job_lock_ttl,
+                    type_limits=type_limits,
+                )
+                batch: list[tuple[RunningJob, Completion]] = []
+                if self._combine is not None:
+                    batch, self._pending_completions = self._pending_completions, []
                 try:
-                    claims = await runtime.storage.claim_jobs(
-                        ClaimParams(
-                            worker=runtime.worker,
-                            limit=free,
-                            lease_ttl=settings.job_lock_ttl,
-                            type_limits=type_limits,
-                        )
-                    )
+                    if batch:
+                        assert self._combine is not None
+                        results, claims = await self._combine([c for _, c in batch], params)
+                    else:
+                        claims = await runtime.storage.claim_jobs(params)
                 except Exception as exc:  # noqa: BLE001 - storage down: back off, keep the worker
+                    if batch:  # written alone from now on: a failing claim must not hold them
+                        self._pending_completions[:0] = batch
+                        self._start_flusher()
                     delay = backoff.next_delay()
                     self._logger.warning(
                         "claiming jobs failed (%s: %s); retrying in %.1fs",
@@ -206,6 +244,8 @@ class JobProcessor:
                     await self._sleep(delay)
                     continue
                 backoff.reset()
+                if batch:
+                    self._after_completions(batch, results)
                 if self._stop_requested():  # stop() began while we claimed: give them back
                     await self._release([self._register(c) for c in claims])
                     break
@@ -213,7 +253,13 @@ class JobProcessor:
                     self._launch(self._register(claimed))
                 if len(claims) == free:
                     continue  # a full batch: more may be waiting
+            elif self._pending_completions:
+                self._start_flusher()  # no claim to ride on
             await self._sleep(settings.job_processing_interval)
+
+    def _free_slots(self, limit: int) -> int:
+        executing = len(self.running) - self._finishing
+        return min(limit - executing, 2 * limit - len(self.running))
 
     def _stop_requested(self) -> bool:
         # A method, not the attribute: it changes while we await, which type narrowing ignores.
@@ -223,6 +269,11 @@ class JobProcessor:
         await wait_for_event(self._wake, seconds)
 
     def _register(self, claimed: ClaimedJob) -> RunningJob:
+        stale = self.running.get(claimed.job.id)
+        if stale is not None:
+            # The store handed out a job we still run: our lease on it ended (the reaper took
+            # it back before our own renewals gave up), so that run must stop now.
+            self.mark_lease_lost(stale)
         definition = self.runtime.definitions[claimed.job.type]
         running = RunningJob(claimed, definition, JobState())
         running.state.shutting_down = self._shutting_down
@@ -313,11 +364,11 @@ class JobProcessor:
                         type(write_error).__name__,
                         write_error,
                     )
-                    self.running.pop(job.id, None)
+                    self._forget(running)
                     self._wake.set()
                     return
                 await asyncio.sleep(backoff.next_delay())
-        self.running.pop(job.id, None)
+        self._forget(running)
         self._wake.set()
         if outcome is None:
             self._logger.warning(
@@ -344,14 +395,40 @@ class JobProcessor:
 
     def _queue_completion(self, running: RunningJob, completion: Completion) -> None:
         self._pending_completions.append((running, completion))
+        running.finishing = True
+        self._finishing += 1
+        self._wake.set()  # its slot is free: claim the next job
+        claiming = self._main_task is not None and not self._main_task.done()
+        if self._combine is None or self._stopping or not claiming:
+            self._start_flusher()  # else the claim loop writes it with its next claim
+
+    def _start_flusher(self) -> None:
         if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.get_running_loop().create_task(
                 self._flush_completions(), name="timecrisis-complete"
             )
 
     async def _drain_completions(self) -> None:
+        if self._pending_completions:
+            self._start_flusher()
         while self._flush_task is not None and not self._flush_task.done():
             await asyncio.shield(self._flush_task)
+        if self._hook_tasks:
+            await asyncio.wait(self._hook_tasks)
+
+    def _after_completions(
+        self, batch: list[tuple[RunningJob, Completion]], results: list[datetime | None]
+    ) -> None:
+        """Completions written by the claim loop: free their entries now; their hooks run in a
+        task of their own, so a slow hook never delays launching the claimed jobs."""
+        finished = self._record_completions(batch, results)
+        hook = self.runtime.hooks.on_job_completed
+        if hook is not None and finished:
+            task = asyncio.get_running_loop().create_task(
+                self._call_completed_hooks(finished), name="timecrisis-completed-hooks"
+            )
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_tasks.discard)
 
     async def _flush_completions(self) -> None:
         backoff = ErrorBackoff(cap=2.0)
@@ -372,19 +449,29 @@ class JobProcessor:
                 await asyncio.sleep(delay)
                 continue
             backoff.reset()
-            for (running, completion), finished_at in zip(batch, results, strict=True):
-                self.running.pop(running.job.id, None)
-                if finished_at is None:
-                    self._logger.warning(
-                        "job %s (%s) finished after its lease was lost; the result was discarded",
-                        running.job.id,
-                        running.job.type,
-                    )
-                    continue
-                hook = self.runtime.hooks.on_job_completed
-                if hook is not None:
-                    status = JobStatus.CANCELED if completion.canceled else JobStatus.COMPLETED
-                    finished = running.job.model_copy(
+            await self._call_completed_hooks(self._record_completions(batch, results))
+            self._wake.set()
+
+    def _record_completions(
+        self, batch: list[tuple[RunningJob, Completion]], results: list[datetime | None]
+    ) -> list[Job]:
+        """Forget the written jobs; return them as finished, for `on_job_completed` (none
+        without a hook: building them is the only per-job cost here)."""
+        hook = self.runtime.hooks.on_job_completed
+        finished: list[Job] = []
+        for (running, completion), finished_at in zip(batch, results, strict=True):
+            self._forget(running)
+            if finished_at is None:
+                self._logger.warning(
+                    "job %s (%s) finished after its lease was lost; the result was discarded",
+                    running.job.id,
+                    running.job.type,
+                )
+                continue
+            if hook is not None:
+                status = JobStatus.CANCELED if completion.canceled else JobStatus.COMPLETED
+                finished.append(
+                    running.job.model_copy(
                         update={
                             "status": status,
                             "finished_at": finished_at,
@@ -393,8 +480,13 @@ class JobProcessor:
                             "worker": None,
                         }
                     )
-                    await call_hook(self._logger, "on_job_completed", hook, finished)
-            self._wake.set()
+                )
+        return finished
+
+    async def _call_completed_hooks(self, finished: list[Job]) -> None:
+        hook = self.runtime.hooks.on_job_completed
+        for job in finished:
+            await call_hook(self._logger, "on_job_completed", hook, job)
 
     # ---- leases ------------------------------------------------------------------------------
 
@@ -404,7 +496,11 @@ class JobProcessor:
             await asyncio.sleep(interval)
             if self.running:
                 try:
-                    await self.renew(list(self.running.values()))
+                    # No answer within a round is a failure too: a dropped link may never
+                    # raise, and the lease must still be given up once the TTL has passed.
+                    # asyncio.timeout, not wait_for: see wait_for_event.
+                    async with asyncio.timeout(interval):
+                        await self.renew(list(self.running.values()))
                 except Exception as exc:  # noqa: BLE001 - try again next round
                     self._logger.warning(
                         "renewing %d lease(s) failed (%s: %s)",
@@ -451,8 +547,16 @@ class JobProcessor:
         if task is not None and not task.done():
             running.abandoned = True
             task.cancel()
-        self.running.pop(running.job.id, None)
+        self._forget(running)
         self._wake.set()
+
+    def _forget(self, running: RunningJob) -> None:
+        if running.finishing:
+            running.finishing = False
+            self._finishing -= 1
+        # Only this run's own entry: a later run of the same job may hold the slot by now.
+        if self.running.get(running.job.id) is running:
+            del self.running[running.job.id]
 
     def request_cancel(self, job_id: str) -> None:
         """`cancel_job` on a job this worker runs: tell its handler now, not at the next renewal."""

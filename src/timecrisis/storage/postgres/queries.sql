@@ -204,13 +204,20 @@ SELECT * FROM claimed ORDER BY priority DESC, seq
 -- renew_claims --
 -- Extend the leases whose token is still current. Rows are locked in id order first, as in
 -- every batch update here, so two batches over the same jobs (a renewal and a completion of one
--- worker) cannot deadlock. Only the lease moves: lock_expires_at is not indexed, so a renewal
+-- worker) cannot deadlock. The rows to lock are found by `id = ANY(...)` (the id index, one
+-- probe per job), not by joining the input to the running set: with the running set estimated
+-- small the planner hashed the input and scanned jobs_running, whose dead entries pile up with
+-- every job that passes through (942 index entries read to complete 10 jobs in W2). A token
+-- is a UUID, so `lock_token = ANY(...)` matches no other job's; the exact (id, token) pairs are
+-- checked again where the rows are written. No `status = 'running'` here, on purpose: it would
+-- let the planner pick jobs_running again; a token exists only while its job runs (every end
+-- of a run clears it), and the write below checks the status anyway. Only the lease moves: lock_expires_at is not indexed, so a renewal
 -- is a HOT update.
 WITH input AS (
     SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS i(id, token)
 ), locked AS MATERIALIZED (
-    SELECT j.id FROM {schema}.jobs AS j JOIN input AS i ON j.id = i.id AND j.lock_token = i.token
-    WHERE j.status = 'running'
+    SELECT j.id FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
     ORDER BY j.id
     FOR UPDATE OF j
 )
@@ -227,8 +234,8 @@ WITH input AS (
                 %(canceled)s::bool[])
          WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
 ), locked AS MATERIALIZED (
-    SELECT j.id FROM {schema}.jobs AS j JOIN input AS i ON j.id = i.id AND j.lock_token = i.token
-    WHERE j.status = 'running'
+    SELECT j.id FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
     ORDER BY j.id
     FOR UPDATE OF j
 ), done AS (
@@ -250,6 +257,75 @@ WITH input AS (
     WHERE r.id = d.run_id AND r.job_id = d.id
 )
 SELECT id, finished_at FROM done
+
+-- complete_and_claim --
+-- `complete_jobs` then `claim_jobs` in ONE statement, for a worker whose finished jobs freed the
+-- slots it now claims: one round trip and one commit (one WAL flush) instead of two. Only for
+-- claims without per-type limits: every data-modifying CTE of a statement shares one snapshot,
+-- so a `quota` count here could not see the completions, and a limited claim needs the
+-- `lock_job_types` statement before it anyway (the store then pipelines the two statements in
+-- one transaction instead). The two halves touch disjoint rows: the completions lock their own
+-- running jobs, the claim only ever takes pending ones. The first columns report the
+-- completions (every one of them finishes at {now}: the statement's time); then one row per
+-- claimed job, or one row of NULLs when nothing was claimed.
+WITH c_input AS (
+    SELECT *
+    FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[], %(results)s::text[],
+                %(canceled)s::bool[])
+         AS i(id, token, run_id, result, canceled)
+), c_locked AS MATERIALIZED (
+    SELECT j.id FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
+    ORDER BY j.id
+    FOR UPDATE OF j
+), c_done AS (
+    UPDATE {schema}.jobs AS j
+    SET status = CASE WHEN i.canceled THEN 'canceled' ELSE 'completed' END,
+        finished_at = {now}, result = i.result::json,
+        progress = CASE WHEN i.canceled THEN j.progress ELSE 100 END,
+        worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
+        cancel_requested = false
+    FROM c_input AS i, c_locked
+    WHERE j.id = c_locked.id AND i.id = c_locked.id AND j.lock_token = i.token
+      AND j.status = 'running'
+    RETURNING j.id, i.run_id, j.finished_at
+), c_runs AS (
+    UPDATE {schema}.job_runs AS r
+    SET status = 'completed', finished_at = d.finished_at,
+        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
+    FROM c_done AS d
+    WHERE r.id = d.run_id AND r.job_id = d.id
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.priority, c.seq
+    FROM unnest(%(types)s::text[]) AS q(type)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.seq
+        FROM {schema}.jobs AS j
+        WHERE j.status = 'pending' AND j.type = q.type AND j.run_at <= {now}
+          AND (j.expires_at IS NULL OR j.expires_at > {now})
+        ORDER BY j.priority DESC, j.seq
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+), chosen AS MATERIALIZED (
+    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+), claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1, started_at = {now},
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = {now} + %(ttl)s, run_id = gen_random_uuid()::text,
+        cancel_requested = false
+    FROM chosen
+    WHERE j.id = chosen.id AND j.status = 'pending'
+    RETURNING j.*
+), runs AS (
+    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
+    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
+)
+SELECT d.completed_ids, d.completed_at, claimed.*
+FROM (SELECT array_agg(id) AS completed_ids, min(finished_at) AS completed_at FROM c_done) AS d
+LEFT JOIN claimed ON true
+ORDER BY claimed.priority DESC, claimed.seq
 
 -- lock_claimed_job --
 -- The failing job, locked, with what `_common.decide_failure` needs. None for a stale token.
@@ -303,8 +379,8 @@ WITH input AS (
     SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[])
          AS i(id, token, run_id)
 ), locked AS MATERIALIZED (
-    SELECT j.id FROM {schema}.jobs AS j JOIN input AS i ON j.id = i.id AND j.lock_token = i.token
-    WHERE j.status = 'running'
+    SELECT j.id FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
     ORDER BY j.id
     FOR UPDATE OF j
 ), released AS (

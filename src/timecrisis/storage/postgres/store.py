@@ -5,7 +5,8 @@
   (`_migrate.py`).
 - A claim is one statement per batch with `FOR UPDATE SKIP LOCKED`; cluster-wide per-type limits
   serialize the claimers of a limited type on a per-type advisory transaction lock
-  (`queries.sql`, `claim_jobs`).
+  (`queries.sql`, `claim_jobs`). A worker's completions ride on its next claim
+  (`complete_and_claim`): one commit for both.
 - Every time comparison uses the database's `now()` (unless a test clock is injected), so nodes
   with skewed clocks stay safe.
 - `LISTEN/NOTIFY` wakes idle workers on every node when jobs are inserted, released or retried;
@@ -276,9 +277,39 @@ class PostgresJobStorage:
         if params.limit <= 0 or not params.type_limits:
             return []
         async with self._session.connection("claim") as conn:
+            if not claims.needs_type_locks(params):  # one statement: atomic on its own
+                return await claims.read_claims(
+                    await claims.send_claim(conn, self._ctx, params, self._now())
+                )
             async with conn.pipeline(), conn.transaction():
                 cursor = await claims.send_claim(conn, self._ctx, params, self._now())
             return await claims.read_claims(cursor)  # committed: one round trip in all
+
+    async def complete_and_claim(
+        self, completions: Sequence[Completion], params: ClaimParams
+    ) -> tuple[list[datetime | None], list[ClaimedJob]]:
+        """`complete_jobs(completions)`, then `claim_jobs(params)`, in ONE statement (no
+        per-type limit involved) or one pipelined transaction (the limited claim needs its
+        lock statement first): one round trip and one commit (one WAL flush) for both, where
+        two separate calls pay two. A worker's completions and its next claim are due at the
+        same moment (the finished jobs freed the slots), and with `synchronous_commit` on, the
+        WAL flush is a large part of a call's time (docs/performance.md). The claim sees the
+        completions, so a limited type's freed slots are claimable at once. All or nothing:
+        on error neither happened."""
+        if not completions:
+            return [], await self.claim_jobs(params)
+        if params.limit <= 0 or not params.type_limits:
+            return await self.complete_jobs(completions), []
+        now = self._now()
+        async with self._session.connection("complete_and_claim") as conn:
+            if not claims.needs_type_locks(params):
+                return await claims.complete_and_claim_unlimited(
+                    conn, self._ctx, list(completions), params, now
+                )
+            async with conn.pipeline(), conn.transaction():
+                done = await claims.send_complete(conn, self._ctx, completions, now)
+                claimed = await claims.send_claim(conn, self._ctx, params, now)
+            return await claims.read_complete(done, completions), await claims.read_claims(claimed)
 
     async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
         if not refs:

@@ -26,6 +26,7 @@ retries them, the same path as a worker that died.
 from __future__ import annotations
 
 import os
+import sqlite3
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -190,6 +191,28 @@ class SQLiteJobStorage:
         if params.limit <= 0 or not params.type_limits:
             return []
         return await self._db.write(lambda conn, now: _claims.claim_jobs(conn, params, now))
+
+    async def complete_and_claim(
+        self, completions: Sequence[Completion], params: ClaimParams
+    ) -> tuple[list[datetime | None], list[ClaimedJob]]:
+        """`complete_jobs(completions)`, then `claim_jobs(params)`, in ONE write transaction:
+        one thread hop and one BEGIN IMMEDIATE/COMMIT for both, where two calls pay two (the
+        worker's completions and its next claim fall due together). The claim sees the
+        completions, so a type's freed slots count at once. All or nothing."""
+        if not completions:
+            return [], await self.claim_jobs(params)
+        if params.limit <= 0 or not params.type_limits:
+            return await self.complete_jobs(completions), []
+
+        def both(
+            conn: sqlite3.Connection, now: datetime
+        ) -> tuple[list[datetime | None], list[ClaimedJob]]:
+            return (
+                _claims.complete_jobs(conn, completions, now),
+                _claims.claim_jobs(conn, params, now),
+            )
+
+        return await self._db.write(both)
 
     async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
         if not refs:
