@@ -37,5 +37,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## W1-W5 + fork mode vs Procrastinate and SAQ; BENCH_QUICK=1 for a smoke run
+	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m benchmarks $(BENCH_ARGS)
+
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,5 @@
+"""`python -m benchmarks`: see `benchmarks.runner`."""
+
+from benchmarks.runner import main
+
+main()
