@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck format bench clean
+.PHONY: help install demo test lint typecheck format bench screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: $(BENCH_STAMP) ## W1-W5 + fork mode vs Procrastinate and SAQ; BENCH_QUICK=1 for a smoke run
 	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+screenshots: $(STAMP) ## retake the dashboard screenshots in docs/images (browser tests)
+	TIMECRISIS_SCREENSHOTS_DIR=docs/images $(BIN)/pytest tests/dashboard/test_browser.py -k screenshots
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
