@@ -11,7 +11,6 @@ start a fork server.
 from __future__ import annotations
 
 from benchmarks.handlers import Empty, Stamp, noop, stamp
-
 from timecrisis import InMemoryJobStorage, JobDefinition, JobScheduler
 
 NOOP = "noop"

@@ -6,7 +6,6 @@ timecrisis worker benchmarks.app_fork:scheduler --storage URL --concurrency 10
 from __future__ import annotations
 
 from benchmarks.handlers import Empty, noop_sync
-
 from timecrisis import InMemoryJobStorage, JobDefinition, JobScheduler
 
 NOOP_FORK = "noop-fork"
