@@ -7,7 +7,7 @@ transaction for a transactional enqueue) and never commits.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg.errors import UniqueViolation
@@ -28,27 +28,42 @@ def _opt_utc(value: datetime | None) -> datetime | None:
     return None if value is None else to_utc(value)  # to_utc refuses naive datetimes
 
 
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else to_utc(value).isoformat()  # to_utc refuses naive ones
+
+
+def _interval(value: timedelta | None) -> str | None:
+    # Exact in any IntervalStyle: explicit signs, whole days, seconds and microseconds.
+    if value is None:
+        return None
+    return f"{value.days:+d} day {value.seconds:+d} second {value.microseconds:+d} microsecond"
+
+
+def _row(job: NewJob) -> list[Any]:
+    """One job as the JSON array `insert_jobs` unpacks, positions as in queries.sql."""
+    return [
+        job.id,
+        job.type,
+        dump_json(job.data),
+        job.priority,
+        job.max_retries,
+        job.backoff_strategy,
+        job.retry_delay,
+        job.max_retry_delay,
+        job.entity_id,
+        job.scheduled_job_id,
+        _iso(job.schedule_fire_at),
+        job.unique_key,
+        _iso(job.run_at),
+        _interval(job.delay),
+        _iso(job.expires_at),
+        _interval(job.expires_in),
+    ]
+
+
 def _insert_params(jobs: Sequence[NewJob], now: datetime | None, channel: str) -> dict[str, Any]:
-    return {
-        "now": now,
-        "channel": channel,
-        "ids": [j.id for j in jobs],
-        "types": [j.type for j in jobs],
-        "data": [dump_json(j.data) for j in jobs],
-        "priorities": [j.priority for j in jobs],
-        "retries": [j.max_retries for j in jobs],
-        "backoffs": [j.backoff_strategy for j in jobs],
-        "retry_delays": [j.retry_delay for j in jobs],
-        "retry_caps": [j.max_retry_delay for j in jobs],
-        "entities": [j.entity_id for j in jobs],
-        "schedules": [j.scheduled_job_id for j in jobs],
-        "fire_ats": [_opt_utc(j.schedule_fire_at) for j in jobs],
-        "keys": [j.unique_key for j in jobs],
-        "run_ats": [_opt_utc(j.run_at) for j in jobs],
-        "delays": [j.delay for j in jobs],
-        "expires_ats": [_opt_utc(j.expires_at) for j in jobs],
-        "expires_ins": [j.expires_in for j in jobs],
-    }
+    # All rows in one JSON text: one json.dumps call instead of sixteen psycopg array dumps.
+    return {"now": now, "channel": channel, "rows": dump_json([_row(j) for j in jobs])}
 
 
 def may_conflict(jobs: Sequence[NewJob]) -> bool:

@@ -24,24 +24,25 @@ SELECT {now}
 -- The NOTIFY rides in the statement, so inside a caller's transaction it is delivered only when
 -- that transaction commits; it is sent once per statement, and only if a row was inserted.
 WITH input AS (
-    SELECT *
-    FROM unnest(
-        %(ids)s::text[], %(types)s::text[], %(data)s::text[], %(priorities)s::int[],
-        %(retries)s::int[], %(backoffs)s::text[], %(retry_delays)s::float8[],
-        %(retry_caps)s::float8[], %(entities)s::text[], %(schedules)s::text[],
-        %(fire_ats)s::timestamptz[], %(keys)s::text[], %(run_ats)s::timestamptz[],
-        %(delays)s::interval[], %(expires_ats)s::timestamptz[], %(expires_ins)s::interval[]
-    ) WITH ORDINALITY AS t(
-        id, type, data, priority, max_retries, backoff, retry_delay, max_retry_delay, entity_id,
-        scheduled_job_id, fire_at, unique_key, run_at, delay, expires_at, expires_in, n
-    )
+    -- One JSON text parameter, a row per job as a JSON array (see `_jobs._row`): psycopg
+    -- dumps one string instead of sixteen arrays, the dominant client cost of an enqueue.
+    -- jsonb, parsed once (a `json` value is re-parsed by every ->>); the payload rides in it
+    -- as a string of JSON text, so the `json` column keeps that text exactly.
+    SELECT r.j->>0 AS id, r.j->>1 AS type, (r.j->>2)::json AS data, (r.j->>3)::int AS priority,
+           (r.j->>4)::int AS max_retries, r.j->>5 AS backoff, (r.j->>6)::float8 AS retry_delay,
+           (r.j->>7)::float8 AS max_retry_delay, r.j->>8 AS entity_id,
+           r.j->>9 AS scheduled_job_id, (r.j->>10)::timestamptz AS fire_at,
+           r.j->>11 AS unique_key, (r.j->>12)::timestamptz AS run_at,
+           (r.j->>13)::interval AS delay, (r.j->>14)::timestamptz AS expires_at,
+           (r.j->>15)::interval AS expires_in, r.n
+    FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(j, n)
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
         expires_at, created_at
     )
-    SELECT t.id, t.type, t.data::json, 'pending', t.priority, t.max_retries, t.backoff,
+    SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
            t.unique_key, coalesce({now} + t.delay, t.run_at, {now}),
            coalesce({now} + t.expires_in, t.expires_at), {now}
