@@ -35,7 +35,27 @@ def load_queries() -> dict[str, LiteralString]:
         # The file ships with the package and is never built from input: a literal in spirit
         # (mypy reads LiteralString as str; a pyright user would need a cast here).
         queries[name] = statement
-    return queries
+    return _splice_fragments(queries)
+
+
+_FRAGMENT_PREFIX = "fragment_"
+
+
+def _splice_fragments(sections: dict[str, LiteralString]) -> dict[str, LiteralString]:
+    """Replace each `{fragment_x}` in a statement with the text of the `fragment_x` section, so
+    SQL that two statements share (the writes of a claim, of a completion batch) is written
+    once. Fragments are pieces, not statements: they are not returned."""
+    fragments = {n: text for n, text in sections.items() if n.startswith(_FRAGMENT_PREFIX)}
+    statements: dict[str, LiteralString] = {}
+    for name, text in sections.items():
+        if name in fragments:
+            continue
+        for fragment, body in fragments.items():
+            text = text.replace(f"{{{fragment}}}", body)
+        if _FRAGMENT_PREFIX in text:
+            raise ValueError(f"queries.sql: {name!r} names a fragment that does not exist")
+        statements[name] = text
+    return statements
 
 
 # Statements rendered more than once: {name: {variant name: {placeholder: SQL fragment}}}.

@@ -144,6 +144,57 @@ SELECT count(*) FROM deleted
 SELECT count(pg_advisory_xact_lock(t.key))
 FROM unnest(%(keys)s::bigint[]) WITH ORDINALITY AS t(key, n)
 
+-- fragment_claim_writes --
+-- The writes of a claim, shared by `claim_jobs` and `complete_and_claim` (CTEs, spliced in where
+-- `{fragment_claim_writes}` stands): the jobs in `chosen` become running with a fresh lock
+-- token and lease, and each gets its run row.
+claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1, started_at = {now},
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = {now} + %(ttl)s, run_id = gen_random_uuid()::text,
+        cancel_requested = false
+    FROM chosen
+    WHERE j.id = chosen.id AND j.status = 'pending'
+    RETURNING j.*
+), runs AS (
+    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
+    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
+)
+
+-- fragment_complete_writes --
+-- The writes of a completion batch, shared by `complete_jobs` and `complete_and_claim`: the
+-- jobs whose token is still current are locked in id order (see `renew_claims`), finished, and
+-- their runs closed. `done` returns what was completed.
+input AS (
+    SELECT *
+    FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[], %(results)s::text[],
+                %(canceled)s::bool[])
+         WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
+), locked AS MATERIALIZED (
+    SELECT j.id FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
+    ORDER BY j.id
+    FOR UPDATE OF j
+), done AS (
+    UPDATE {schema}.jobs AS j
+    SET status = CASE WHEN i.canceled THEN 'canceled' ELSE 'completed' END,
+        finished_at = {now}, result = i.result::json,
+        progress = CASE WHEN i.canceled THEN j.progress ELSE 100 END,
+        worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
+        cancel_requested = false
+    FROM input AS i, locked
+    WHERE j.id = locked.id AND i.id = locked.id AND j.lock_token = i.token
+      AND j.status = 'running'
+    RETURNING j.id, i.run_id, j.finished_at
+), done_runs AS (
+    UPDATE {schema}.job_runs AS r
+    SET status = 'completed', finished_at = d.finished_at,
+        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
+    FROM done AS d
+    WHERE r.id = d.run_id AND r.job_id = d.id
+)
+
 -- claim_jobs --
 -- Claim up to %(limit)s jobs of the worker's types in one statement.
 --
@@ -187,19 +238,7 @@ WITH quota AS MATERIALIZED (
     ) AS c
 ), chosen AS MATERIALIZED (
     SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
-), claimed AS (
-    UPDATE {schema}.jobs AS j
-    SET status = 'running', attempts = j.attempts + 1, started_at = {now},
-        worker = %(worker)s, lock_token = gen_random_uuid()::text,
-        lock_expires_at = {now} + %(ttl)s, run_id = gen_random_uuid()::text,
-        cancel_requested = false
-    FROM chosen
-    WHERE j.id = chosen.id AND j.status = 'pending'
-    RETURNING j.*
-), runs AS (
-    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
-    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
-)
+), {fragment_claim_writes}
 SELECT * FROM claimed ORDER BY priority DESC, seq
 
 -- renew_claims --
@@ -229,34 +268,7 @@ RETURNING j.id, j.cancel_requested
 
 -- complete_jobs --
 -- Finish runs successfully, in one statement for the whole batch. A stale token matches nothing.
-WITH input AS (
-    SELECT *
-    FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[], %(results)s::text[],
-                %(canceled)s::bool[])
-         WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
-), locked AS MATERIALIZED (
-    SELECT j.id FROM {schema}.jobs AS j
-    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
-    ORDER BY j.id
-    FOR UPDATE OF j
-), done AS (
-    UPDATE {schema}.jobs AS j
-    SET status = CASE WHEN i.canceled THEN 'canceled' ELSE 'completed' END,
-        finished_at = {now}, result = i.result::json,
-        progress = CASE WHEN i.canceled THEN j.progress ELSE 100 END,
-        worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
-        cancel_requested = false
-    FROM input AS i, locked
-    WHERE j.id = locked.id AND i.id = locked.id AND j.lock_token = i.token
-      AND j.status = 'running'
-    RETURNING j.id, i.run_id, j.finished_at
-), runs AS (
-    UPDATE {schema}.job_runs AS r
-    SET status = 'completed', finished_at = d.finished_at,
-        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
-    FROM done AS d
-    WHERE r.id = d.run_id AND r.job_id = d.id
-)
+WITH {fragment_complete_writes}
 SELECT id, finished_at FROM done
 
 -- complete_and_claim --
@@ -269,34 +281,7 @@ SELECT id, finished_at FROM done
 -- running jobs, the claim only ever takes pending ones. The first columns report the
 -- completions (every one of them finishes at {now}: the statement's time); then one row per
 -- claimed job, or one row of NULLs when nothing was claimed.
-WITH c_input AS (
-    SELECT *
-    FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[], %(results)s::text[],
-                %(canceled)s::bool[])
-         AS i(id, token, run_id, result, canceled)
-), c_locked AS MATERIALIZED (
-    SELECT j.id FROM {schema}.jobs AS j
-    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
-    ORDER BY j.id
-    FOR UPDATE OF j
-), c_done AS (
-    UPDATE {schema}.jobs AS j
-    SET status = CASE WHEN i.canceled THEN 'canceled' ELSE 'completed' END,
-        finished_at = {now}, result = i.result::json,
-        progress = CASE WHEN i.canceled THEN j.progress ELSE 100 END,
-        worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
-        cancel_requested = false
-    FROM c_input AS i, c_locked
-    WHERE j.id = c_locked.id AND i.id = c_locked.id AND j.lock_token = i.token
-      AND j.status = 'running'
-    RETURNING j.id, i.run_id, j.finished_at
-), c_runs AS (
-    UPDATE {schema}.job_runs AS r
-    SET status = 'completed', finished_at = d.finished_at,
-        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
-    FROM c_done AS d
-    WHERE r.id = d.run_id AND r.job_id = d.id
-), candidates AS MATERIALIZED (
+WITH {fragment_complete_writes}, candidates AS MATERIALIZED (
     SELECT c.id, c.priority, c.seq
     FROM unnest(%(types)s::text[]) AS q(type)
     CROSS JOIN LATERAL (
@@ -310,21 +295,9 @@ WITH c_input AS (
     ) AS c
 ), chosen AS MATERIALIZED (
     SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
-), claimed AS (
-    UPDATE {schema}.jobs AS j
-    SET status = 'running', attempts = j.attempts + 1, started_at = {now},
-        worker = %(worker)s, lock_token = gen_random_uuid()::text,
-        lock_expires_at = {now} + %(ttl)s, run_id = gen_random_uuid()::text,
-        cancel_requested = false
-    FROM chosen
-    WHERE j.id = chosen.id AND j.status = 'pending'
-    RETURNING j.*
-), runs AS (
-    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
-    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
-)
+), {fragment_claim_writes}
 SELECT d.completed_ids, d.completed_at, claimed.*
-FROM (SELECT array_agg(id) AS completed_ids, min(finished_at) AS completed_at FROM c_done) AS d
+FROM (SELECT array_agg(id) AS completed_ids, min(finished_at) AS completed_at FROM done) AS d
 LEFT JOIN claimed ON true
 ORDER BY claimed.priority DESC, claimed.seq
 
