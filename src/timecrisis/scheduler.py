@@ -65,6 +65,12 @@ def _seconds(name: str, value: Duration) -> float:
     return parse_positive_duration(value).total_seconds()
 
 
+def _count(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
 class JobScheduler:
     """Registers job types, enqueues and schedules jobs, and (after `start()`) works them off.
 
@@ -78,6 +84,7 @@ class JobScheduler:
         worker: str | None = None,
         logger: Any = None,
         max_concurrent_jobs: int = 20,
+        prefetch: int | None = None,
         job_lock_ttl: Duration = 60,
         leader_lock_ttl: Duration = 30,
         job_processing_interval: Duration = 5,
@@ -96,14 +103,9 @@ class JobScheduler:
     ) -> None:
         if not isinstance(storage, JobStorage):
             raise TypeError(f"storage must implement JobStorage, got {storage!r}")
-        if (
-            isinstance(max_concurrent_jobs, bool)
-            or not isinstance(max_concurrent_jobs, int)
-            or max_concurrent_jobs < 1
-        ):
-            raise ValueError(
-                f"max_concurrent_jobs must be an int >= 1, got {max_concurrent_jobs!r}"
-            )
+        _count("max_concurrent_jobs", max_concurrent_jobs, minimum=1)
+        if prefetch is not None:
+            _count("prefetch", prefetch, minimum=0)
         if worker is not None and (not isinstance(worker, str) or not worker.strip()):
             raise ValueError(f"worker must be a non-empty string, got {worker!r}")
         self.storage = storage
@@ -113,6 +115,7 @@ class JobScheduler:
         self.logger = resolve_logger(logger)
         self.settings = Settings(
             max_concurrent_jobs=max_concurrent_jobs,
+            prefetch=prefetch,
             job_lock_ttl=parse_positive_duration(job_lock_ttl),
             leader_lock_ttl=parse_positive_duration(leader_lock_ttl),
             job_processing_interval=_seconds("job_processing_interval", job_processing_interval),
@@ -158,9 +161,11 @@ class JobScheduler:
         storage: JobStorage | None = None,
         worker: str | None = None,
         max_concurrent_jobs: int | None = None,
+        prefetch: int | None = None,
     ) -> None:
-        """Change the store, the worker name or the concurrency of a scheduler that is not
-        running (the CLI's `worker --storage/--worker/--concurrency` use this)."""
+        """Change the store, the worker name, the concurrency or the prefetch ceiling of a
+        scheduler that is not running (the CLI's `worker --storage/--worker/--concurrency/
+        --prefetch` use this)."""
         if self._running:
             raise RuntimeError("configure() needs a stopped scheduler")
         if storage is not None:
@@ -174,18 +179,15 @@ class JobScheduler:
             self.worker = worker
             self._runtime.worker = worker
         if max_concurrent_jobs is not None:
-            if (
-                isinstance(max_concurrent_jobs, bool)
-                or not isinstance(max_concurrent_jobs, int)
-                or max_concurrent_jobs < 1
-            ):
-                raise ValueError(
-                    f"max_concurrent_jobs must be an int >= 1, got {max_concurrent_jobs!r}"
-                )
+            _count("max_concurrent_jobs", max_concurrent_jobs, minimum=1)
             self.settings = dataclasses.replace(
                 self.settings, max_concurrent_jobs=max_concurrent_jobs
             )
-            self._runtime.settings = self.settings
+        if prefetch is not None:
+            self.settings = dataclasses.replace(
+                self.settings, prefetch=_count("prefetch", prefetch, minimum=0)
+            )
+        self._runtime.settings = self.settings
 
     # ---- registry ----------------------------------------------------------------------------
 

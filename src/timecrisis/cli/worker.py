@@ -43,6 +43,15 @@ logger = logging.getLogger("timecrisis.cli")
     help="Most jobs this process runs at once (default: the scheduler's max_concurrent_jobs).",
 )
 @click.option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help=(
+        "Most claimed jobs held beyond the free slots while handlers are short "
+        "(default: the scheduler's prefetch, else 4 x concurrency; 0 turns it off)."
+    ),
+)
+@click.option(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     default="info",
@@ -61,6 +70,7 @@ def worker(
     storage_url: str | None,
     worker_name: str | None,
     concurrency: int | None,
+    prefetch: int | None,
     log_level: str,
     log_format: LogFormat,
 ) -> None:
@@ -81,7 +91,7 @@ def worker(
     """
     configure_logging(log_level, log_format)
     scheduler = load_scheduler(target)
-    run(_serve(scheduler, target, storage_url, worker_name, concurrency))
+    run(_serve(scheduler, target, storage_url, worker_name, concurrency, prefetch))
 
 
 async def _serve(
@@ -90,13 +100,14 @@ async def _serve(
     storage_url: str | None,
     worker_name: str | None,
     concurrency: int | None,
+    prefetch: int | None,
 ) -> None:
     replaced = None
     if storage_url is not None:
         # Built in the event loop (a PostgreSQL pool binds to it). A worker may create its store.
         replaced = scheduler.storage
         scheduler.configure(storage=open_storage(storage_url, must_exist=False))
-    scheduler.configure(worker=worker_name, max_concurrent_jobs=concurrency)
+    scheduler.configure(worker=worker_name, max_concurrent_jobs=concurrency, prefetch=prefetch)
     where = redact(storage_url) if storage_url is not None else repr(scheduler.storage)
     # An unreachable database is one error line at once, not the pool's 30 s of retries.
     # The worker creates its schema if missing, so only reachability is checked here.

@@ -6,6 +6,12 @@ Shape of the hot path (one worker process):
   per-type limits inside that call. A full batch means more work may be waiting, so the loop claims
   again at once; otherwise it sleeps until woken (an enqueue here or, through the store's wake-up
   channel, elsewhere; a slot freeing up) or until `job_processing_interval`.
+- **Prefetch while jobs are short.** A claim may take more jobs than there are free slots: the
+  extra ones wait in `running` for a slot (`_slots`, `max_concurrent_jobs` of them), so the next
+  claim runs in the database while this worker works off the last one. How many is decided per
+  claim by `PrefetchBudget` (none for long handlers, none when a type has a cluster-wide limit);
+  the buffer is refilled in chunks of at least half its size, so claims stay large; a job that
+  waits for a slot longer than `_prefetch.MAX_WAIT` is handed back to the queue.
 - **Complete in batches.** Finished jobs queue their completion; one flusher writes everything
   queued in one `complete_jobs` call, and completions that arrive meanwhile wait for the next call.
 - **Claim while completing.** A job gives its slot back when its handler returns, not when its
@@ -48,6 +54,7 @@ from timecrisis.errors import NonRetryableError
 from timecrisis.execution.inprocess import run_in_process
 from timecrisis.hooks import call_hook
 from timecrisis.loops._periodic import ErrorBackoff, wait_for_event
+from timecrisis.loops._prefetch import MAX_WAIT, PrefetchBudget
 from timecrisis.loops.runtime import Runtime
 from timecrisis.models import Job, JobStatus, JsonValue, LogLevel
 from timecrisis.storage.base import (
@@ -70,6 +77,8 @@ class RunningJob:
     state: JobState
     task: asyncio.Task[None] | None = None
     last_renewed: float = field(default_factory=time.monotonic)
+    # When the handler got its slot (monotonic); None while the job waits, prefetched.
+    started: float | None = None
     # The async task was cancelled on purpose (lease lost, forced stop): write nothing.
     abandoned: bool = False
     # The handler returned; the completion waits to be written. The slot is free already.
@@ -134,6 +143,10 @@ class JobProcessor:
         self._combine: _CompleteAndClaim | None = None
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self._shutting_down = False
+        self._slots: asyncio.Semaphore | None = None  # one per handler allowed to run
+        self._budget = PrefetchBudget(concurrency=1, ceiling=0)
+        self._hand_backs: list[RunningJob] = []
+        self._hand_back_task: asyncio.Task[None] | None = None
         self.claims_made = 0
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -144,6 +157,11 @@ class JobProcessor:
         self._shutting_down = False
         combine = getattr(self.runtime.storage, "complete_and_claim", None)
         self._combine = combine if callable(combine) else None
+        settings = self.runtime.settings
+        self._slots = asyncio.Semaphore(settings.max_concurrent_jobs)
+        self._budget = PrefetchBudget(
+            concurrency=settings.max_concurrent_jobs, ceiling=settings.prefetch_ceiling
+        )
         self._main_task = loop.create_task(self._claim_loop(), name="timecrisis-claim")
         self._renew_task = loop.create_task(self._renew_loop(), name="timecrisis-renew")
 
@@ -163,18 +181,26 @@ class JobProcessor:
                 await self._main_task
             self._main_task = None
 
-        tasks = [r.task for r in self.running.values() if r.task is not None and not r.task.done()]
+        # Prefetched jobs that have not started go back to the queue now, not after the wait:
+        # another worker can run them while this one finishes its handlers.
+        unstarted = [r for r in self._unfinished() if r.started is None]
+        self._abandon(unstarted)
+        if unstarted:
+            await asyncio.wait([r.task for r in unstarted if r.task is not None], timeout=5)
+            await self._release(unstarted)
+
+        tasks = [r.task for r in self._unfinished() if r.task is not None]
         if tasks and not force and timeout > 0:
             await asyncio.wait(tasks, timeout=timeout)
 
-        leftovers = [r for r in self.running.values() if r.task is not None and not r.task.done()]
-        for running in leftovers:
-            running.abandoned = True
-            assert running.task is not None
-            running.task.cancel()
+        leftovers = self._unfinished()
+        self._abandon(leftovers)
         if leftovers:
             await asyncio.wait([r.task for r in leftovers if r.task is not None], timeout=5)
         await self._drain_completions()
+        if self._hand_back_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._hand_back_task)
         if leftovers:
             await self._release(leftovers)
 
@@ -184,7 +210,22 @@ class JobProcessor:
                 await self._renew_task
             self._renew_task = None
 
-    async def _release(self, leftovers: list[RunningJob]) -> None:
+    def _unfinished(self) -> list[RunningJob]:
+        """Jobs whose task still runs (started or waiting for a slot) and was not abandoned."""
+        return [
+            r
+            for r in self.running.values()
+            if r.task is not None and not r.task.done() and not r.abandoned
+        ]
+
+    @staticmethod
+    def _abandon(jobs: list[RunningJob]) -> None:
+        for running in jobs:
+            running.abandoned = True
+            assert running.task is not None
+            running.task.cancel()
+
+    async def _release(self, leftovers: list[RunningJob], *, why: str = "at stop") -> None:
         refs = [r.ref for r in leftovers]
         try:
             results = await self.runtime.storage.release_jobs(refs)
@@ -201,7 +242,7 @@ class JobProcessor:
             self._forget(running)
             if released:
                 self._logger.info(
-                    "released job %s (%s) back to pending at stop", running.job.id, running.job.type
+                    "released job %s (%s) back to pending %s", running.job.id, running.job.type, why
                 )
 
     # ---- claiming ----------------------------------------------------------------------------
@@ -212,8 +253,8 @@ class JobProcessor:
         backoff = ErrorBackoff()
         while not self._stopping:
             self._wake.clear()
-            free = self._free_slots(settings.max_concurrent_jobs)
             type_limits = runtime.type_limits()
+            free = self._room(settings.max_concurrent_jobs, type_limits)
             if free > 0 and type_limits:
                 params = ClaimParams(
                     worker=runtime.worker,
@@ -257,9 +298,39 @@ class JobProcessor:
                 self._start_flusher()  # no claim to ride on
             await self._sleep(settings.job_processing_interval)
 
-    def _free_slots(self, limit: int) -> int:
-        executing = len(self.running) - self._finishing
-        return min(limit - executing, 2 * limit - len(self.running))
+    def _room(self, concurrency: int, type_limits: dict[str, int | None]) -> int:
+        """How many jobs to claim now: 0 to wait.
+
+        `held` counts the claimed jobs whose handler has not returned (running or waiting for a
+        slot). Without prefetch the room is the free slots. With it, the worker may hold
+        `concurrency + allowance` jobs, and refills only by at least half of that, unless a slot
+        is free and nothing waits: small claims would cost a round trip for a few jobs. Jobs
+        awaiting their completion write are bounded too (a store that accepts claims but
+        refuses completions must not make the worker claim without end)."""
+        held = len(self.running) - self._finishing
+        capacity = concurrency + self._prefetch_allowance(type_limits)
+        room = min(capacity - held, 2 * capacity - len(self.running))
+        if held >= concurrency and room < capacity // 2:
+            return 0
+        return max(room, 0)
+
+    def _prefetch_allowance(self, type_limits: dict[str, int | None]) -> int:
+        if self._budget.ceiling <= 0:
+            return 0
+        if any(cap is not None and cap > 0 for cap in type_limits.values()):
+            # A prefetched job of a limited type would hold one of the type's cluster-wide
+            # slots while it waits here, and another worker could not use it.
+            return 0
+        now = time.monotonic()
+        oldest = max(
+            (
+                now - r.started
+                for r in self.running.values()
+                if r.started is not None and not r.finishing
+            ),
+            default=0.0,
+        )
+        return self._budget.allowance(oldest)
 
     def _stop_requested(self) -> bool:
         # A method, not the attribute: it changes while we await, which type narrowing ignores.
@@ -289,9 +360,33 @@ class JobProcessor:
     # ---- executing ---------------------------------------------------------------------------
 
     async def _execute(self, running: RunningJob) -> None:
+        slots = self._slots
+        assert slots is not None, "start() creates the slots"
+        try:
+            # Immediate when a slot is free; a prefetched job waits here.
+            async with asyncio.timeout(MAX_WAIT):
+                await slots.acquire()
+        except TimeoutError:
+            self._hand_back(running)
+            return
+        except asyncio.CancelledError:
+            if running.abandoned:
+                return  # stop() or a lost lease: they handle the job
+            raise
+        running.started = time.monotonic()
+        try:
+            await self._execute_started(running)
+        finally:
+            slots.release()
+
+    async def _execute_started(self, running: RunningJob) -> None:
         job = running.job
+        if running.state.cancelled:  # cancelled while it waited for a slot: do not start it
+            self._queue_completion(running, Completion(running.ref, None, canceled=True))
+            return
         hooks = self.runtime.hooks
         await call_hook(self._logger, "on_job_started", hooks.on_job_started, job)
+        began = time.monotonic()
         try:
             result = await self._run_handler(running)
         except asyncio.CancelledError:
@@ -299,10 +394,12 @@ class JobProcessor:
                 return  # stop() or a lost lease cancelled us on purpose; they handle the job
             raise
         except Exception as exc:  # noqa: BLE001 - a handler's error fails its attempt, nothing more
+            self._budget.record(time.monotonic() - began)
             if running.abandoned:
                 return
             await self._fail(running, exc)
             return
+        self._budget.record(time.monotonic() - began)
         if running.abandoned:
             return
         stored, ok = to_json_result(result)
@@ -390,6 +487,25 @@ class JobProcessor:
         await call_hook(
             self._logger, "on_job_failed", self.runtime.hooks.on_job_failed, outcome.job, exc
         )
+
+    def _hand_back(self, running: RunningJob) -> None:
+        """A prefetched job waited too long for a slot (the handlers got slow): give it back to
+        the queue, attempt not charged, so an idle worker can run it. Batched: the jobs of one
+        claim time out together."""
+        self._hand_backs.append(running)
+        if self._hand_back_task is None or self._hand_back_task.done():
+            self._hand_back_task = asyncio.get_running_loop().create_task(
+                self._flush_hand_backs(), name="timecrisis-hand-back"
+            )
+
+    async def _flush_hand_backs(self) -> None:
+        while self._hand_backs:
+            batch, self._hand_backs = self._hand_backs, []
+            # Only jobs still held by this run (a lost lease may have dropped one meanwhile).
+            batch = [r for r in batch if self.running.get(r.job.id) is r]
+            if batch:
+                await self._release(batch, why=f"(waited {MAX_WAIT:g}s for a free slot)")
+                self._wake.set()
 
     # ---- completing --------------------------------------------------------------------------
 

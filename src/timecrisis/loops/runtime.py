@@ -18,6 +18,9 @@ class Settings:
     """The scheduler's options, parsed (seconds as floats, durations as timedeltas)."""
 
     max_concurrent_jobs: int = 20
+    # Claimed jobs held beyond the free slots at most (None: 4 x max_concurrent_jobs); see
+    # loops/_prefetch.py for when a worker actually holds them.
+    prefetch: int | None = None
     job_lock_ttl: timedelta = timedelta(seconds=60)
     leader_lock_ttl: timedelta = timedelta(seconds=30)
     job_processing_interval: float = 5.0
@@ -28,6 +31,11 @@ class Settings:
     shutdown_timeout: float = 15.0
     scheduled_job_max_stale_age: timedelta = timedelta(hours=1)
     job_retention: timedelta = timedelta(days=30)
+
+    @property
+    def prefetch_ceiling(self) -> int:
+        # 4 x concurrency, Celery's default multiplier; PrefetchBudget keeps long jobs out of it.
+        return 4 * self.max_concurrent_jobs if self.prefetch is None else self.prefetch
 
     @property
     def lease_renewal_interval(self) -> float:
