@@ -8,6 +8,8 @@ recovery from lost connections.
 - Reads are retried once on a fresh connection after such an error. Writes are not: whether a
   write committed before its connection died is unknown here, and every write of this store is
   safe for its caller to retry (fenced by a token, keyed, or idempotent).
+- Claims have connections of their own (`claim_connection`), which plan each statement once:
+  see `_ClaimPool`.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class Session:
         self._closed = False
         self._init_lock = asyncio.Lock()
         self._healing = False
+        self._claims = _ClaimPool(self._conninfo, self._kwargs, schema)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -99,14 +102,13 @@ class Session:
 
     async def close(self) -> None:
         self._closed = True
+        await self._claims.close()
         if self.owns_pool:
             await self.pool.close()
 
     async def listen_connection(self) -> AsyncConnection[Any]:
         """A connection outside the pool, with the pool's settings, for LISTEN."""
-        options = {k: v for k, v in self._kwargs.items() if k not in ("autocommit", "row_factory")}
-        if "connect_timeout" not in conninfo_to_dict(self._conninfo):
-            options.setdefault("connect_timeout", _CONNECT_TIMEOUT)
+        options = _side_connection_options(self._conninfo, self._kwargs)
         return await AsyncConnection.connect(self._conninfo, autocommit=True, **options)
 
     # ---- using connections -------------------------------------------------------------------
@@ -117,6 +119,19 @@ class Session:
         await self.init()
         try:
             async with self.pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            if _is_connection_problem(exc):
+                await self._heal()
+            raise StorageError(f"PostgreSQL {what} failed: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def claim_connection(self, what: str) -> AsyncIterator[Conn]:
+        """A connection of the claim pool (see `_ClaimPool`), for the statements of
+        `claim_jobs` and `complete_and_claim` only; errors as in `connection`."""
+        await self.init()
+        try:
+            async with self._claims.connection() as conn:
                 yield conn
         except psycopg.Error as exc:
             if _is_connection_problem(exc):
@@ -164,10 +179,72 @@ class Session:
                 extra={"action": "storage_connection_lost"},
             )
             await self.pool.check()
+            await self._claims.check()
         except psycopg.Error as exc:  # the server may still be down; the pool keeps trying
             logger.warning("PostgreSQL pool check failed: %s", exc)
         finally:
             self._healing = False
+
+
+class _ClaimPool:
+    """Connections that plan the claim statements once, not on every call.
+
+    A claim and a completion batch are the same few statements, run a thousand times a second
+    by a busy worker. PostgreSQL's default (`plan_cache_mode = auto`) keeps planning them anew
+    (custom plans): their generic plans' estimated costs are higher, since a parameter `LIMIT`
+    is estimated at a tenth of the table. Planning cost about 1 ms of a 5 ms
+    `complete_and_claim` and half a millisecond of an idle worker's claim (docs/performance.md).
+    These connections use `plan_cache_mode = force_generic_plan`: each statement is planned at
+    its first execution and the plan is reused. queries.sql writes the claim statements so that
+    their generic plans are the custom ones (rows are found through the id index, `id =
+    ANY(ARRAY(...))`, never a join the planner could turn into a scan of `jobs`), and
+    tests/postgres/test_generic_plans.py checks that on a large table.
+
+    Only claims use these connections: a setting per session cannot be scoped to one statement,
+    and every other statement here keeps its custom plans. Opened at the first claim (a process
+    that only enqueues never opens it), closed with the store; at most two connections (a
+    worker claims from one loop, one claim at a time)."""
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any], schema: str) -> None:
+        self._pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=2,
+            kwargs={**_side_connection_options(conninfo, kwargs), "autocommit": True},
+            configure=_plan_once,
+            open=False,
+            name=f"timecrisis-{schema}-claims",
+        )
+        self._opened = False
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        if not self._opened:
+            self._opened = True
+            await self._pool.open(wait=False)
+        async with self._pool.connection() as conn:
+            yield conn
+
+    async def check(self) -> None:
+        if self._opened and not self._pool.closed:
+            await self._pool.check()
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._pool.close()
+
+
+async def _plan_once(conn: Conn) -> None:
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+
+
+def _side_connection_options(conninfo: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The pool's connection options for a connection the store opens beside it (LISTEN,
+    claims): always autocommit, rows read by name, a connect timeout unless the DSN has one."""
+    options = {k: v for k, v in kwargs.items() if k not in ("autocommit", "row_factory")}
+    if "connect_timeout" not in conninfo_to_dict(conninfo):
+        options.setdefault("connect_timeout", _CONNECT_TIMEOUT)
+    return options
 
 
 def _is_connection_problem(exc: psycopg.Error) -> bool:

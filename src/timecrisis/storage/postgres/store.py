@@ -276,7 +276,7 @@ class PostgresJobStorage:
     async def claim_jobs(self, params: ClaimParams) -> list[ClaimedJob]:
         if params.limit <= 0 or not params.type_limits:
             return []
-        async with self._session.connection("claim") as conn:
+        async with self._session.claim_connection("claim") as conn:
             if not claims.needs_type_locks(params):  # one statement: atomic on its own
                 return await claims.read_claims(
                     await claims.send_claim(conn, self._ctx, params, self._now())
@@ -301,7 +301,7 @@ class PostgresJobStorage:
         if params.limit <= 0 or not params.type_limits:
             return await self.complete_jobs(completions), []
         now = self._now()
-        async with self._session.connection("complete_and_claim") as conn:
+        async with self._session.claim_connection("complete_and_claim") as conn:
             if not claims.needs_type_locks(params):
                 return await claims.complete_and_claim_unlimited(
                     conn, self._ctx, list(completions), params, now

@@ -1,0 +1,97 @@
+"""The claim statements run with generic plans (`_session._ClaimPool`): planned once, reused on
+every call. A generic plan does not know the batch is small, so these statements must be
+written so that even then they reach rows through indexes. This checks the plans on a table
+large enough for a sequential scan to be a real risk, with planner statistics that know it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.postgres.conftest import Admin, StoreFactory
+from timecrisis.storage._common import new_id
+from timecrisis.storage.base import NewJob
+from timecrisis.storage.postgres._sql import Queries
+
+pytestmark = pytest.mark.postgres
+
+# The SQL type of every parameter the claim statements take, for PREPARE.
+_PARAM_TYPES = {
+    "now": "timestamptz",
+    "limit": "int",
+    "types": "text[]",
+    "caps": "int[]",
+    "worker": "text",
+    "ttl": "interval",
+    "ids": "text[]",
+    "tokens": "text[]",
+    "runs": "text[]",
+    "results": "text[]",
+    "canceled": "bool[]",
+    "keys": "bigint[]",
+}
+_ARGUMENTS = {
+    "now": "NULL",
+    "limit": "10",
+    "types": "'{big,other}'",
+    "caps": "'{NULL,3}'",
+    "worker": "'w'",
+    "ttl": "'30 seconds'",
+    "ids": "'{a,b}'",
+    "tokens": "'{x,y}'",
+    "runs": "'{r,s}'",
+    "results": "'{NULL,NULL}'",
+    "canceled": "'{f,f}'",
+    "keys": "'{1,2}'",
+}
+
+
+def _prepare(name: str, query: bytes) -> tuple[str, str]:
+    """PREPARE and EXECUTE statements for `query`, its `%(name)s` parameters numbered."""
+    order: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in order:
+            order.append(match.group(1))
+        return f"${order.index(match.group(1)) + 1}"
+
+    text = re.sub(r"%\((\w+)\)s", number, query.decode())
+    types = ", ".join(_PARAM_TYPES[p] for p in order)
+    arguments = ", ".join(_ARGUMENTS[p] for p in order)
+    return f"PREPARE {name} ({types}) AS {text}", f"EXPLAIN EXECUTE {name} ({arguments})"
+
+
+@pytest.mark.parametrize("statement", ["claim_jobs", "complete_and_claim", "complete_jobs"])
+async def test_the_generic_plans_of_claim_statements_never_scan_the_jobs_table(
+    make_store: StoreFactory, admin: Admin, schema: str, statement: str
+) -> None:
+    store = make_store()
+    for _ in range(4):
+        await store.insert_jobs([NewJob(id=new_id(), type="big", data={}) for _ in range(5_000)])
+    await admin.execute(f'ANALYZE "{schema}".jobs')
+    prepare, explain = _prepare(f"tc_{statement}", Queries(schema)[statement])
+    await admin.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        await admin.execute(prepare.encode())
+        cur = await admin.execute(explain.encode())
+        plan = "\n".join(row[0] for row in await cur.fetchall())
+    finally:
+        await admin.execute("DEALLOCATE ALL")
+        await admin.execute("RESET plan_cache_mode")
+
+    assert "Seq Scan" not in plan, plan
+    assert "Hash Join" not in plan or statement != "claim_jobs", plan
+    if statement != "claim_jobs":  # claim_jobs counts a limited type's running jobs there
+        assert "jobs_running" not in plan, plan
+
+
+async def test_claims_use_connections_that_plan_once(make_store: StoreFactory) -> None:
+    store = make_store()
+    await store.init()
+    async with store._session.claim_connection("test") as conn:
+        cur = await conn.execute("SHOW plan_cache_mode")
+        assert await cur.fetchone() == ("force_generic_plan",)
+    async with store._session.connection("test") as conn:
+        cur = await conn.execute("SHOW plan_cache_mode")
+        assert await cur.fetchone() == ("auto",)  # every other statement keeps custom plans
