@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -154,3 +155,24 @@ async def test_the_claim_scans_the_partial_pending_index_not_the_history(
 
     assert "jobs_pending_queue" in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
+
+
+async def test_run_ids_made_in_sql_are_distinct_time_ordered_version_7_uuids(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    await store.insert_jobs(_jobs(FREE, 20))
+    first = await store.claim_jobs(_params("w", limit=10))
+    await asyncio.sleep(0.01)  # the next statement is at least a millisecond later
+    second = await store.claim_jobs(_params("w", limit=10))
+    run_ids = [c.ref.run_id for c in first + second]
+
+    assert len(set(run_ids)) == 20
+    for run_id in run_ids:
+        parsed = uuid.UUID(run_id)
+        assert (str(parsed), parsed.version, parsed.variant) == (run_id, 7, uuid.RFC_4122)
+    # Time-ordered between statements (within one they share the millisecond prefix), so
+    # job_runs' primary key grows at its right edge, as ids made by `new_id` do.
+    assert max(r[:13] for r in run_ids[:10]) < min(r[:13] for r in run_ids[10:])
+    milliseconds = uuid.UUID(run_ids[0]).int >> 80, uuid.UUID(new_id()).int >> 80
+    assert abs(milliseconds[0] - milliseconds[1]) < 60_000  # the clock, as new_id reads it

@@ -18,6 +18,17 @@ from psycopg import sql
 _HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 NOW = "coalesce(%(now)s::timestamptz, now())"
 """The store's clock inside a statement: the injected test clock if any, else the database's."""
+NEW_ID = (
+    "lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint >> 16), 8, '0')"
+    " || '-' || lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint & 65535),"
+    " 4, '0') || '-7' || substr(gen_random_uuid()::text, 16)"
+)
+"""A fresh id made inside a statement, one per row: a version 7 UUID like `_common.new_id` (48
+bits of Unix milliseconds, then the version, then the random rest of a `gen_random_uuid()`),
+for the same reason: ids that grow at the right edge of their index, where random ones land
+on a random leaf of job_runs' primary key each, and that index grows with the history kept.
+PostgreSQL 15 has no uuidv7(). (Measured on W5, 1,000,000 runs: within the noise of this
+machine, medians 2,250 and 2,270 jobs/s; it matters once the index outgrows the cache.)"""
 
 
 @cache
@@ -68,11 +79,12 @@ _VARIANTS: dict[str, dict[str, dict[str, LiteralString]]] = {
 
 
 def render(template: LiteralString, schema: str, **fragments: LiteralString) -> bytes:
-    """Fill `{schema}` (quoted as an identifier), `{now}` and any fixed `fragments` into a
-    statement or a migration."""
+    """Fill `{schema}` (quoted as an identifier), `{now}`, `{new_id}` and any fixed `fragments`
+    into a statement or a migration."""
     composed = sql.SQL(template).format(
         schema=sql.Identifier(schema),
         now=sql.SQL(NOW),
+        new_id=sql.SQL(NEW_ID),
         **{name: sql.SQL(fragment) for name, fragment in fragments.items()},
     )
     return composed.as_bytes(None)

@@ -156,7 +156,7 @@ claimed AS (
     UPDATE {schema}.jobs AS j
     SET status = 'running', attempts = j.attempts + 1, started_at = {now},
         worker = %(worker)s, lock_token = gen_random_uuid()::text,
-        lock_expires_at = {now} + %(ttl)s, run_id = gen_random_uuid()::text,
+        lock_expires_at = {now} + %(ttl)s, run_id = {new_id},
         cancel_requested = false
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
