@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.scheduler.conftest import Payload, SchedulerFactory, eventually
 from timecrisis import InMemoryJobStorage, JobContext, JobDefinition, JobScheduler, JobStatus
-from timecrisis.storage.base import ClaimParams, JobStorage
+from timecrisis.storage.base import LEADER_LOCK, ClaimParams, JobStorage
 
 
 def _register(scheduler: JobScheduler, job_type: str, handle: Any, concurrency: int | None) -> None:
@@ -155,6 +155,61 @@ async def test_a_storage_error_while_leading_steps_down_and_the_node_carries_on(
         return node.is_leader
 
     await eventually(leads_again, timeout=5)
+
+
+class SlowAnswerStore(InMemoryJobStorage):
+    """A store whose first leader-lock acquire is granted at once but answers late, as when a
+    commit succeeds and its reply is delayed by a slow network."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.granted: list[str] = []
+        self.refused = 0
+
+    async def acquire_lock(self, name: str, owner: str, ttl: timedelta) -> str | None:
+        token = await super().acquire_lock(name, owner, ttl)
+        if token is None:
+            self.refused += 1
+            return None
+        self.granted.append(token)
+        if len(self.granted) == 1:
+            await asyncio.sleep(self.delay)
+        return token
+
+
+async def test_a_lock_granted_after_the_round_gave_up_still_makes_the_node_leader(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    # Rounds of 1 s (ttl 3 s); the first grant answers after 1.5 s, past its round. Abandoning
+    # that acquire would lose its token: every later acquire is refused until the lease
+    # expires, and a second grant comes only after it did.
+    store = SlowAnswerStore(delay=1.5)
+    node = make_scheduler(store, worker="solo", leader_lock_ttl=3)
+    await node.start()
+    assert not node.is_leader  # the first round gave up waiting
+
+    async def leads() -> bool:
+        return node.is_leader
+
+    await eventually(leads, timeout=10)
+    assert len(store.granted) == 1  # the late answer was taken, not a second grant
+    assert store.refused == 0
+    lock = await store.get_lock(LEADER_LOCK)
+    assert lock is not None and lock.owner == "solo"
+    await node.stop()
+    assert await store.get_lock(LEADER_LOCK) is None  # resigned with the adopted token
+
+
+async def test_a_lock_still_being_granted_at_stop_is_released(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    store = SlowAnswerStore(delay=0.5)  # answers within the extra round stop() gives it
+    node = make_scheduler(store, worker="solo", leader_lock_ttl=0.9)  # rounds of 0.3 s
+    await node.start()
+    assert not node.is_leader and len(store.granted) == 1
+    await node.stop()
+    assert await store.get_lock(LEADER_LOCK) is None  # a follower need not wait for expiry
 
 
 async def test_the_leader_takes_back_the_jobs_of_a_dead_worker(

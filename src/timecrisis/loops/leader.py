@@ -15,11 +15,17 @@ Rules (after River's `internal/leadership` and Oban's `peers/database.ex`):
   as well (compare-and-set plus a unique key), so even a paused, deposed leader cannot double-fire.
 - `stop()` resigns at once: it releases the lock so a follower takes over at its next attempt,
   and calls `on_leadership_lost`.
+- An acquire that does not answer within its round is not cancelled: it may commit after the
+  round gave up, and its token would be lost with it, leaving the lock held by nobody who knows
+  it until the lease expires (a whole TTL without a leader). It keeps running, and a later
+  round takes its answer; only one older than the TTL, whose lock has expired by then, is
+  dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -37,6 +43,8 @@ class LeaderElector:
         self._logger = child(runtime.logger, "leader")
         self._token: str | None = None
         self._last_renewal_started = 0.0
+        self._acquiring: asyncio.Task[str | None] | None = None
+        self._acquire_started = 0.0
 
     @property
     def interval(self) -> float:
@@ -67,11 +75,11 @@ class LeaderElector:
                 self._last_renewal_started = started
             return self.interval
 
-        async with asyncio.timeout(self.interval):
-            token = await storage.acquire_lock(LEADER_LOCK, self._runtime.worker, ttl)
+        token = await self._acquire()
         if token is not None:
             self._token = token
-            self._last_renewal_started = started
+            # The lease runs from when the store granted it, at the earliest when we asked.
+            self._last_renewal_started = self._acquire_started
             self._runtime.is_leader = True
             self._logger.info("%s is now the leader", self._runtime.worker)
             self._on_change(True)
@@ -82,7 +90,31 @@ class LeaderElector:
             )
         return self.interval
 
+    async def _acquire(self) -> str | None:
+        """The answer of the acquire in flight (a new one if none is): a token, None if
+        another node leads, or the store's error. TimeoutError if it does not answer within
+        this round; it then keeps running for the next round (see the module docstring)."""
+        ttl = self._runtime.settings.leader_lock_ttl
+        task = self._acquiring
+        if task is None:
+            storage, worker = self._runtime.storage, self._runtime.worker
+            task = asyncio.get_running_loop().create_task(
+                storage.acquire_lock(LEADER_LOCK, worker, ttl), name="timecrisis-leader-acquire"
+            )
+            self._acquiring = task
+            self._acquire_started = time.monotonic()
+        # asyncio.wait, not a timeout around the call: the call must survive the round.
+        await asyncio.wait({task}, timeout=self.interval)
+        if not task.done():
+            if time.monotonic() - self._acquire_started > ttl.total_seconds():
+                task.cancel()  # whatever it may still take has expired by now
+                self._acquiring = None
+            raise TimeoutError("acquiring the leader lock did not answer within a round")
+        self._acquiring = None
+        return task.result()
+
     async def resign(self) -> None:
+        await self._drop_acquire()
         token = self._token
         if token is None:
             return
@@ -96,6 +128,24 @@ class LeaderElector:
                 self._runtime.settings.leader_lock_ttl,
             )
         await self._step_down("the scheduler is stopping", level=logging.INFO)
+
+    async def _drop_acquire(self) -> None:
+        """At stop: an acquire still in flight gets one more round to answer; a lock it took
+        is released, so a follower need not wait for it to expire."""
+        task, self._acquiring = self._acquiring, None
+        if task is None:
+            return
+        if not task.done():
+            await asyncio.wait({task}, timeout=self.interval)
+        if not task.done():
+            task.cancel()
+            return
+        if task.cancelled() or task.exception() is not None:
+            return
+        token = task.result()
+        if token is not None:
+            with contextlib.suppress(Exception):  # the lease will simply expire
+                await self._runtime.storage.release_lock(LEADER_LOCK, token)
 
     async def _step_down(self, reason: str, *, level: int = logging.WARNING) -> None:
         """Give leadership up. A lost lease or a failing store is a WARNING (an operator may
