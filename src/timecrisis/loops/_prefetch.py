@@ -45,10 +45,6 @@ class PrefetchBudget:
         else:
             self._average += _SMOOTHING * (duration - self._average)
 
-    @property
-    def average(self) -> float | None:
-        return self._average
-
     def allowance(self, oldest_running_age: float) -> int:
         """How many jobs may wait locally now. Nothing before the first handler returned (a
         worker does not know yet whether its jobs are short); then as many as `concurrency`

@@ -362,17 +362,19 @@ class JobProcessor:
     async def _execute(self, running: RunningJob) -> None:
         slots = self._slots
         assert slots is not None, "start() creates the slots"
-        try:
-            # Immediate when a slot is free; a prefetched job waits here.
-            async with asyncio.timeout(MAX_WAIT):
-                await slots.acquire()
-        except TimeoutError:
-            self._hand_back(running)
-            return
-        except asyncio.CancelledError:
-            if running.abandoned:
-                return  # stop() or a lost lease: they handle the job
-            raise
+        if slots.locked():  # a prefetched job: wait for a slot, for MAX_WAIT at most
+            try:
+                async with asyncio.timeout(MAX_WAIT):
+                    await slots.acquire()
+            except TimeoutError:
+                self._hand_back(running)
+                return
+            except asyncio.CancelledError:
+                if running.abandoned:
+                    return  # stop() or a lost lease: they handle the job
+                raise
+        else:  # a free slot: taken at once, without arming a timer on the per-job path
+            await slots.acquire()
         running.started = time.monotonic()
         try:
             await self._execute_started(running)

@@ -117,22 +117,23 @@ class Session:
     async def connection(self, what: str) -> AsyncIterator[Conn]:
         """A pooled connection; psycopg errors in the block become `StorageError`."""
         await self.init()
-        try:
-            async with self.pool.connection() as conn:
-                yield conn
-        except psycopg.Error as exc:
-            if _is_connection_problem(exc):
-                await self._heal()
-            raise StorageError(f"PostgreSQL {what} failed: {exc}") from exc
+        async with self._storage_errors(what), self.pool.connection() as conn:
+            yield conn
 
     @contextlib.asynccontextmanager
     async def claim_connection(self, what: str) -> AsyncIterator[Conn]:
         """A connection of the claim pool (see `_ClaimPool`), for the statements of
         `claim_jobs` and `complete_and_claim` only; errors as in `connection`."""
         await self.init()
+        async with self._storage_errors(what), self._claims.connection() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _storage_errors(self, what: str) -> AsyncIterator[None]:
+        """psycopg errors in the block become `StorageError`; after a connection-level one the
+        pools are checked first."""
         try:
-            async with self._claims.connection() as conn:
-                yield conn
+            yield
         except psycopg.Error as exc:
             if _is_connection_problem(exc):
                 await self._heal()

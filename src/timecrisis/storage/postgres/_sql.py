@@ -19,9 +19,8 @@ _HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 NOW = "coalesce(%(now)s::timestamptz, now())"
 """The store's clock inside a statement: the injected test clock if any, else the database's."""
 NEW_ID = (
-    "lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint >> 16), 8, '0')"
-    " || '-' || lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint & 65535),"
-    " 4, '0') || '-7' || substr(gen_random_uuid()::text, 16)"
+    "overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint), 12, '0')"
+    " placing '-' from 9 for 0) || '-7' || substr(gen_random_uuid()::text, 16)"
 )
 """A fresh id made inside a statement, one per row: a version 7 UUID like `_common.new_id` (48
 bits of Unix milliseconds, then the version, then the random rest of a `gen_random_uuid()`),
