@@ -525,7 +525,8 @@ async def test_a_schedule_stores_the_options_of_its_jobs(storage: JobStorage) ->
     created = await _schedule(storage, **OPTIONS)
 
     assert _options(created) == OPTIONS
-    assert _options(await storage.get_schedule("nightly")) == OPTIONS  # type: ignore[arg-type]
+    fetched = await storage.get_schedule("nightly")
+    assert fetched is not None and _options(fetched) == OPTIONS
     [listed] = await storage.list_schedules()
     assert _options(listed) == OPTIONS
 
@@ -628,4 +629,5 @@ async def test_the_leader_fires_with_the_stored_options_without_knowing_the_type
     assert job.scheduled_job_id is not None
     assert (job.priority, job.max_retries, job.backoff_strategy) == (10, 5, "linear")
     assert (job.retry_delay, job.max_retry_delay) == (2.5, 600.0)
-    assert (await storage.get_schedule("nightly")).next_run_at == T1 + HOUR  # type: ignore[union-attr]
+    schedule = await storage.get_schedule("nightly")
+    assert schedule is not None and schedule.next_run_at == T1 + HOUR
