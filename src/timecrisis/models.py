@@ -111,6 +111,14 @@ class ScheduledJob(_Record):
     last_scheduled_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # The options of the jobs it fires, resolved from the `JobDefinition` by the node that
+    # called `schedule()` (DESIGN §4): the leader that fires a tick may not know the type. A
+    # schedule stored before they existed has the store defaults until it is registered again.
+    priority: int = 1
+    max_retries: int = 0
+    backoff_strategy: BackoffStrategy = "exponential"
+    retry_delay: float = 10.0  # seconds: the backoff base
+    max_retry_delay: float = 86400.0  # seconds: the backoff cap
 
 
 class WorkerInfo(_Record):
@@ -119,6 +127,10 @@ class WorkerInfo(_Record):
     last_heartbeat: datetime
     is_leader: bool = False
     running: int = 0
+    # The worker's own deadline: written with each heartbeat as now + the TTL the worker chose
+    # (3 x its heartbeat interval); past it, the leader removes the worker. None for a row
+    # written before it existed (then last_heartbeat + 45 s applies).
+    expires_at: datetime | None = None
 
 
 class TypeMetrics(_Record):

@@ -55,7 +55,7 @@ from timecrisis.models import (
     ScheduledJob,
     WorkerInfo,
 )
-from timecrisis.schedules import parse_schedule, validate_not_past
+from timecrisis.schedules import first_fire_at, parse_schedule
 from timecrisis.storage.base import JobQuery, JobStorage, PurgeParams, ScheduleSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -358,7 +358,13 @@ class JobScheduler:
         allow_overlap: bool = True,
     ) -> str:
         """Create or update the schedule `name`; return its id. Re-registering an unchanged
-        schedule keeps its next fire time (a restart never pushes a tick out or drops one)."""
+        schedule keeps its next fire time (a restart never pushes a tick out or drops one);
+        `'600s'` for `'10m'` is unchanged.
+
+        The jobs it fires take `type`'s priority, retries and backoff as registered here, now:
+        they are stored with the schedule, so the leader that fires a tick need not know the
+        type. Registering again (a new priority deployed) updates them and keeps the next tick.
+        The `timeout` is not stored: the worker that runs a job applies its own definition's."""
         if not isinstance(name, str) or not name.strip():
             raise InvalidScheduleError(f"schedule name must be a non-empty string, got {name!r}")
         if enabled is not None and not isinstance(enabled, bool):
@@ -367,7 +373,7 @@ class JobScheduler:
         payload = definition.validate_payload(data)
         parsed = parse_schedule(schedule_type, schedule_value, time_zone)
         now = await self.storage.now()
-        validate_not_past(parsed, now)
+        next_run_at = first_fire_at(parsed, now)
         spec = ScheduleSpec(
             name=name,
             type=type,
@@ -375,9 +381,16 @@ class JobScheduler:
             schedule_type=parsed.schedule_type,
             schedule_value=parsed.schedule_value,
             time_zone=parsed.time_zone,
-            next_run_at=parsed.first_fire(now),
+            next_run_at=next_run_at,
             enabled=enabled,
             allow_overlap=bool(allow_overlap),
+            # Resolved here, where the type is registered, and stored with the schedule: the
+            # leader that fires the ticks may not know the type (DESIGN §4).
+            priority=definition.priority,
+            max_retries=definition.max_retries,
+            backoff_strategy=definition.backoff_strategy,
+            retry_delay=definition.retry_delay_td.total_seconds(),
+            max_retry_delay=definition.max_retry_delay_td.total_seconds(),
         )
         stored = await self.storage.upsert_schedule(spec)
         loop = self._loops.get("schedules")
@@ -656,7 +669,10 @@ class JobScheduler:
     async def _heartbeat(self) -> float | None:
         running = len(self._processor.running) if self._processor is not None else 0
         await self.storage.heartbeat_worker(
-            self.worker, running=running, is_leader=self._runtime.is_leader
+            self.worker,
+            running=running,
+            is_leader=self._runtime.is_leader,
+            ttl=self.settings.worker_inactive_after,  # our own deadline, not the leader's
         )
         return None
 

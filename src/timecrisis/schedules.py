@@ -7,9 +7,15 @@
   a fall-back night). The zone arithmetic lives in `timecrisis._cron`.
 - **interval**: a duration string (`'5m'`, `'500ms'`). The first fire is one interval after
   registration, then the schedule keeps a fixed rate on the grid `first + k * interval`, so a slow
-  tick or a restart never makes it drift. `time_zone` is stored but plays no part.
+  tick or a restart never makes it drift. `time_zone` is stored but plays no part. An interval
+  whose first fire would fall after year 9999 is refused, like a cron that can never fire.
 - **exact**: an ISO-8601 datetime with an offset (`'2030-01-01T09:00:00+01:00'`, or `Z`); it fires
-  once, then the schedule is disabled. The offset in the value decides the instant.
+  once, then the schedule is disabled. The offset in the value decides the instant, which must
+  lie within years 1..9999 in UTC.
+
+Two spellings of one schedule (`'10m'` and `'600s'`, two offsets of one instant) are the same
+schedule: `canonical_schedule_value` is what the stores compare when a schedule is registered
+again.
 
 Missed ticks (the scheduler was down, or no node led): `plan_tick` skips ticks older than the
 scheduler's `scheduled_job_max_stale_age`, and fires only the most recent of the newer ones, once.
@@ -34,6 +40,8 @@ __all__ = [
     "SCHEDULE_TYPES",
     "ParsedSchedule",
     "TickPlan",
+    "canonical_schedule_value",
+    "first_fire_at",
     "parse_schedule",
     "plan_tick",
     "preview_schedule",
@@ -41,6 +49,10 @@ __all__ = [
 ]
 
 SCHEDULE_TYPES: tuple[ScheduleType, ...] = ("cron", "interval", "exact")
+
+_MICROSECOND = timedelta(microseconds=1)
+# No two datetimes are further apart: an interval longer than this fires from no date at all.
+_LONGEST_INTERVAL = datetime.max.replace(tzinfo=UTC) - datetime.min.replace(tzinfo=UTC)
 
 # Zone names that exist on disk but are not IANA zones: they name the host's own zone, which
 # differs between the nodes of a cluster.
@@ -109,9 +121,10 @@ def parse_schedule(
     Refused: an unknown `schedule_type`; an empty or non-string value; a cron with the wrong
     number of fields, a bad field, or no fire time at all (`0 0 30 2 *`); an unknown or
     host-specific zone name (`time_zone` is checked for every type, since it is stored); an
-    interval that is not a positive duration; an exact time that is not ISO-8601 or has no
-    offset. An exact time in the past is refused later, by `validate_not_past`, against the
-    store's clock.
+    interval that is not a positive duration, or too long to fire from any date; an exact time
+    that is not ISO-8601, has no offset, or whose UTC instant leaves years 1..9999. What depends
+    on the store's clock (an exact time in the past, an interval whose first fire would leave
+    year 9999) is refused later, by `first_fire_at`.
     """
     if schedule_type not in SCHEDULE_TYPES:
         raise InvalidScheduleError(
@@ -144,6 +157,34 @@ def validate_not_past(parsed: ParsedSchedule, now: datetime) -> None:
         raise InvalidScheduleError(
             f"the exact time {parsed.schedule_value!r} is in the past (now is {now.isoformat()})"
         )
+
+
+def first_fire_at(parsed: ParsedSchedule, now: datetime) -> datetime:
+    """The first fire time of `parsed` registered at `now` (the store's clock); raise
+    `InvalidScheduleError` when there is none: an exact time before `now` (one equal to `now` is
+    due at once), or an interval whose first fire would leave year 9999 (`'3000000d'`), which
+    would otherwise be stored and never fire."""
+    validate_not_past(parsed, now)
+    first = parsed.first_fire(now)
+    if first is None:
+        raise _never_fires(parsed, now)
+    return first
+
+
+def canonical_schedule_value(schedule_type: str, schedule_value: str) -> str:
+    """A text equal for two values that mean the same schedule: an interval as its length in
+    microseconds (`'10m'` = `'600s'`), an exact time as its UTC instant, a cron with its fields
+    single-spaced. A value that does not parse is returned stripped, so it only equals itself.
+    Never raises: the stores call it on rows written by any version."""
+    value = schedule_value.strip()
+    try:
+        if schedule_type == "interval":
+            return str(_interval(value) // _MICROSECOND)
+        if schedule_type == "exact":
+            return _exact(value).isoformat()
+    except InvalidScheduleError:
+        return value
+    return " ".join(value.split())
 
 
 def plan_tick(
@@ -207,6 +248,8 @@ def preview_schedule(
     # For every type the first fire strictly after `start` is also the first fire of a
     # schedule registered at `start` (an exact time already past gives nothing).
     fire = parsed.next_fire_after(start)
+    if fire is None and parsed.interval is not None:
+        raise _never_fires(parsed, start)  # as `schedule()` refuses it
     while fire is not None and len(times) < count:
         times.append(fire)
         fire = parsed.next_fire_after(fire)
@@ -241,9 +284,14 @@ def _zone(time_zone: str | None) -> tzinfo:
 
 def _interval(value: str) -> timedelta:
     try:
-        return parse_positive_duration(value)
+        interval = parse_positive_duration(value)
     except InvalidDurationError as exc:
         raise InvalidScheduleError(f"invalid interval {value!r}: {exc}") from exc
+    if interval > _LONGEST_INTERVAL:
+        raise InvalidScheduleError(
+            f"the interval {value!r} can never fire: it is longer than years 1..9999"
+        )
+    return interval
 
 
 def _exact(value: str) -> datetime:
@@ -258,7 +306,19 @@ def _exact(value: str) -> datetime:
             "an exact time must carry an offset (e.g. '2030-01-01T09:00:00+01:00' or "
             f"'2030-01-01T08:00:00Z'), got the naive {value!r}"
         )
-    return instant.astimezone(UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:  # '9999-12-31T23:00:00-05:00' is in year 10000 in UTC
+        raise InvalidScheduleError(
+            f"the exact time {value!r} is outside years 1..9999 in UTC"
+        ) from None
+
+
+def _never_fires(parsed: ParsedSchedule, after: datetime) -> InvalidScheduleError:
+    return InvalidScheduleError(
+        f"the {parsed.schedule_type} schedule {parsed.schedule_value!r} can never fire: "
+        f"its first fire after {after.isoformat()} would be past year 9999"
+    )
 
 
 # ---- time helpers ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -13,6 +14,7 @@ import pytest
 from psycopg import sql
 
 from tests.postgres.conftest import Admin, StoreFactory
+from timecrisis.clock import ManualClock
 from timecrisis.errors import StorageError
 from timecrisis.models import JobStatus, RunStatus
 from timecrisis.storage.base import JobQuery
@@ -196,3 +198,43 @@ async def test_the_status_constraints_match_the_python_enums(
 def test_a_schema_name_that_is_not_a_plain_identifier_is_refused(name: str) -> None:
     with pytest.raises(InvalidSchemaNameError):
         PostgresJobStorage("postgresql://localhost/x", schema=name)
+
+
+async def test_schedules_and_workers_of_version_1_get_sensible_defaults(
+    pg_url: str, admin: Admin, schema: str, make_store: StoreFactory
+) -> None:
+    # A schema written by version 1: a schedule without job options, a worker without its own
+    # deadline. After the upgrade the schedule fires with the store defaults (as a leader that
+    # did not know its type did) and the worker keeps the old 45 s deadline.
+    start = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await migrate(conn, schema, target=1)
+    table = sql.Identifier(schema)
+    await admin.execute(
+        sql.SQL(
+            "INSERT INTO {}.scheduled_jobs VALUES ('s1', 'nightly', 'report', '{{}}', 'interval', "
+            "'1h', NULL, true, true, %(t)s, NULL, %(t)s, %(t)s)"
+        ).format(table),
+        {"t": start},
+    )
+    await admin.execute(
+        sql.SQL("INSERT INTO {}.workers VALUES ('old', %(t)s, %(t)s, false, 0)").format(table),
+        {"t": start},
+    )
+    clock = ManualClock(start)
+    store = make_store(clock=clock)
+
+    schedule = await store.get_schedule("nightly")  # the first call migrates
+    assert schedule is not None
+    assert (schedule.priority, schedule.max_retries, schedule.backoff_strategy) == (
+        1,
+        0,
+        "exponential",
+    )
+    assert (schedule.retry_delay, schedule.max_retry_delay) == (10.0, 86400.0)
+    [worker] = await store.list_workers()
+    assert worker.expires_at is None
+    clock.advance(45)
+    assert await store.prune_workers() == []
+    clock.advance(1)
+    assert await store.prune_workers() == ["old"]

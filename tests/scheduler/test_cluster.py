@@ -231,7 +231,8 @@ async def test_the_leader_takes_back_the_jobs_of_a_dead_worker(
     )
     job_id = await node.enqueue("work", {}, max_retries=1)
     # A worker that claims the job and then dies: it never renews, completes or heartbeats.
-    await store.heartbeat_worker("dead", running=1, is_leader=False)
+    # Its own deadline (3 heartbeats of 0.1 s) decides when the leader removes it.
+    await store.heartbeat_worker("dead", running=1, is_leader=False, ttl=timedelta(seconds=0.3))
     claims = await store.claim_jobs(
         ClaimParams(
             worker="dead", limit=1, lease_ttl=timedelta(seconds=0.3), type_limits={"work": None}

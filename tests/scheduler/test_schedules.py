@@ -132,6 +132,46 @@ async def test_re_registering_an_unchanged_schedule_keeps_its_next_run(
     assert not await scheduler.delete_scheduled_job("nightly")
 
 
+async def test_re_registering_an_interval_written_differently_keeps_its_next_run(
+    store: JobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(store)
+
+    @scheduler.job("report", concurrency=None, priority=1)
+    async def report(data: Payload, ctx: JobContext) -> None:
+        return None
+
+    await scheduler.schedule("x", "report", {}, schedule_type="interval", schedule_value="10m")
+    first = await scheduler.get_scheduled_job("x")
+    await asyncio.sleep(0.01)  # a re-registration that moved it would move it by this much
+    await scheduler.schedule("x", "report", {}, schedule_type="interval", schedule_value="600s")
+    again = await scheduler.get_scheduled_job("x")
+    assert first is not None and again is not None
+    assert again.next_run_at == first.next_run_at  # '600s' is '10m': not a change
+    assert again.schedule_value == "600s"
+
+
+async def test_re_registering_with_a_new_priority_updates_the_options_not_the_next_run(
+    store: JobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    old, new = make_scheduler(store, worker="v1"), make_scheduler(store, worker="v2")
+
+    async def report(data: Payload, ctx: JobContext) -> None:
+        return None
+
+    old.job("report", concurrency=None, priority=1)(report)
+    new.job("report", concurrency=None, priority=10, max_retries=5, retry_delay="2s")(report)
+    await old.schedule("x", "report", {}, schedule_type="interval", schedule_value="1h")
+    first = await old.get_scheduled_job("x")
+    await asyncio.sleep(0.01)
+    await new.schedule("x", "report", {}, schedule_type="interval", schedule_value="1h")
+    again = await new.get_scheduled_job("x")
+    assert first is not None and again is not None
+    assert (first.priority, first.max_retries) == (1, 0)
+    assert (again.priority, again.max_retries, again.retry_delay) == (10, 5, 2.0)
+    assert again.next_run_at == first.next_run_at
+
+
 async def test_allow_overlap_false_skips_ticks_while_the_previous_job_runs(
     store: JobStorage, make_scheduler: SchedulerFactory
 ) -> None:
@@ -211,6 +251,9 @@ async def test_bad_schedules_are_typed_errors_and_store_nothing(
         {"schedule_type": "exact", "schedule_value": "tomorrow"},
         {"schedule_type": "exact", "schedule_value": "2030-01-01T00:00:00"},  # naive
         {"schedule_type": "exact", "schedule_value": past},
+        {"schedule_type": "exact", "schedule_value": "9999-12-31T23:00:00-05:00"},  # year 10000
+        {"schedule_type": "interval", "schedule_value": "3000000d"},  # first fire: year 10240
+        {"schedule_type": "interval", "schedule_value": "1000000000d"},  # past timedelta
         {"schedule_type": "weekly", "schedule_value": "monday"},
     ]
     for options in bad:

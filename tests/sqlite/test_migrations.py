@@ -7,11 +7,13 @@ import asyncio
 import pathlib
 import re
 import sqlite3
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.sqlite.conftest import StoreFactory
 from tests.storage.factories import insert_one
+from timecrisis.clock import ManualClock
 from timecrisis.errors import StorageError
 from timecrisis.models import JobStatus, RunStatus
 from timecrisis.storage.sqlite import SQLiteJobStorage
@@ -52,7 +54,9 @@ async def test_any_first_call_initialises_the_store(
 ) -> None:
     assert await store.get_job("nothing") is None  # no init() first
 
-    assert _query(db_path, "SELECT count(*) FROM timecrisis_migrations") == [(1,)]
+    assert _query(db_path, "SELECT count(*) FROM timecrisis_migrations") == [
+        (len(available_migrations()),)
+    ]
 
 
 async def test_init_is_idempotent_across_calls_and_handles(
@@ -65,7 +69,9 @@ async def test_init_is_idempotent_across_calls_and_handles(
     second = make_store()
     await second.init()
 
-    assert _query(db_path, "SELECT count(*) FROM timecrisis_migrations") == [(1,)]
+    assert _query(db_path, "SELECT count(*) FROM timecrisis_migrations") == [
+        (len(available_migrations()),)
+    ]
     assert await second.get_job(job_id) is not None
 
 
@@ -77,7 +83,9 @@ async def test_many_tasks_on_many_handles_can_initialise_a_fresh_file_at_once(
     await asyncio.gather(*(handle.init() for handle in handles for _ in range(3)))
     ids = await asyncio.gather(*(insert_one(handle) for handle in handles))
 
-    assert _query(db_path, "SELECT count(*) FROM timecrisis_migrations") == [(1,)]
+    assert _query(db_path, "SELECT count(*) FROM timecrisis_migrations") == [
+        (len(available_migrations()),)
+    ]
     assert len(set(ids)) == 4
 
 
@@ -132,3 +140,49 @@ def _apply_schema(db_path: pathlib.Path) -> None:
             conn.executescript(migration.sql)
     finally:
         conn.close()
+
+
+async def test_schedules_and_workers_of_version_1_get_sensible_defaults(
+    db_path: pathlib.Path,
+) -> None:
+    # A database written by version 1: a schedule without job options, a worker without its
+    # own deadline. After the upgrade the schedule fires with the store defaults (as a leader
+    # that did not know its type did) and the worker keeps the old 45 s deadline.
+    start = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    conn = sqlite3.connect(db_path)
+    try:
+        conn.executescript(available_migrations()[0].sql)
+        conn.executescript(
+            "CREATE TABLE timecrisis_migrations (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at INTEGER NOT NULL);"
+            "INSERT INTO timecrisis_migrations VALUES (1, 'initial', 0);"
+        )
+        start_us = (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        with conn:
+            conn.execute(
+                "INSERT INTO scheduled_jobs VALUES "
+                "('s1', 'nightly', 'report', '{}', 'interval', '1h', NULL, 1, 1, ?, NULL, ?, ?)",
+                (start_us, start_us, start_us),
+            )
+            conn.execute("INSERT INTO workers VALUES ('old', ?, ?, 0, 0)", (start_us, start_us))
+    finally:
+        conn.close()
+    clock = ManualClock(start)
+    store = SQLiteJobStorage(db_path, clock=clock)
+    try:
+        schedule = await store.get_schedule("nightly")
+        assert schedule is not None
+        assert (schedule.priority, schedule.max_retries, schedule.backoff_strategy) == (
+            1,
+            0,
+            "exponential",
+        )
+        assert (schedule.retry_delay, schedule.max_retry_delay) == (10.0, 86400.0)
+        [worker] = await store.list_workers()
+        assert worker.expires_at is None
+        clock.advance(45)
+        assert await store.prune_workers() == []
+        clock.advance(1)
+        assert await store.prune_workers() == ["old"]
+    finally:
+        await store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,9 @@ from tests.storage.factories import (
     seconds,
 )
 from timecrisis.clock import ManualClock
+from timecrisis.hooks import Hooks
+from timecrisis.loops.maintenance import ScheduleFiring
+from timecrisis.loops.runtime import Runtime, Settings
 from timecrisis.models import JobStatus, ScheduledJob
 from timecrisis.storage._common import new_id
 from timecrisis.storage.base import AdvanceResult, JobQuery, JobStorage, NewJob, ScheduleAdvance
@@ -493,3 +497,137 @@ async def test_a_fired_job_carries_the_options_it_was_given(storage: JobStorage)
     assert result.job_id == job.id
     fired = await get(storage, job.id)
     assert (fired.priority, fired.max_retries, fired.backoff_strategy) == (7, 2, "linear")
+
+
+# ---- job options stored with the schedule (DESIGN §4) ------------------------------------------
+
+OPTIONS: dict[str, Any] = {
+    "priority": 10,
+    "max_retries": 5,
+    "backoff_strategy": "linear",
+    "retry_delay": 2.5,
+    "max_retry_delay": 600.0,
+}
+STORE_DEFAULTS: dict[str, Any] = {
+    "priority": 1,
+    "max_retries": 0,
+    "backoff_strategy": "exponential",
+    "retry_delay": 10.0,
+    "max_retry_delay": 86400.0,
+}
+
+
+def _options(schedule: ScheduledJob) -> dict[str, Any]:
+    return {name: getattr(schedule, name) for name in OPTIONS}
+
+
+async def test_a_schedule_stores_the_options_of_its_jobs(storage: JobStorage) -> None:
+    created = await _schedule(storage, **OPTIONS)
+
+    assert _options(created) == OPTIONS
+    fetched = await storage.get_schedule("nightly")
+    assert fetched is not None and _options(fetched) == OPTIONS
+    [listed] = await storage.list_schedules()
+    assert _options(listed) == OPTIONS
+
+
+async def test_a_schedule_without_options_has_the_store_defaults(storage: JobStorage) -> None:
+    assert _options(await _schedule(storage)) == STORE_DEFAULTS
+
+
+async def test_due_schedules_carry_their_options(storage: JobStorage, clock: ManualClock) -> None:
+    await _schedule(storage, **OPTIONS)
+    clock.advance(HOUR)
+
+    [due] = (await storage.get_due_schedules()).schedules
+
+    assert _options(due) == OPTIONS
+
+
+async def test_re_upserting_with_new_options_updates_them_and_keeps_the_next_tick(
+    storage: JobStorage,
+) -> None:
+    # A new priority deployed with a restart changes the next job, not when it fires.
+    await _schedule(storage)
+
+    updated = await _schedule(storage, next_run_at=T1 + HOUR, **OPTIONS)
+
+    assert _options(updated) == OPTIONS
+    assert updated.next_run_at == T1
+    assert _options(await _schedule(storage, next_run_at=T1 + HOUR)) == STORE_DEFAULTS
+
+
+async def test_a_changed_definition_stores_the_new_options_too(storage: JobStorage) -> None:
+    await _schedule(storage)
+
+    updated = await _schedule(storage, schedule_value="2h", next_run_at=T1 + HOUR, **OPTIONS)
+
+    assert updated.next_run_at == T1 + HOUR
+    assert _options(updated) == OPTIONS
+
+
+SAME_SCHEDULE: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "interval": (
+        {"schedule_value": "10m"},
+        {"schedule_value": "600s"},
+    ),
+    "interval-parts": (
+        {"schedule_value": "1h30m"},
+        {"schedule_value": "5400000ms"},
+    ),
+    "exact-offsets": (
+        {"schedule_type": "exact", "schedule_value": "2030-01-01T09:00:00+01:00"},
+        {"schedule_type": "exact", "schedule_value": "2030-01-01T08:00:00Z"},
+    ),
+    "cron-spaces": (
+        {"schedule_type": "cron", "schedule_value": "0 9 * * 1-5"},
+        {"schedule_type": "cron", "schedule_value": " 0  9 * *   1-5 "},
+    ),
+}
+
+
+@pytest.mark.parametrize(("first", "second"), list(SAME_SCHEDULE.values()), ids=list(SAME_SCHEDULE))
+async def test_the_same_schedule_written_differently_keeps_its_next_tick(
+    storage: JobStorage, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    original = await _schedule(storage, **first)
+
+    again = await _schedule(storage, next_run_at=T1 + HOUR, **second)
+
+    assert again.id == original.id
+    assert again.next_run_at == T1  # not moved: '600s' is '10m'
+    assert again.schedule_value == second["schedule_value"]  # the latest spelling is shown
+
+
+async def test_an_interval_of_another_length_is_a_change(storage: JobStorage) -> None:
+    await _schedule(storage, schedule_value="10m")
+
+    again = await _schedule(storage, schedule_value="601s", next_run_at=T1 + HOUR)
+
+    assert again.next_run_at == T1 + HOUR
+
+
+async def test_the_leader_fires_with_the_stored_options_without_knowing_the_type(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    # The leader registers no type at all: the job is built from what the schedule stores.
+    await _schedule(storage, type=REPORT, **OPTIONS)
+    clock.advance(HOUR)
+    leader = Runtime(
+        storage=storage,
+        worker="leader",
+        logger=logging.getLogger("tests.leader"),
+        hooks=Hooks(),
+        settings=Settings(),
+        definitions={},
+        is_leader=True,
+    )
+
+    await ScheduleFiring(leader, on_jobs_created=lambda: None).step()
+
+    [job] = await storage.list_jobs(JobQuery(type=REPORT))
+    assert job.scheduled_job_id is not None
+    assert (job.priority, job.max_retries, job.backoff_strategy) == (10, 5, "linear")
+    assert (job.retry_delay, job.max_retry_delay) == (2.5, 600.0)
+    schedule = await storage.get_schedule("nightly")
+    assert schedule is not None and schedule.next_run_at == T1 + HOUR

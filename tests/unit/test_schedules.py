@@ -16,7 +16,14 @@ from cronsim import CronSim
 
 import timecrisis._cron
 from timecrisis import InvalidDurationError, InvalidScheduleError, preview_schedule
-from timecrisis.schedules import ParsedSchedule, parse_schedule, plan_tick, validate_not_past
+from timecrisis.schedules import (
+    ParsedSchedule,
+    canonical_schedule_value,
+    first_fire_at,
+    parse_schedule,
+    plan_tick,
+    validate_not_past,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -573,3 +580,118 @@ def test_parsed_schedules_hold_exactly_one_rule() -> None:
         assert isinstance(parsed, ParsedSchedule)
         held = [parsed.cron is not None, parsed.interval is not None, parsed.instant is not None]
         assert held.count(True) == 1, kind
+
+
+# ---- the edges of the calendar (issue 11, item 12) ---------------------------------------------
+
+NOW_2026 = datetime(2026, 12, 1, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9999-12-31T23:00:00-05:00",  # year 10000 in UTC
+        "0001-01-01T00:30:00+01:00",  # year 0 in UTC
+    ],
+)
+def test_an_exact_time_whose_utc_instant_leaves_the_calendar_is_invalid(value: str) -> None:
+    with pytest.raises(InvalidScheduleError, match=r"outside years 1\.\.9999"):
+        parse_schedule("exact", value)
+    with pytest.raises(InvalidScheduleError, match=r"outside years 1\.\.9999"):
+        preview_schedule("exact", value, after=NOW_2026)
+
+
+def test_an_exact_time_at_the_very_end_of_the_calendar_is_valid() -> None:
+    parsed = parse_schedule("exact", "9999-12-31T23:59:59.999999+00:00")
+    assert parsed.instant == datetime.max.replace(tzinfo=UTC)
+    assert first_fire_at(parsed, NOW_2026) == parsed.instant
+
+
+def test_an_interval_whose_first_fire_leaves_year_9999_is_refused_when_scheduling() -> None:
+    parsed = parse_schedule("interval", "3000000d")  # 8,214 years: fine from year 1000
+    assert first_fire_at(parsed, datetime(1000, 1, 1, tzinfo=UTC)) is not None
+    with pytest.raises(InvalidScheduleError, match="'3000000d' can never fire"):
+        first_fire_at(parsed, NOW_2026)  # year 10240: it would be stored and never fire
+
+
+def test_preview_refuses_an_interval_that_can_never_fire_from_its_start() -> None:
+    with pytest.raises(InvalidScheduleError, match="can never fire"):
+        preview_schedule("interval", "3000000d", after=NOW_2026)
+    # From a start early enough it fires (once: the second would be past year 9999).
+    assert preview_schedule("interval", "3000000d", after=datetime(1000, 1, 1, tzinfo=UTC)) == [
+        datetime(1000, 1, 1, tzinfo=UTC) + timedelta(days=3_000_000)
+    ]
+
+
+@pytest.mark.parametrize("value", ["3652059d", "999999999d"])
+def test_an_interval_longer_than_the_calendar_is_invalid_from_any_date(value: str) -> None:
+    with pytest.raises(InvalidScheduleError, match=r"longer than years 1\.\.9999"):
+        parse_schedule("interval", value)
+
+
+def test_an_interval_beyond_the_timedelta_range_is_invalid() -> None:
+    with pytest.raises(InvalidScheduleError, match="invalid interval"):
+        parse_schedule("interval", "1000000000d")
+
+
+def test_first_fire_at_refuses_an_exact_time_in_the_past_and_accepts_now() -> None:
+    parsed = parse_schedule("exact", "2026-12-01T10:00:00+01:00")
+    assert first_fire_at(parsed, NOW_2026) == NOW_2026
+    with pytest.raises(InvalidScheduleError, match="in the past"):
+        first_fire_at(parsed, NOW_2026 + timedelta(microseconds=1))
+
+
+def test_first_fire_at_is_one_interval_or_the_next_cron_tick() -> None:
+    assert first_fire_at(parse_schedule("interval", "10m"), NOW_2026) == NOW_2026 + timedelta(
+        minutes=10
+    )
+    assert first_fire_at(parse_schedule("cron", "0 0 * * *"), NOW_2026) == datetime(
+        2026, 12, 2, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    ("schedule_type", "one", "other"),
+    [
+        ("interval", "10m", "600s"),
+        ("interval", "10m", " 600000ms "),
+        ("interval", "1h30m", "90m"),
+        ("interval", "1.5h", "5400s"),
+        ("exact", "2030-01-01T09:00:00+01:00", "2030-01-01T08:00:00Z"),
+        ("exact", "2030-01-01T08:00:00Z", "2030-01-01T08:00:00.000+00:00"),
+        ("cron", "0 9 * * 1-5", "  0   9 * * 1-5"),
+    ],
+)
+def test_two_spellings_of_one_schedule_have_one_canonical_value(
+    schedule_type: str, one: str, other: str
+) -> None:
+    assert canonical_schedule_value(schedule_type, one) == canonical_schedule_value(
+        schedule_type, other
+    )
+
+
+@pytest.mark.parametrize(
+    ("schedule_type", "one", "other"),
+    [
+        ("interval", "10m", "601s"),
+        ("interval", "1ms", "1s"),
+        ("exact", "2030-01-01T09:00:00+01:00", "2030-01-01T09:00:00Z"),
+        ("cron", "0 9 * * 1-5", "0 9 * * 1-6"),
+    ],
+)
+def test_different_schedules_have_different_canonical_values(
+    schedule_type: str, one: str, other: str
+) -> None:
+    assert canonical_schedule_value(schedule_type, one) != canonical_schedule_value(
+        schedule_type, other
+    )
+
+
+@pytest.mark.parametrize(
+    ("schedule_type", "value"),
+    [("interval", "soon"), ("exact", "tomorrow"), ("interval", "3652059d"), ("nope", "x")],
+)
+def test_a_value_that_does_not_parse_is_only_equal_to_itself(
+    schedule_type: str, value: str
+) -> None:
+    assert canonical_schedule_value(schedule_type, f" {value} ") == value

@@ -103,28 +103,20 @@ class ScheduleFiring:
         return result.job_id is not None
 
     def _job_for(self, schedule: ScheduledJob, fire_at: datetime) -> NewJob:
-        definition = self._runtime.definitions.get(schedule.type)
-        base = NewJob(
+        # The options stored with the schedule by the node that registered it, never this
+        # leader's registry: the leader may not know the type, or run an older definition
+        # (DESIGN §4, "cluster decisions never depend on the leader's local configuration").
+        return NewJob(
             id=new_id(),
             type=schedule.type,
             data=schedule.data,
+            priority=schedule.priority,
+            max_retries=schedule.max_retries,
+            backoff_strategy=schedule.backoff_strategy,
+            retry_delay=schedule.retry_delay,
+            max_retry_delay=schedule.max_retry_delay,
             scheduled_job_id=schedule.id,
             schedule_fire_at=fire_at,
-        )
-        if definition is None:
-            # Another node registers this type; it gets the store's defaults.
-            return base
-        return NewJob(
-            id=base.id,
-            type=base.type,
-            data=base.data,
-            priority=definition.priority,
-            max_retries=definition.max_retries,
-            backoff_strategy=definition.backoff_strategy,
-            retry_delay=definition.retry_delay_td.total_seconds(),
-            max_retry_delay=definition.max_retry_delay_td.total_seconds(),
-            scheduled_job_id=schedule.id,
-            schedule_fire_at=base.schedule_fire_at,
         )
 
 
@@ -163,7 +155,7 @@ class ReaperStep:
         runtime = self._runtime
         if not runtime.is_leader:
             return None
-        removed = await runtime.storage.prune_workers(runtime.settings.worker_inactive_after)
+        removed = await runtime.storage.prune_workers()  # each worker's own deadline decides
         for name in removed:
             self._logger.warning("worker %s stopped sending heartbeats; removed it", name)
         outcomes = await runtime.storage.recover_expired_leases(_BATCH)

@@ -44,7 +44,10 @@ class Settings:
 
     @property
     def worker_inactive_after(self) -> timedelta:
-        # Three missed heartbeats: one slow round trip must not declare a live worker dead.
+        """This worker's own liveness TTL, sent with each of its heartbeats: the leader removes
+        it once that long has passed without one (the leader's settings play no part).
+
+        Three missed heartbeats: one slow round trip must not declare a live worker dead."""
         return timedelta(seconds=3 * self.worker_heartbeat_interval)
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from timecrisis.models import BackoffStrategy, JsonValue
 from timecrisis.retry import next_retry_at
+from timecrisis.schedules import canonical_schedule_value
 from timecrisis.storage.base import NewJob, ScheduleSpec
 
 
@@ -77,12 +78,15 @@ def schedule_definition_changed(
     existing_data_json: str,
     spec: ScheduleSpec,
 ) -> bool:
-    """Whether re-registering `spec` changes what the schedule does (then `next_run_at` is reset).
-    `existing_data_json` may be any JSON text of the stored payload."""
+    """Whether re-registering `spec` changes when the schedule fires or what it runs (then
+    `next_run_at` is reset). Values are compared by meaning (`'10m'` = `'600s'`); the job
+    options are not compared (they are updated in place). `existing_data_json` may be any JSON
+    text of the stored payload."""
     return (
         existing_type != spec.type
         or existing_schedule_type != spec.schedule_type
-        or existing_value != spec.schedule_value
+        or canonical_schedule_value(existing_schedule_type, existing_value)
+        != canonical_schedule_value(spec.schedule_type, spec.schedule_value)
         or existing_zone != spec.time_zone
         or canonical_json(json.loads(existing_data_json)) != canonical_json(spec.data)
     )

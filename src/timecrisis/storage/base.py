@@ -44,6 +44,10 @@ from timecrisis.models import (
 LEADER_LOCK = "timecrisis:leader"
 """The name of the distributed lock that elects the cluster's leader."""
 
+DEFAULT_WORKER_TTL = timedelta(seconds=45)
+"""How long a worker row lives after a heartbeat that names no TTL, and after the last heartbeat
+of a row written before workers stored their own deadline: 3 x the default 15 s heartbeat."""
+
 
 # --------------------------------------------------------------------------------------------
 # Parameters and results. Frozen dataclasses, so fields can be added without breaking adapters.
@@ -197,10 +201,17 @@ class ScheduleSpec:
     """A schedule to create or update by `name`.
 
     When a schedule of that name exists and its definition is unchanged (same `type`,
-    `schedule_type`, `schedule_value`, `time_zone` and `data`, compared as canonical JSON), its
-    `next_run_at` and `last_scheduled_at` are kept; otherwise `next_run_at` is replaced.
-    `enabled=None` keeps the existing flag (a new schedule starts enabled). `allow_overlap` is
-    always updated.
+    `schedule_type`, `time_zone`, the same `schedule_value` by
+    `timecrisis.schedules.canonical_schedule_value` (`'10m'` = `'600s'`), and `data` compared as
+    canonical JSON), its `next_run_at` and `last_scheduled_at` are kept; otherwise `next_run_at`
+    is replaced. `enabled=None` keeps the existing flag (a new schedule starts enabled).
+    `allow_overlap`, the `schedule_value` text and the job options are always updated: they
+    change what the next tick's job looks like, not when it fires, so a new priority deployed
+    with a restart never moves a tick.
+
+    The job options (priority, retries, backoff) are those of the jobs the schedule fires,
+    resolved by the caller from its `JobDefinition`: the leader that fires a tick uses them as
+    stored, whatever its own registry says.
     """
 
     name: str
@@ -213,6 +224,11 @@ class ScheduleSpec:
     enabled: bool | None = None
     allow_overlap: bool = True
     id: str | None = None  # used only when the schedule is created; else a fresh UUID
+    priority: int = 1
+    max_retries: int = 0
+    backoff_strategy: BackoffStrategy = "exponential"
+    retry_delay: float = 10.0  # seconds: the backoff base
+    max_retry_delay: float = 86400.0  # seconds: the backoff cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,9 +496,12 @@ class JobStorage(Protocol):
 
     # ---- workers -----------------------------------------------------------------------------
 
-    async def heartbeat_worker(self, name: str, *, running: int, is_leader: bool) -> None:
-        """Create or update the worker's row (`last_heartbeat = now`; `first_seen` set on
-        creation), so a worker whose row was removed is registered again."""
+    async def heartbeat_worker(
+        self, name: str, *, running: int, is_leader: bool, ttl: timedelta = DEFAULT_WORKER_TTL
+    ) -> None:
+        """Create or update the worker's row (`last_heartbeat = now`, `expires_at = now + ttl`;
+        `first_seen` set on creation), so a worker whose row was removed is registered again.
+        `ttl` is the worker's own: how long it may stay silent before it counts as dead."""
         ...
 
     async def remove_worker(self, name: str) -> None: ...
@@ -493,10 +512,12 @@ class JobStorage(Protocol):
         sent with its last heartbeat."""
         ...
 
-    async def prune_workers(self, inactive_for: timedelta) -> list[str]:
-        """Delete workers whose last heartbeat is older than `inactive_for`, and end the leases
-        of the jobs they hold (lease expiry := now) so `recover_expired_leases` recovers them at
-        once. Returns the removed names."""
+    async def prune_workers(self) -> list[str]:
+        """Delete workers whose own deadline has passed (`expires_at < now`; for a row without
+        one, `last_heartbeat + DEFAULT_WORKER_TTL`), and end the leases of the jobs they hold
+        (lease expiry := now) so `recover_expired_leases` recovers them at once. Returns the
+        removed names, sorted. The caller's settings play no part: each worker decided its own
+        deadline when it sent its heartbeat."""
         ...
 
     # ---- schedules ---------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from timecrisis.storage._memory.schedules import ScheduleTable
 from timecrisis.storage._memory.stats import finished_counts, run_stats
 from timecrisis.storage._wakeups import WakeupHub
 from timecrisis.storage.base import (
+    DEFAULT_WORKER_TTL,
     AdvanceResult,
     CancelOutcome,
     ClaimedJob,
@@ -231,9 +232,11 @@ class InMemoryJobStorage:
 
     # ---- workers -----------------------------------------------------------------------------
 
-    async def heartbeat_worker(self, name: str, *, running: int, is_leader: bool) -> None:
+    async def heartbeat_worker(
+        self, name: str, *, running: int, is_leader: bool, ttl: timedelta = DEFAULT_WORKER_TTL
+    ) -> None:
         with self._lock:
-            self._workers.heartbeat(name, running, is_leader, self._now())
+            self._workers.heartbeat(name, running, is_leader, ttl, self._now())
 
     async def remove_worker(self, name: str) -> None:
         with self._lock:
@@ -243,10 +246,10 @@ class InMemoryJobStorage:
         with self._lock:
             return self._workers.sorted_by_name(self._jobs.running.values())
 
-    async def prune_workers(self, inactive_for: timedelta) -> list[str]:
+    async def prune_workers(self) -> list[str]:
         with self._lock:
             now = self._now()
-            removed = self._workers.prune(inactive_for, now)
+            removed = self._workers.prune(now)
             self._claims.end_leases_of(set(removed), now)
         return removed
 

@@ -53,14 +53,17 @@ class WorkerTable:
     def __init__(self) -> None:
         self._workers: dict[str, WorkerRow] = {}
 
-    def heartbeat(self, name: str, running: int, is_leader: bool, now: datetime) -> None:
+    def heartbeat(
+        self, name: str, running: int, is_leader: bool, ttl: timedelta, now: datetime
+    ) -> None:
         row = self._workers.get(name)
         if row is None:
-            self._workers[name] = WorkerRow(name, now, now, is_leader, running)
+            self._workers[name] = WorkerRow(name, now, now, is_leader, running, now + ttl)
             return
         row.last_heartbeat = now
         row.running = running
         row.is_leader = is_leader
+        row.expires_at = now + ttl
 
     def remove(self, name: str) -> None:
         self._workers.pop(name, None)
@@ -74,9 +77,9 @@ class WorkerTable:
             for name in sorted(self._workers)
         ]
 
-    def prune(self, inactive_for: timedelta, now: datetime) -> list[str]:
-        cutoff = now - inactive_for
-        stale = sorted(name for name, row in self._workers.items() if row.last_heartbeat < cutoff)
+    def prune(self, now: datetime) -> list[str]:
+        # Each worker's own deadline decides, never the caller's settings (DESIGN §4).
+        stale = sorted(name for name, row in self._workers.items() if row.expires_at < now)
         for name in stale:
             del self._workers[name]
         return stale

@@ -172,6 +172,11 @@ class ScheduleRow:
     created_at: datetime
     updated_at: datetime
     last_scheduled_at: datetime | None = None
+    priority: int = 1
+    max_retries: int = 0
+    backoff_strategy: BackoffStrategy = "exponential"
+    retry_delay: float = 10.0
+    max_retry_delay: float = 86400.0
 
     def to_record(self) -> ScheduledJob:
         return ScheduledJob(
@@ -188,6 +193,11 @@ class ScheduleRow:
             last_scheduled_at=self.last_scheduled_at,
             created_at=self.created_at,
             updated_at=self.updated_at,
+            priority=self.priority,
+            max_retries=self.max_retries,
+            backoff_strategy=self.backoff_strategy,
+            retry_delay=self.retry_delay,
+            max_retry_delay=self.max_retry_delay,
         )
 
 
@@ -206,6 +216,7 @@ class WorkerRow:
     last_heartbeat: datetime
     is_leader: bool
     running: int
+    expires_at: datetime  # the worker's own deadline: last heartbeat + the TTL it sent
 
     def to_record(self) -> WorkerInfo:
         return WorkerInfo(
@@ -214,4 +225,5 @@ class WorkerRow:
             last_heartbeat=self.last_heartbeat,
             is_leader=self.is_leader,
             running=self.running,
+            expires_at=self.expires_at,
         )

@@ -35,6 +35,7 @@ class ScheduleTable:
                 created_at=now,
                 updated_at=now,
             )
+            _set_job_options(row, spec)
             self._by_name[row.name] = row
             self._by_id[row.id] = row
             return row.to_record()
@@ -44,13 +45,14 @@ class ScheduleTable:
             row.type = spec.type
             row.data_json = data_json
             row.schedule_type = spec.schedule_type
-            row.schedule_value = spec.schedule_value
             row.time_zone = spec.time_zone
             row.next_run_at = next_run_at
         # else: a restart re-registering the same schedule keeps its next tick (DESIGN §1).
         if spec.enabled is not None:
             row.enabled = spec.enabled
+        row.schedule_value = spec.schedule_value  # the same schedule if unchanged ('600s')
         row.allow_overlap = spec.allow_overlap
+        _set_job_options(row, spec)
         row.updated_at = now
         return row.to_record()
 
@@ -91,3 +93,11 @@ class ScheduleTable:
                 next_due_at = row.next_run_at
         due.sort(key=lambda row: (row.next_run_at, row.name))
         return DueSchedules(now, [row.to_record() for row in due[: max(limit, 0)]], next_due_at)
+
+
+def _set_job_options(row: ScheduleRow, spec: ScheduleSpec) -> None:
+    row.priority = spec.priority
+    row.max_retries = spec.max_retries
+    row.backoff_strategy = spec.backoff_strategy
+    row.retry_delay = spec.retry_delay
+    row.max_retry_delay = spec.max_retry_delay

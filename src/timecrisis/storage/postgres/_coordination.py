@@ -15,6 +15,7 @@ from timecrisis.storage._common import (
     to_utc,
 )
 from timecrisis.storage.base import (
+    DEFAULT_WORKER_TTL,
     AdvanceResult,
     DueSchedules,
     LockInfo,
@@ -75,11 +76,17 @@ async def get_lock(conn: Conn, ctx: Context, name: str, now: datetime | None) ->
 
 
 async def heartbeat_worker(
-    conn: Conn, ctx: Context, name: str, running: int, is_leader: bool, now: datetime | None
+    conn: Conn,
+    ctx: Context,
+    name: str,
+    running: int,
+    is_leader: bool,
+    ttl: timedelta,
+    now: datetime | None,
 ) -> None:
     await conn.execute(
         ctx.queries["heartbeat_worker"],
-        {"now": now, "name": name, "leader": is_leader, "running": running},
+        {"now": now, "name": name, "leader": is_leader, "running": running, "ttl": ttl},
     )
 
 
@@ -91,10 +98,10 @@ async def list_workers(conn: Conn, ctx: Context) -> list[WorkerInfo]:
     return [worker_from_row(row) for row in await fetch_all(conn, ctx.queries["list_workers"], {})]
 
 
-async def prune_workers(
-    conn: Conn, ctx: Context, inactive_for: timedelta, now: datetime | None
-) -> list[str]:
-    rows = await fetch_all(conn, ctx.queries["prune_workers"], {"now": now, "age": inactive_for})
+async def prune_workers(conn: Conn, ctx: Context, now: datetime | None) -> list[str]:
+    rows = await fetch_all(
+        conn, ctx.queries["prune_workers"], {"now": now, "default_ttl": DEFAULT_WORKER_TTL}
+    )
     return [row["name"] for row in rows]
 
 
@@ -115,6 +122,11 @@ async def upsert_schedule(
         "zone": spec.time_zone,
         "overlap": spec.allow_overlap,
         "next": None if spec.next_run_at is None else to_utc(spec.next_run_at),
+        "priority": spec.priority,
+        "max_retries": spec.max_retries,
+        "backoff": spec.backoff_strategy,
+        "retry_delay": spec.retry_delay,
+        "max_retry_delay": spec.max_retry_delay,
     }
     row = await fetch_one(conn, ctx.queries["lock_schedule_by_name"], {"name": spec.name})
     if row is None:

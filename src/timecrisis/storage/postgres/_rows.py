@@ -90,6 +90,11 @@ def schedule_from_row(row: Row) -> ScheduledJob:
         last_scheduled_at=opt_utc(row["last_scheduled_at"]),
         created_at=utc(row["created_at"]),
         updated_at=utc(row["updated_at"]),
+        priority=row["priority"],
+        max_retries=row["max_retries"],
+        backoff_strategy=row["backoff_strategy"],
+        retry_delay=row["retry_delay"],
+        max_retry_delay=row["max_retry_delay"],
     )
 
 
@@ -100,4 +105,5 @@ def worker_from_row(row: Row) -> WorkerInfo:
         last_heartbeat=utc(row["last_heartbeat"]),
         is_leader=row["is_leader"],
         running=row["running"],
+        expires_at=opt_utc(row["expires_at"]),
     )

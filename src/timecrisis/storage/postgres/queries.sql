@@ -441,12 +441,13 @@ SELECT name, owner, expires_at, acquired_at FROM {schema}.locks
 WHERE name = %(name)s AND expires_at > {now}
 
 -- heartbeat_worker --
--- Register the worker or refresh its heartbeat (a pruned worker registers again).
-INSERT INTO {schema}.workers (name, first_seen, last_heartbeat, is_leader, running)
-VALUES (%(name)s, {now}, {now}, %(leader)s, %(running)s)
+-- Register the worker or refresh its heartbeat (a pruned worker registers again), with the
+-- deadline the worker chose for itself (now + its ttl).
+INSERT INTO {schema}.workers (name, first_seen, last_heartbeat, is_leader, running, expires_at)
+VALUES (%(name)s, {now}, {now}, %(leader)s, %(running)s, {now} + %(ttl)s)
 ON CONFLICT (name) DO UPDATE
 SET last_heartbeat = excluded.last_heartbeat, is_leader = excluded.is_leader,
-    running = excluded.running
+    running = excluded.running, expires_at = excluded.expires_at
 
 -- remove_worker --
 -- Forget a worker (it stopped cleanly).
@@ -456,7 +457,8 @@ DELETE FROM {schema}.workers WHERE name = %(name)s
 -- Every registered worker, by name. `running` is counted from the jobs table now, not the count
 -- the worker sent with its last heartbeat (up to a heartbeat interval old): the running jobs
 -- (the jobs_running partial index) are grouped once and joined to the roster.
-SELECT w.name, w.first_seen, w.last_heartbeat, w.is_leader, coalesce(r.n, 0)::int AS running
+SELECT w.name, w.first_seen, w.last_heartbeat, w.is_leader, coalesce(r.n, 0)::int AS running,
+       w.expires_at
 FROM {schema}.workers AS w
 LEFT JOIN (
     SELECT worker, count(*) AS n FROM {schema}.jobs WHERE status = 'running' GROUP BY worker
@@ -464,10 +466,13 @@ LEFT JOIN (
 ORDER BY w.name
 
 -- prune_workers --
--- Delete silent workers and end the leases of the jobs they hold, so the reaper recovers those
--- at once instead of waiting out the lease.
+-- Delete the workers whose own deadline passed (a row from before workers wrote one: its last
+-- heartbeat + DEFAULT_WORKER_TTL) and end the leases of the jobs they hold, so the reaper recovers
+-- those at once instead of waiting out the lease.
 WITH gone AS (
-    DELETE FROM {schema}.workers WHERE last_heartbeat < {now} - %(age)s RETURNING name
+    DELETE FROM {schema}.workers
+    WHERE coalesce(expires_at, last_heartbeat + %(default_ttl)s) < {now}
+    RETURNING name
 ), ended AS (
     UPDATE {schema}.jobs SET lock_expires_at = {now} - interval '1 microsecond'
     WHERE status = 'running' AND worker IN (SELECT name FROM gone)
@@ -485,10 +490,12 @@ FROM {schema}.scheduled_jobs WHERE name = %(name)s FOR UPDATE
 -- then locks that row and updates it instead.
 INSERT INTO {schema}.scheduled_jobs (
     id, name, type, data, schedule_type, schedule_value, time_zone, enabled, allow_overlap,
-    next_run_at, created_at, updated_at
+    next_run_at, created_at, updated_at,
+    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay
 )
 VALUES (%(id)s, %(name)s, %(type)s, %(data)s::json, %(kind)s, %(value)s, %(zone)s,
-        %(enabled)s, %(overlap)s, %(next)s, {now}, {now})
+        %(enabled)s, %(overlap)s, %(next)s, {now}, {now},
+        %(priority)s, %(max_retries)s, %(backoff)s, %(retry_delay)s, %(max_retry_delay)s)
 ON CONFLICT (name) DO NOTHING
 RETURNING id
 
@@ -497,13 +504,18 @@ RETURNING id
 UPDATE {schema}.scheduled_jobs
 SET type = %(type)s, data = %(data)s::json, schedule_type = %(kind)s, schedule_value = %(value)s,
     time_zone = %(zone)s, next_run_at = %(next)s, enabled = %(enabled)s,
-    allow_overlap = %(overlap)s, updated_at = {now}
+    allow_overlap = %(overlap)s, priority = %(priority)s, max_retries = %(max_retries)s,
+    backoff_strategy = %(backoff)s, retry_delay = %(retry_delay)s,
+    max_retry_delay = %(max_retry_delay)s, updated_at = {now}
 WHERE id = %(id)s
 
 -- touch_schedule --
--- The definition is unchanged: keep next_run_at and last_scheduled_at.
+-- The definition is unchanged: keep next_run_at and last_scheduled_at. The value's text (the
+-- same schedule: '600s' for '10m'), allow_overlap and the job options are updated.
 UPDATE {schema}.scheduled_jobs
-SET enabled = %(enabled)s, allow_overlap = %(overlap)s, updated_at = {now}
+SET enabled = %(enabled)s, schedule_value = %(value)s, allow_overlap = %(overlap)s,
+    priority = %(priority)s, max_retries = %(max_retries)s, backoff_strategy = %(backoff)s,
+    retry_delay = %(retry_delay)s, max_retry_delay = %(max_retry_delay)s, updated_at = {now}
 WHERE id = %(id)s
 
 -- get_schedule --

@@ -38,6 +38,7 @@ from timecrisis.errors import StorageError
 from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
 from timecrisis.storage._wakeups import WakeupHub
 from timecrisis.storage.base import (
+    DEFAULT_WORKER_TTL,
     AdvanceResult,
     CancelOutcome,
     ClaimedJob,
@@ -386,9 +387,13 @@ class PostgresJobStorage:
 
     # ---- workers -----------------------------------------------------------------------------
 
-    async def heartbeat_worker(self, name: str, *, running: int, is_leader: bool) -> None:
+    async def heartbeat_worker(
+        self, name: str, *, running: int, is_leader: bool, ttl: timedelta = DEFAULT_WORKER_TTL
+    ) -> None:
         async with self._session.connection("heartbeat_worker") as conn:
-            await coord.heartbeat_worker(conn, self._ctx, name, running, is_leader, self._now())
+            await coord.heartbeat_worker(
+                conn, self._ctx, name, running, is_leader, ttl, self._now()
+            )
 
     async def remove_worker(self, name: str) -> None:
         async with self._session.connection("remove_worker") as conn:
@@ -399,9 +404,9 @@ class PostgresJobStorage:
             "list_workers", lambda conn: coord.list_workers(conn, self._ctx)
         )
 
-    async def prune_workers(self, inactive_for: timedelta) -> list[str]:
+    async def prune_workers(self) -> list[str]:
         async with self._session.connection("prune_workers") as conn:
-            return await coord.prune_workers(conn, self._ctx, inactive_for, self._now())
+            return await coord.prune_workers(conn, self._ctx, self._now())
 
     # ---- schedules ---------------------------------------------------------------------------
 

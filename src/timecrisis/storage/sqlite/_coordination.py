@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from timecrisis.models import WorkerInfo
 from timecrisis.storage._common import new_id
-from timecrisis.storage.base import LockInfo
+from timecrisis.storage.base import DEFAULT_WORKER_TTL, LockInfo
 from timecrisis.storage.sqlite._rows import (
     WORKER_COLUMNS,
     chunks,
@@ -21,6 +21,8 @@ from timecrisis.storage.sqlite._rows import (
     to_us,
     worker_from_row,
 )
+
+_MICROSECOND = timedelta(microseconds=1)
 
 # ---- locks -----------------------------------------------------------------------------------
 
@@ -70,15 +72,22 @@ def get_lock(conn: sqlite3.Connection, name: str, now: datetime) -> LockInfo | N
 
 
 def heartbeat_worker(
-    conn: sqlite3.Connection, name: str, running: int, is_leader: bool, now: datetime
+    conn: sqlite3.Connection,
+    name: str,
+    running: int,
+    is_leader: bool,
+    ttl: timedelta,
+    now: datetime,
 ) -> None:
-    """An upsert: a worker whose row was pruned while it was alive registers again."""
+    """An upsert: a worker whose row was pruned while it was alive registers again. The worker
+    writes its own deadline (now + its `ttl`)."""
     now_us = to_us(now)
     conn.execute(
-        f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
+        f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (name) DO UPDATE SET last_heartbeat = excluded.last_heartbeat, "
-        "is_leader = excluded.is_leader, running = excluded.running",
-        (name, now_us, now_us, is_leader, running),
+        "is_leader = excluded.is_leader, running = excluded.running, "
+        "expires_at = excluded.expires_at",
+        (name, now_us, now_us, is_leader, running, to_us(now + ttl)),
     )
 
 
@@ -91,7 +100,8 @@ def list_workers(conn: sqlite3.Connection) -> list[WorkerInfo]:
     heartbeat (up to a heartbeat interval old). One statement: the running jobs (few, one
     equality range of an index) are grouped once and joined to the roster."""
     rows = conn.execute(
-        "SELECT w.name, w.first_seen, w.last_heartbeat, w.is_leader, coalesce(r.n, 0) "
+        "SELECT w.name, w.first_seen, w.last_heartbeat, w.is_leader, coalesce(r.n, 0), "
+        "w.expires_at "
         "FROM workers AS w LEFT JOIN ("
         "SELECT worker, count(*) AS n FROM jobs WHERE status = 'running' GROUP BY worker"
         ") AS r ON r.worker = w.name ORDER BY w.name"
@@ -99,13 +109,15 @@ def list_workers(conn: sqlite3.Connection) -> list[WorkerInfo]:
     return [worker_from_row(row) for row in rows]
 
 
-def prune_workers(conn: sqlite3.Connection, inactive_for: timedelta, now: datetime) -> list[str]:
+def prune_workers(conn: sqlite3.Connection, now: datetime) -> list[str]:
+    """Each worker's own deadline decides; a row from before workers wrote one (NULL) gets the
+    old default, last_heartbeat + DEFAULT_WORKER_TTL."""
     now_us = to_us(now)
     names = [
         row[0]
         for row in conn.execute(
-            "DELETE FROM workers WHERE last_heartbeat < ? RETURNING name",
-            (to_us(now - inactive_for),),
+            "DELETE FROM workers WHERE coalesce(expires_at, last_heartbeat + ?) < ? RETURNING name",
+            (DEFAULT_WORKER_TTL // _MICROSECOND, now_us),
         )
     ]
     # End the leases of their jobs now (an earlier expiry is kept), so the reaper recovers

@@ -37,9 +37,10 @@ RUN_COLUMNS = (
 LOG_COLUMNS = "job_id, run_id, timestamp, level, message, metadata"
 SCHEDULE_COLUMNS = (
     "id, name, type, data, schedule_type, schedule_value, time_zone, enabled, allow_overlap, "
-    "next_run_at, last_scheduled_at, created_at, updated_at"
+    "next_run_at, last_scheduled_at, created_at, updated_at, "
+    "priority, max_retries, backoff_strategy, retry_delay, max_retry_delay"
 )
-WORKER_COLUMNS = "name, first_seen, last_heartbeat, is_leader, running"
+WORKER_COLUMNS = "name, first_seen, last_heartbeat, is_leader, running, expires_at"
 
 # ---- times -----------------------------------------------------------------------------------
 
@@ -169,17 +170,24 @@ def schedule_from_row(row: Row) -> ScheduledJob:
             "last_scheduled_at": opt_dt(row[10]),
             "created_at": from_us(row[11]),
             "updated_at": from_us(row[12]),
+            "priority": row[13],
+            "max_retries": row[14],
+            "backoff_strategy": row[15],
+            "retry_delay": row[16],
+            "max_retry_delay": row[17],
         }
     )
 
 
 def worker_from_row(row: Row) -> WorkerInfo:
+    """Columns in `WORKER_COLUMNS` order, with `running` counted by the caller's query."""
     return WorkerInfo(
         name=row[0],
         first_seen=from_us(row[1]),
         last_heartbeat=from_us(row[2]),
         is_leader=bool(row[3]),
         running=row[4],
+        expires_at=opt_dt(row[5]),
     )
 
 

@@ -35,7 +35,7 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
     if existing is None:
         conn.execute(
             f"INSERT INTO scheduled_jobs ({SCHEDULE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
             (
                 spec.id or new_id(),
                 spec.name,
@@ -49,15 +49,25 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
                 opt_us(spec.next_run_at),
                 now_us,
                 now_us,
+                *_job_options(spec),
             ),
         )
     else:
         schedule_id, old_type, old_schedule_type, old_value, old_zone, old_data = existing
-        # `enabled=None` keeps the flag; `allow_overlap` is always updated.
+        # `enabled=None` keeps the flag; the value's text (the same schedule when unchanged,
+        # '600s' for '10m'), `allow_overlap` and the job options are always updated.
         conn.execute(
-            "UPDATE scheduled_jobs SET enabled = coalesce(?, enabled), allow_overlap = ?, "
-            "updated_at = ? WHERE id = ?",
-            (spec.enabled, spec.allow_overlap, now_us, schedule_id),
+            "UPDATE scheduled_jobs SET enabled = coalesce(?, enabled), schedule_value = ?, "
+            "allow_overlap = ?, priority = ?, max_retries = ?, backoff_strategy = ?, "
+            "retry_delay = ?, max_retry_delay = ?, updated_at = ? WHERE id = ?",
+            (
+                spec.enabled,
+                spec.schedule_value,
+                spec.allow_overlap,
+                *_job_options(spec),
+                now_us,
+                schedule_id,
+            ),
         )
         if schedule_definition_changed(
             old_type, old_schedule_type, old_value, old_zone, old_data, spec
@@ -80,6 +90,17 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
     schedule = get_schedule(conn, spec.name)
     assert schedule is not None  # written just above, in this transaction
     return schedule
+
+
+def _job_options(spec: ScheduleSpec) -> tuple[int, int, str, float, float]:
+    """The options of the jobs the schedule fires, in `SCHEDULE_COLUMNS` order."""
+    return (
+        spec.priority,
+        spec.max_retries,
+        spec.backoff_strategy,
+        spec.retry_delay,
+        spec.max_retry_delay,
+    )
 
 
 def get_schedule(conn: sqlite3.Connection, name: str) -> ScheduledJob | None:

@@ -38,6 +38,7 @@ from timecrisis.errors import StorageError
 from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
 from timecrisis.storage._wakeups import WakeupHub
 from timecrisis.storage.base import (
+    DEFAULT_WORKER_TTL,
     AdvanceResult,
     CancelOutcome,
     ClaimedJob,
@@ -280,9 +281,13 @@ class SQLiteJobStorage:
 
     # ---- workers -----------------------------------------------------------------------------
 
-    async def heartbeat_worker(self, name: str, *, running: int, is_leader: bool) -> None:
+    async def heartbeat_worker(
+        self, name: str, *, running: int, is_leader: bool, ttl: timedelta = DEFAULT_WORKER_TTL
+    ) -> None:
         await self._db.write(
-            lambda conn, now: _coordination.heartbeat_worker(conn, name, running, is_leader, now)
+            lambda conn, now: _coordination.heartbeat_worker(
+                conn, name, running, is_leader, ttl, now
+            )
         )
 
     async def remove_worker(self, name: str) -> None:
@@ -291,10 +296,8 @@ class SQLiteJobStorage:
     async def list_workers(self) -> list[WorkerInfo]:
         return await self._db.read(lambda conn, now: _coordination.list_workers(conn))
 
-    async def prune_workers(self, inactive_for: timedelta) -> list[str]:
-        return await self._db.write(
-            lambda conn, now: _coordination.prune_workers(conn, inactive_for, now)
-        )
+    async def prune_workers(self) -> list[str]:
+        return await self._db.write(lambda conn, now: _coordination.prune_workers(conn, now))
 
     # ---- schedules ---------------------------------------------------------------------------
 
