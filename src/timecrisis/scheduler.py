@@ -17,6 +17,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
+from timecrisis._bounds import lookup_key, text_problem
 from timecrisis._logging import resolve_logger
 from timecrisis.definitions import Handler, JobDefinition, schema_from_handler
 from timecrisis.durations import Duration, parse_duration, parse_positive_duration
@@ -332,6 +333,8 @@ class JobScheduler:
         """Wait until the job is completed, failed or canceled, and return it.
         Raises `JobNotFoundError` for an unknown id and `TimeoutError` after `timeout`."""
         limit = None if timeout is None else parse_duration(timeout).total_seconds()
+        if lookup_key(job_id) is None:
+            raise JobNotFoundError(job_id)
         async with asyncio.timeout(limit):
             delay = 0.005
             while True:
@@ -359,8 +362,9 @@ class JobScheduler:
     ) -> str:
         """Create or update the schedule `name`; return its id. Re-registering an unchanged
         schedule keeps its next fire time (a restart never pushes a tick out or drops one)."""
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidScheduleError(f"schedule name must be a non-empty string, got {name!r}")
+        problem = text_problem(name) or (None if name.strip() else "must not be blank")
+        if problem is not None:
+            raise InvalidScheduleError(f"schedule name {problem}: {name!r}")
         if enabled is not None and not isinstance(enabled, bool):
             raise InvalidScheduleError(f"enabled must be a bool or None, got {enabled!r}")
         definition = self.get_job_definition(type)
@@ -386,12 +390,16 @@ class JobScheduler:
         return stored.id
 
     async def get_scheduled_job(self, name: str) -> ScheduledJob | None:
+        if lookup_key(name) is None:
+            return None
         return await self.storage.get_schedule(name)
 
     async def list_scheduled_jobs(self) -> list[ScheduledJob]:
         return await self.storage.list_schedules()
 
     async def enable_scheduled_job(self, name: str) -> bool:
+        if lookup_key(name) is None:
+            return False
         changed = await self.storage.set_schedule_enabled(name, True)
         loop = self._loops.get("schedules")
         if changed and loop is not None:
@@ -399,14 +407,20 @@ class JobScheduler:
         return changed
 
     async def disable_scheduled_job(self, name: str) -> bool:
+        if lookup_key(name) is None:
+            return False
         return await self.storage.set_schedule_enabled(name, False)
 
     async def delete_scheduled_job(self, name: str) -> bool:
+        if lookup_key(name) is None:
+            return False
         return await self.storage.delete_schedule(name)
 
     # ---- reading and repairing ---------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job | None:
+        if lookup_key(job_id) is None:  # an id no store can hold: a miss, never a crash
+            return None
         return await self.storage.get_job(job_id)
 
     async def list_jobs(
@@ -418,27 +432,34 @@ class JobScheduler:
         limit: int = 100,
         cursor: str | None = None,
     ) -> list[Job]:
-        """Newest first; pass the last id of a page as `cursor` to get the next one."""
-        return await self.storage.list_jobs(
-            JobQuery(
-                status=_status(status),
-                type=type,
-                entity_id=entity_id,
-                limit=_limit(limit),
-                cursor=cursor,
-            )
+        """Newest first; pass the last id of a page as `cursor` to get the next one. An unknown
+        cursor (or a filter no job can match) gives an empty page."""
+        query = JobQuery(
+            status=_status(status),
+            type=type,
+            entity_id=entity_id,
+            limit=_limit(limit),
+            cursor=cursor,
         )
+        if not _matchable(type, entity_id, cursor):
+            return []
+        return await self.storage.list_jobs(query)
 
     async def list_dead_letters(self, *, limit: int = 100, cursor: str | None = None) -> list[Job]:
         """Jobs that failed for good (retries exhausted, non-retryable, expired), newest first."""
-        return await self.storage.list_jobs(
-            JobQuery(dead_lettered=True, limit=_limit(limit), cursor=cursor)
-        )
+        query = JobQuery(dead_lettered=True, limit=_limit(limit), cursor=cursor)
+        if not _matchable(cursor):
+            return []
+        return await self.storage.list_jobs(query)
 
     async def get_job_logs(self, job_id: str) -> list[JobLog]:
+        if lookup_key(job_id) is None:
+            return []
         return await self.storage.get_job_logs(job_id)
 
     async def get_job_runs(self, job_id: str) -> list[JobRun]:
+        if lookup_key(job_id) is None:
+            return []
         return await self.storage.get_job_runs(job_id)
 
     async def list_workers(self) -> list[WorkerInfo]:
@@ -449,6 +470,8 @@ class JobScheduler:
 
     async def retry_job(self, job_id: str) -> bool:
         """Put a failed (or canceled) job back to pending with a fresh set of attempts."""
+        if lookup_key(job_id) is None:
+            return False
         retried = await self.storage.retry_job(job_id)
         if retried and self._processor is not None:
             self._processor.wake()
@@ -457,6 +480,8 @@ class JobScheduler:
     async def cancel_job(self, job_id: str) -> bool:
         """Cancel a pending job, or ask a running one to stop (`ctx.is_cancelled`); it then ends
         `canceled` when its handler returns. False if the job is unknown or already finished."""
+        if lookup_key(job_id) is None:
+            return False
         outcome = await self.storage.cancel_job(job_id)
         if outcome == "cancel_requested" and self._processor is not None:
             self._processor.request_cancel(job_id)
@@ -676,6 +701,11 @@ def _status(value: JobStatus | str | None) -> JobStatus | None:
     except ValueError:
         allowed = ", ".join(s.value for s in JobStatus)
         raise JobValidationError(f"status must be one of {allowed}, got {value!r}") from None
+
+
+def _matchable(*keys: object) -> bool:
+    """False if a filter or cursor given (not None) is a value no stored job can have."""
+    return all(key is None or lookup_key(key) is not None for key in keys)
 
 
 def _limit(value: int) -> int:
