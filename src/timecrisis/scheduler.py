@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from timecrisis._bounds import lookup_key, text_problem
 from timecrisis._logging import resolve_logger
 from timecrisis.definitions import Handler, JobDefinition, schema_from_handler
-from timecrisis.durations import Duration, parse_duration, parse_positive_duration
+from timecrisis.durations import Duration, parse_duration, parse_job_duration
 from timecrisis.enqueueing import EnqueueOptions
 from timecrisis.errors import (
     InvalidScheduleError,
@@ -63,7 +63,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _seconds(name: str, value: Duration) -> float:
-    return parse_positive_duration(value).total_seconds()
+    # Bounded (100 years): the loops add these to the store's clock.
+    return parse_job_duration(value, positive=True).total_seconds()
 
 
 def _count(name: str, value: object, *, minimum: int) -> int:
@@ -117,8 +118,8 @@ class JobScheduler:
         self.settings = Settings(
             max_concurrent_jobs=max_concurrent_jobs,
             prefetch=prefetch,
-            job_lock_ttl=parse_positive_duration(job_lock_ttl),
-            leader_lock_ttl=parse_positive_duration(leader_lock_ttl),
+            job_lock_ttl=parse_job_duration(job_lock_ttl, positive=True),
+            leader_lock_ttl=parse_job_duration(leader_lock_ttl, positive=True),
             job_processing_interval=_seconds("job_processing_interval", job_processing_interval),
             job_scheduling_interval=_seconds("job_scheduling_interval", job_scheduling_interval),
             expired_job_check_interval=_seconds(
@@ -131,8 +132,8 @@ class JobScheduler:
                 "worker_inactive_check_interval", worker_inactive_check_interval
             ),
             shutdown_timeout=parse_duration(shutdown_timeout).total_seconds(),
-            scheduled_job_max_stale_age=parse_duration(scheduled_job_max_stale_age),
-            job_retention=parse_positive_duration(job_retention),
+            scheduled_job_max_stale_age=parse_job_duration(scheduled_job_max_stale_age),
+            job_retention=parse_job_duration(job_retention, positive=True),
         )
         self._definitions: dict[str, JobDefinition[Any]] = {}
         self._runtime = Runtime(
@@ -504,7 +505,7 @@ class JobScheduler:
         if not statuses <= FINISHED_STATUSES:
             raise JobValidationError("purge_jobs only deletes completed, failed or canceled jobs")
         return await self.storage.purge_jobs(
-            PurgeParams(statuses=statuses, older_than=parse_duration(older_than))
+            PurgeParams(statuses=statuses, older_than=parse_job_duration(older_than))
         )
 
     @property

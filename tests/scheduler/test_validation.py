@@ -214,6 +214,28 @@ def test_bad_scheduler_options_are_refused(store: JobStorage, options: dict[str,
 
 
 @pytest.mark.parametrize(
+    "option",
+    [
+        "job_lock_ttl",
+        "leader_lock_ttl",
+        "job_processing_interval",
+        "scheduled_job_max_stale_age",
+        "job_retention",
+    ],
+)
+def test_a_scheduler_duration_past_the_calendar_is_refused(store: JobStorage, option: str) -> None:
+    # The loops add these to the store's clock (retention and stale age take them from it).
+    with pytest.raises(InvalidDurationError, match="at most 36500d"):
+        JobScheduler(store, **{option: "3000000d"})  # type: ignore[arg-type]
+
+
+async def test_purging_older_than_the_calendar_is_refused(scheduler: JobScheduler) -> None:
+    with pytest.raises(InvalidDurationError, match="at most 36500d"):
+        await scheduler.purge_jobs(older_than="3000000d")
+    assert await scheduler.purge_jobs(older_than="36500d") == 0
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "",
