@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck format bench screenshots clean
+.PHONY: help install demo test test-deps lint typecheck format bench screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -22,7 +22,10 @@ install: $(STAMP) ## create .venv and install timecrisis with its dev tools
 demo: $(STAMP) ## run the demo: a worker on a SQLite file for ~15 s, with a live view
 	$(BIN)/timecrisis demo
 
-test: $(STAMP) ## run the whole test suite (needs PostgreSQL at 127.0.0.1:5432)
+test-deps: ## start PostgreSQL, create its `test` database, install Chromium, when missing
+	scripts/ensure-test-deps
+
+test: $(STAMP) test-deps ## run the whole test suite (sets up what it needs first: test-deps)
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict

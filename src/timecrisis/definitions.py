@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from timecrisis.durations import Duration, parse_duration, parse_optional_duration
+from timecrisis._bounds import MAX_RETRIES, json_text_problem, text_problem
+from timecrisis.durations import Duration, parse_job_duration
 from timecrisis.errors import JobValidationError
 from timecrisis.models import MAX_PRIORITY, MIN_PRIORITY, BackoffStrategy, JsonValue
 
@@ -39,8 +40,10 @@ def check_priority(value: object) -> int:
 
 
 def check_max_retries(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise JobValidationError(f"max_retries must be an int >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        raise JobValidationError(
+            f"max_retries must be an int from 0 to {MAX_RETRIES}, got {value!r}"
+        )
     return value
 
 
@@ -84,6 +87,9 @@ class JobDefinition(Generic[ModelT]):
     def __post_init__(self) -> None:
         if not isinstance(self.type, str) or not self.type.strip():
             raise JobValidationError(f"job type must be a non-empty string, got {self.type!r}")
+        problem = text_problem(self.type)
+        if problem is not None:
+            raise JobValidationError(f"job type {problem}: {self.type!r}")
         if not (isinstance(self.schema, type) and issubclass(self.schema, BaseModel)):
             raise TypeError(f"schema of job type {self.type!r} must be a pydantic model class")
         if not callable(self.handle):
@@ -100,9 +106,10 @@ class JobDefinition(Generic[ModelT]):
         check_priority(self.priority)
         check_max_retries(self.max_retries)
         check_backoff(self.backoff_strategy)
-        self.retry_delay_td = parse_duration(self.retry_delay)
-        self.max_retry_delay_td = parse_duration(self.max_retry_delay)
-        self.timeout_td = parse_optional_duration(self.timeout)
+        # Bounded (100 years): the stores add them to their clock, which must stay in the calendar.
+        self.retry_delay_td = parse_job_duration(self.retry_delay)
+        self.max_retry_delay_td = parse_job_duration(self.max_retry_delay)
+        self.timeout_td = None if self.timeout is None else parse_job_duration(self.timeout)
         if self.timeout_td is not None and self.timeout_td <= timedelta(0):
             raise JobValidationError(f"timeout of job type {self.type!r} must be > 0")
         if self.fork_helper_path is not None and not self.fork_mode:
@@ -124,7 +131,11 @@ class JobDefinition(Generic[ModelT]):
                 f"invalid payload for job type {self.type!r}: {_summarize(exc)}",
                 errors=exc.errors(include_url=False),
             ) from exc
-        return model.model_dump(mode="json")
+        payload: JsonValue = model.model_dump(mode="json")
+        problem = json_text_problem(payload)
+        if problem is not None:
+            raise JobValidationError(f"invalid payload for job type {self.type!r}: {problem}")
+        return payload
 
     def load_payload(self, data: JsonValue) -> ModelT:
         """The stored JSON back as the schema's model, for the handler. Raises ValidationError."""

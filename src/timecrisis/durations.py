@@ -29,6 +29,13 @@ _PARTS = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)")
 # timedelta() refuses, so the check below is `>=`.
 _MAX_SECONDS = timedelta.max.total_seconds()
 
+MAX_JOB_DURATION = timedelta(days=36_500)
+"""The longest `delay`, `expires_in`, `retry_delay`, `max_retry_delay`, `timeout`, `older_than`,
+and scheduler TTL, interval or age: 100 years. Every store adds these to (or takes them from) its
+clock, and a time past year 9999 cannot be read back into Python (PostgreSQL would store year
+10240 and every read of that row would then fail), so they are refused at the boundary,
+identically on every store, long before the calendar ends."""
+
 
 def parse_duration(value: Duration) -> timedelta:
     """Convert an accepted duration form to a `timedelta`; else raise `InvalidDurationError`."""
@@ -54,6 +61,15 @@ def parse_duration(value: Duration) -> timedelta:
 def parse_optional_duration(value: Duration | None) -> timedelta | None:
     """`parse_duration`, passing `None` through."""
     return None if value is None else parse_duration(value)
+
+
+def parse_job_duration(value: Duration, *, positive: bool = False) -> timedelta:
+    """`parse_duration` (or `parse_positive_duration`) bounded by `MAX_JOB_DURATION`: for every
+    duration the library adds to or takes from a clock."""
+    result = parse_positive_duration(value) if positive else parse_duration(value)
+    if result > MAX_JOB_DURATION:
+        raise InvalidDurationError(value, "too large: at most 36500d (100 years)")
+    return result
 
 
 def parse_positive_duration(value: Duration) -> timedelta:

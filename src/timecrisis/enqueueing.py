@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from timecrisis._bounds import instant_problem, text_problem
 from timecrisis.definitions import (
     JobDefinition,
     check_backoff,
     check_max_retries,
     check_priority,
 )
-from timecrisis.durations import Duration, parse_duration
+from timecrisis.durations import Duration, parse_job_duration
 from timecrisis.errors import JobValidationError
 from timecrisis.models import BackoffStrategy
 from timecrisis.storage._common import new_id
@@ -62,9 +63,9 @@ class EnqueueOptions:
             entity_id=_optional_text("entity_id", entity_id),
             unique_key=_optional_text("unique_key", unique_key),
             run_at=_aware("run_at", run_at),
-            delay=None if delay is None else parse_duration(delay),
+            delay=None if delay is None else parse_job_duration(delay),
             expires_at=_aware("expires_at", expires_at),
-            expires_in=None if expires_in is None else parse_duration(expires_in),
+            expires_in=None if expires_in is None else parse_job_duration(expires_in),
         )
 
     def new_job(self, definition: JobDefinition[Any], data: Any) -> NewJob:
@@ -95,12 +96,17 @@ def _aware(name: str, value: object) -> datetime | None:
         raise JobValidationError(
             f"{name} must be timezone-aware (e.g. datetime.now(UTC)), got naive {value!r}"
         )
+    problem = instant_problem(value)
+    if problem is not None:
+        raise JobValidationError(f"{name} {problem}, got {value.isoformat()}")
     return value
 
 
 def _optional_text(name: str, value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
-        raise JobValidationError(f"{name} must be a non-empty string, got {value!r}")
+    problem = text_problem(value)
+    if problem is not None:
+        raise JobValidationError(f"{name} {problem}: {value!r}")
+    assert isinstance(value, str)
     return value

@@ -17,9 +17,10 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
+from timecrisis._bounds import lookup_key, text_problem
 from timecrisis._logging import resolve_logger
 from timecrisis.definitions import Handler, JobDefinition, schema_from_handler
-from timecrisis.durations import Duration, parse_duration, parse_positive_duration
+from timecrisis.durations import Duration, parse_duration, parse_job_duration
 from timecrisis.enqueueing import EnqueueOptions
 from timecrisis.errors import (
     InvalidScheduleError,
@@ -62,7 +63,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _seconds(name: str, value: Duration) -> float:
-    return parse_positive_duration(value).total_seconds()
+    # Bounded (100 years): the loops add these to the store's clock.
+    return parse_job_duration(value, positive=True).total_seconds()
 
 
 def _count(name: str, value: object, *, minimum: int) -> int:
@@ -116,8 +118,8 @@ class JobScheduler:
         self.settings = Settings(
             max_concurrent_jobs=max_concurrent_jobs,
             prefetch=prefetch,
-            job_lock_ttl=parse_positive_duration(job_lock_ttl),
-            leader_lock_ttl=parse_positive_duration(leader_lock_ttl),
+            job_lock_ttl=parse_job_duration(job_lock_ttl, positive=True),
+            leader_lock_ttl=parse_job_duration(leader_lock_ttl, positive=True),
             job_processing_interval=_seconds("job_processing_interval", job_processing_interval),
             job_scheduling_interval=_seconds("job_scheduling_interval", job_scheduling_interval),
             expired_job_check_interval=_seconds(
@@ -130,8 +132,8 @@ class JobScheduler:
                 "worker_inactive_check_interval", worker_inactive_check_interval
             ),
             shutdown_timeout=parse_duration(shutdown_timeout).total_seconds(),
-            scheduled_job_max_stale_age=parse_duration(scheduled_job_max_stale_age),
-            job_retention=parse_positive_duration(job_retention),
+            scheduled_job_max_stale_age=parse_job_duration(scheduled_job_max_stale_age),
+            job_retention=parse_job_duration(job_retention, positive=True),
         )
         self._definitions: dict[str, JobDefinition[Any]] = {}
         self._runtime = Runtime(
@@ -332,6 +334,8 @@ class JobScheduler:
         """Wait until the job is completed, failed or canceled, and return it.
         Raises `JobNotFoundError` for an unknown id and `TimeoutError` after `timeout`."""
         limit = None if timeout is None else parse_duration(timeout).total_seconds()
+        if lookup_key(job_id) is None:
+            raise JobNotFoundError(job_id)
         async with asyncio.timeout(limit):
             delay = 0.005
             while True:
@@ -365,8 +369,9 @@ class JobScheduler:
         they are stored with the schedule, so the leader that fires a tick need not know the
         type. Registering again (a new priority deployed) updates them and keeps the next tick.
         The `timeout` is not stored: the worker that runs a job applies its own definition's."""
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidScheduleError(f"schedule name must be a non-empty string, got {name!r}")
+        problem = text_problem(name) or (None if name.strip() else "must not be blank")
+        if problem is not None:
+            raise InvalidScheduleError(f"schedule name {problem}: {name!r}")
         if enabled is not None and not isinstance(enabled, bool):
             raise InvalidScheduleError(f"enabled must be a bool or None, got {enabled!r}")
         definition = self.get_job_definition(type)
@@ -399,12 +404,16 @@ class JobScheduler:
         return stored.id
 
     async def get_scheduled_job(self, name: str) -> ScheduledJob | None:
+        if lookup_key(name) is None:
+            return None
         return await self.storage.get_schedule(name)
 
     async def list_scheduled_jobs(self) -> list[ScheduledJob]:
         return await self.storage.list_schedules()
 
     async def enable_scheduled_job(self, name: str) -> bool:
+        if lookup_key(name) is None:
+            return False
         changed = await self.storage.set_schedule_enabled(name, True)
         loop = self._loops.get("schedules")
         if changed and loop is not None:
@@ -412,14 +421,20 @@ class JobScheduler:
         return changed
 
     async def disable_scheduled_job(self, name: str) -> bool:
+        if lookup_key(name) is None:
+            return False
         return await self.storage.set_schedule_enabled(name, False)
 
     async def delete_scheduled_job(self, name: str) -> bool:
+        if lookup_key(name) is None:
+            return False
         return await self.storage.delete_schedule(name)
 
     # ---- reading and repairing ---------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job | None:
+        if lookup_key(job_id) is None:  # an id no store can hold: a miss, never a crash
+            return None
         return await self.storage.get_job(job_id)
 
     async def list_jobs(
@@ -431,27 +446,34 @@ class JobScheduler:
         limit: int = 100,
         cursor: str | None = None,
     ) -> list[Job]:
-        """Newest first; pass the last id of a page as `cursor` to get the next one."""
-        return await self.storage.list_jobs(
-            JobQuery(
-                status=_status(status),
-                type=type,
-                entity_id=entity_id,
-                limit=_limit(limit),
-                cursor=cursor,
-            )
+        """Newest first; pass the last id of a page as `cursor` to get the next one. An unknown
+        cursor (or a filter no job can match) gives an empty page."""
+        query = JobQuery(
+            status=_status(status),
+            type=type,
+            entity_id=entity_id,
+            limit=_limit(limit),
+            cursor=cursor,
         )
+        if not _matchable(type, entity_id, cursor):
+            return []
+        return await self.storage.list_jobs(query)
 
     async def list_dead_letters(self, *, limit: int = 100, cursor: str | None = None) -> list[Job]:
         """Jobs that failed for good (retries exhausted, non-retryable, expired), newest first."""
-        return await self.storage.list_jobs(
-            JobQuery(dead_lettered=True, limit=_limit(limit), cursor=cursor)
-        )
+        query = JobQuery(dead_lettered=True, limit=_limit(limit), cursor=cursor)
+        if not _matchable(cursor):
+            return []
+        return await self.storage.list_jobs(query)
 
     async def get_job_logs(self, job_id: str) -> list[JobLog]:
+        if lookup_key(job_id) is None:
+            return []
         return await self.storage.get_job_logs(job_id)
 
     async def get_job_runs(self, job_id: str) -> list[JobRun]:
+        if lookup_key(job_id) is None:
+            return []
         return await self.storage.get_job_runs(job_id)
 
     async def list_workers(self) -> list[WorkerInfo]:
@@ -462,6 +484,8 @@ class JobScheduler:
 
     async def retry_job(self, job_id: str) -> bool:
         """Put a failed (or canceled) job back to pending with a fresh set of attempts."""
+        if lookup_key(job_id) is None:
+            return False
         retried = await self.storage.retry_job(job_id)
         if retried and self._processor is not None:
             self._processor.wake()
@@ -470,6 +494,8 @@ class JobScheduler:
     async def cancel_job(self, job_id: str) -> bool:
         """Cancel a pending job, or ask a running one to stop (`ctx.is_cancelled`); it then ends
         `canceled` when its handler returns. False if the job is unknown or already finished."""
+        if lookup_key(job_id) is None:
+            return False
         outcome = await self.storage.cancel_job(job_id)
         if outcome == "cancel_requested" and self._processor is not None:
             self._processor.request_cancel(job_id)
@@ -492,7 +518,7 @@ class JobScheduler:
         if not statuses <= FINISHED_STATUSES:
             raise JobValidationError("purge_jobs only deletes completed, failed or canceled jobs")
         return await self.storage.purge_jobs(
-            PurgeParams(statuses=statuses, older_than=parse_duration(older_than))
+            PurgeParams(statuses=statuses, older_than=parse_job_duration(older_than))
         )
 
     @property
@@ -692,6 +718,11 @@ def _status(value: JobStatus | str | None) -> JobStatus | None:
     except ValueError:
         allowed = ", ".join(s.value for s in JobStatus)
         raise JobValidationError(f"status must be one of {allowed}, got {value!r}") from None
+
+
+def _matchable(*keys: object) -> bool:
+    """False if a filter or cursor given (not None) is a value no stored job can have."""
+    return all(key is None or lookup_key(key) is not None for key in keys)
 
 
 def _limit(value: int) -> int:

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from rich.console import Console
 
 from tests.cli.support import run_cli
-from timecrisis import Job, JobStatus
-from timecrisis.cli.demo import _jobs_view
+from timecrisis import InMemoryJobStorage, Job, JobScheduler, JobStatus
+from timecrisis.cli.demo import _jobs_view, build_scheduler
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 TYPE_WIDTH = len("heartbeat-ping")  # the demo's longest type
@@ -119,3 +119,13 @@ def test_the_demo_runs_at_80_columns_without_cutting_ids(tmp_path: pathlib.Path)
         assert any(status.value in row.split() for status in JobStatus), row
     assert all(len(line) <= 80 for line in lines)
     assert "…" not in result.stdout
+
+
+def test_the_demo_runs_at_the_librarys_defaults(tmp_path: pathlib.Path) -> None:
+    # What the demo shows is what a user gets: no interval, TTL or timeout tuned (only the
+    # worker's name and the size of its pool, which change no loop's pace).
+    demo = build_scheduler(tmp_path / "demo.db")
+    plain = JobScheduler(
+        InMemoryJobStorage(), max_concurrent_jobs=demo.settings.max_concurrent_jobs
+    )
+    assert demo.settings == plain.settings

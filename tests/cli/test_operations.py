@@ -205,3 +205,15 @@ def test_metrics_watch_refreshes(sqlite_filled: Filled) -> None:
         "metrics", "--storage", url, "--watch", "--interval", "10ms", "--iterations", "2"
     )
     assert tables.stdout.count("all types") == 2
+
+
+def test_an_unknown_cursor_is_an_error_not_an_empty_list(sqlite_filled: Filled) -> None:
+    url = sqlite_filled.url
+    for command in (("jobs", "list"), ("dead-letters",)):
+        assert_one_line_error(
+            run_cli(*command, "--cursor", "bogus", "--storage", url), 1, "unknown cursor 'bogus'"
+        )
+        # The last job's id is a known cursor: the page after it is truly empty.
+        oldest = run_cli(*command, "--storage", url, "--json").json()[-1]["id"]
+        last = run_cli(*command, "--cursor", oldest, "--storage", url, "--json")
+        assert last.code == 0 and last.json() == [], last

@@ -4,6 +4,7 @@ cookie plus a CSRF field from the same origin, or a bearer header); what each ac
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from tests.dashboard.support import ORIGIN, Seeded, client
 from timecrisis.dashboard import create_app
 from timecrisis.dashboard._security import CSRF_FIELD, SESSION_COOKIE
 from timecrisis.models import JobStatus
-from timecrisis.storage.base import JobStorage
+from timecrisis.storage.base import JobStorage, ScheduleSpec
 
 TOKEN = "correct-horse-battery-staple"
 SAME_ORIGIN = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"}
@@ -152,7 +153,7 @@ async def test_schedules_are_disabled_and_enabled(storage: JobStorage, seeded: S
 
     nightly = await storage.get_schedule("nightly-report")
     heartbeat = await storage.get_schedule("heartbeat")
-    assert disabled.status_code == enabled.status_code == 200 and missing.status_code == 409
+    assert disabled.status_code == enabled.status_code == 200 and missing.status_code == 404
     assert nightly is not None and not nightly.enabled
     assert heartbeat is not None and heartbeat.enabled
     assert "/schedules/nightly-report/enable" in page and csrf in page
@@ -200,3 +201,64 @@ async def test_logging_out_drops_the_session(storage: JobStorage, seeded: Seeded
         )
 
     assert response.status_code == 401
+
+
+UNKNOWN_ID = "01930000-0000-7000-8000-000000000000"
+
+
+@pytest.mark.parametrize("action", ["retry", "cancel"])
+async def test_an_action_on_an_unknown_job_is_a_404_not_a_conflict(
+    storage: JobStorage, seeded: Seeded, action: str
+) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    async with client(create_app(storage, actions_enabled=True, token=TOKEN)) as http:
+        unknown = await http.post(f"/jobs/{UNKNOWN_ID}/{action}", headers=bearer)
+        nul = await http.post(f"/jobs/a%00b/{action}", headers=bearer)
+        finished = await http.post(f"/jobs/{seeded.completed}/{action}", headers=bearer)
+
+    assert unknown.status_code == 404 and unknown.json() == {"ok": False, "message": "no such job"}
+    assert nul.status_code == 404
+    assert finished.status_code == 409  # it exists: the refusal is about its state
+
+
+async def test_an_id_no_store_can_hold_is_a_missing_job_not_an_unavailable_store(
+    storage: JobStorage, seeded: Seeded
+) -> None:
+    async with client(create_app(storage)) as http:
+        page = await http.get("/jobs/a%00b")
+        surrogate = await http.get("/jobs/%ED%A0%80")  # not UTF-8: no id can be it
+        listing = await http.get("/jobs", params={"cursor": "a\x00b", "entity_id": "x\x00"})
+        dead = await http.get("/dead-letters", params={"cursor": "a\x00b"})
+
+    assert page.status_code == 404 and "no job with this id" in page.text
+    assert surrogate.status_code == 404
+    assert listing.status_code == 200 and dead.status_code == 200
+
+
+async def test_a_schedule_whose_name_has_a_slash_is_disabled_and_enabled(
+    storage: JobStorage, seeded: Seeded
+) -> None:
+    await storage.upsert_schedule(
+        ScheduleSpec(
+            name="reports/nightly",
+            type="report",
+            data={"pages": 1},
+            schedule_type="interval",
+            schedule_value="1h",
+            time_zone=None,
+            next_run_at=datetime(2025, 3, 4, tzinfo=UTC),
+        )
+    )
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    async with client(create_app(storage, actions_enabled=True, token=TOKEN)) as http:
+        await login(http)
+        page = (await http.get("/schedules")).text
+        disabled = await http.post("/schedules/reports/nightly/disable", headers=bearer)
+        after_disable = await storage.get_schedule("reports/nightly")
+        enabled = await http.post("/schedules/reports/nightly/enable", headers=bearer)
+
+    after_enable = await storage.get_schedule("reports/nightly")
+    assert "/schedules/reports/nightly/disable" in page  # the form posts where the route listens
+    assert disabled.status_code == 200 and enabled.status_code == 200, (disabled, enabled)
+    assert after_disable is not None and not after_disable.enabled
+    assert after_enable is not None and after_enable.enabled

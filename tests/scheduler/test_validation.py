@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import BaseModel
@@ -16,6 +16,7 @@ from timecrisis import (
     JobContext,
     JobDefinition,
     JobDefinitionNotFoundError,
+    JobNotFoundError,
     JobScheduler,
     JobValidationError,
     StorageError,
@@ -53,6 +54,22 @@ def scheduler(store: JobStorage, make_scheduler: SchedulerFactory) -> JobSchedul
         ({"delay": 1, "run_at": datetime.now().astimezone()}, JobValidationError),
         ({"entity_id": 5}, JobValidationError),
         ({"unique_key": ""}, JobValidationError),
+        # issue 11: what one store took, another crashed on or could not read back
+        ({"expires_in": "3000000d"}, InvalidDurationError),
+        ({"delay": "3000000d"}, InvalidDurationError),
+        ({"delay": timedelta(days=36_501)}, InvalidDurationError),
+        ({"run_at": datetime(9999, 6, 1, tzinfo=UTC)}, JobValidationError),
+        (
+            {"expires_at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))},
+            JobValidationError,
+        ),
+        ({"max_retries": 2**63}, JobValidationError),
+        ({"max_retries": 2**31}, JobValidationError),
+        ({"max_retries": 1_000_001}, JobValidationError),
+        ({"entity_id": "a\x00b"}, JobValidationError),
+        ({"unique_key": "a\x00b"}, JobValidationError),
+        ({"entity_id": "\ud800"}, JobValidationError),
+        ({"unique_key": "k" * 1025}, JobValidationError),
     ],
 )
 async def test_a_bad_enqueue_option_is_a_typed_error_and_stores_nothing(
@@ -62,6 +79,43 @@ async def test_a_bad_enqueue_option_is_a_typed_error_and_stores_nothing(
         await scheduler.enqueue("typed", {"n": 1}, **options)  # type: ignore[arg-type]
     assert isinstance(caught.value, TimeCrisisError) and isinstance(caught.value, ValueError)
     assert await scheduler.list_jobs() == []
+
+
+async def test_the_largest_accepted_values_read_back_on_every_store(
+    scheduler: JobScheduler,
+) -> None:
+    job_id = await scheduler.enqueue(
+        "typed", {"n": 1}, max_retries=1_000_000, expires_in="36500d", entity_id="é" * 512
+    )
+    later = await scheduler.enqueue("typed", {"n": 2}, run_at=datetime(9999, 1, 1, tzinfo=UTC))
+    jobs = {job.id: job for job in await scheduler.list_jobs()}
+    assert jobs[job_id].max_retries == 1_000_000 and jobs[later].run_at.year == 9999
+
+
+async def test_a_payload_string_no_store_can_encode_is_refused(scheduler: JobScheduler) -> None:
+    with pytest.raises(JobValidationError, match="lone surrogate"):
+        await scheduler.enqueue("typed", {"n": 1, "text": "\ud800"})
+    nul = await scheduler.enqueue("typed", {"n": 1, "text": "a\x00b"})  # json holds it, everywhere
+    job = await scheduler.get_job(nul)
+    assert job is not None and job.data["text"] == "a\x00b"
+    assert [j.id for j in await scheduler.list_jobs()] == [nul]
+
+
+@pytest.mark.parametrize("job_id", [2**64, 2**63, "a\x00b", "\ud800", "k" * 2000, None, b"x"])
+async def test_an_id_no_store_can_hold_is_a_miss(scheduler: JobScheduler, job_id: object) -> None:
+    assert await scheduler.get_job(job_id) is None  # type: ignore[arg-type]
+    assert await scheduler.get_job_runs(job_id) == []  # type: ignore[arg-type]
+    assert await scheduler.get_job_logs(job_id) == []  # type: ignore[arg-type]
+    assert await scheduler.cancel_job(job_id) is False  # type: ignore[arg-type]
+    assert await scheduler.retry_job(job_id) is False  # type: ignore[arg-type]
+    assert await scheduler.get_scheduled_job(job_id) is None  # type: ignore[arg-type]
+    assert await scheduler.disable_scheduled_job(job_id) is False  # type: ignore[arg-type]
+    with pytest.raises(JobNotFoundError):
+        await scheduler.wait_for_job(job_id, timeout=1)  # type: ignore[arg-type]
+    if job_id is not None:
+        assert await scheduler.list_jobs(cursor=job_id) == []  # type: ignore[arg-type]
+        assert await scheduler.list_jobs(entity_id=job_id) == []  # type: ignore[arg-type]
+        assert await scheduler.list_dead_letters(cursor=job_id) == []  # type: ignore[arg-type]
 
 
 async def test_an_invalid_payload_names_the_field_and_stores_nothing(
@@ -127,6 +181,12 @@ def test_the_decorator_needs_a_model_annotation_or_an_explicit_schema(
         {"timeout": 0},
         {"backoff_strategy": "random"},
         {"type": ""},
+        # issue 11: bounded like the enqueue options
+        {"max_retries": 2**31},
+        {"retry_delay": "3000000d"},
+        {"max_retry_delay": timedelta.max},
+        {"timeout": "36501d"},
+        {"type": "a\x00b"},
     ],
 )
 def test_a_bad_job_definition_is_refused(fields: dict[str, object]) -> None:
@@ -151,6 +211,28 @@ def test_a_bad_job_definition_is_refused(fields: dict[str, object]) -> None:
 def test_bad_scheduler_options_are_refused(store: JobStorage, options: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         JobScheduler(store, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "job_lock_ttl",
+        "leader_lock_ttl",
+        "job_processing_interval",
+        "scheduled_job_max_stale_age",
+        "job_retention",
+    ],
+)
+def test_a_scheduler_duration_past_the_calendar_is_refused(store: JobStorage, option: str) -> None:
+    # The loops add these to the store's clock (retention and stale age take them from it).
+    with pytest.raises(InvalidDurationError, match="at most 36500d"):
+        JobScheduler(store, **{option: "3000000d"})  # type: ignore[arg-type]
+
+
+async def test_purging_older_than_the_calendar_is_refused(scheduler: JobScheduler) -> None:
+    with pytest.raises(InvalidDurationError, match="at most 36500d"):
+        await scheduler.purge_jobs(older_than="3000000d")
+    assert await scheduler.purge_jobs(older_than="36500d") == 0
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from timecrisis.cli._output import dump, make_console, print_json
 from timecrisis.cli._params import cursor_option, json_option, limit_option
 from timecrisis.cli._store import storage_option, with_scheduler
 from timecrisis.cli._views import print_jobs
+from timecrisis.cli.jobs import check_cursor
 from timecrisis.models import Job
 from timecrisis.scheduler import JobScheduler
 
@@ -28,7 +29,9 @@ def dead_letters(storage_url: str, limit: int, cursor: str | None, as_json: bool
     """
 
     async def fetch(scheduler: JobScheduler) -> list[Job]:
-        return await scheduler.list_dead_letters(limit=limit, cursor=cursor)
+        found = await scheduler.list_dead_letters(limit=limit, cursor=cursor)
+        await check_cursor(scheduler, cursor, found)
+        return found
 
     found = with_scheduler(storage_url, fetch)
     if as_json:

@@ -55,15 +55,10 @@ class Ping(BaseModel):
 
 
 def build_scheduler(db: Path) -> JobScheduler:
-    scheduler = JobScheduler(
-        SQLiteJobStorage(db),
-        worker="demo-worker",
-        max_concurrent_jobs=4,
-        job_processing_interval=1,
-        job_scheduling_interval=1,
-        leader_lock_ttl=6,
-        shutdown_timeout=3,
-    )
+    # Every interval, TTL and timeout at the library's default: what the demo shows is what a
+    # user gets. (`worker` only names it in the table; `max_concurrent_jobs` keeps the pool small
+    # enough that the queue is visible.)
+    scheduler = JobScheduler(SQLiteJobStorage(db), worker="demo-worker", max_concurrent_jobs=4)
 
     @scheduler.job("send-email", concurrency=2, priority=10)
     async def send_email(data: Email, ctx: JobContext) -> dict[str, str]:

@@ -86,9 +86,11 @@ def list_jobs(
     """
 
     async def fetch(scheduler: JobScheduler) -> list[Job]:
-        return await scheduler.list_jobs(
+        found = await scheduler.list_jobs(
             status=status, type=job_type, entity_id=entity_id, limit=limit, cursor=cursor
         )
+        await check_cursor(scheduler, cursor, found)
+        return found
 
     found = with_scheduler(storage_url, fetch)
     if as_json:
@@ -97,6 +99,13 @@ def list_jobs(
     print_jobs(make_console(), found, title=None, empty="no jobs")
     if len(found) == limit:
         click.echo(f"more may follow: add --cursor {found[-1].id}", err=True)
+
+
+async def check_cursor(scheduler: JobScheduler, cursor: str | None, found: list[Job]) -> None:
+    """An unknown cursor pages to nothing: say so (exit 1) rather than print "no jobs", which
+    would read as the end of the list. (A known cursor on the last page is a true empty page.)"""
+    if cursor is not None and not found and await scheduler.get_job(cursor) is None:
+        fail(f"unknown cursor {cursor!r}: pass the id of the last job of the previous page")
 
 
 @jobs.command("show", short_help="Show a job, its runs and its logs.")

@@ -52,13 +52,22 @@ Act = Callable[[Dashboard, Request], Awaitable[str]]
 
 
 async def _retry(dash: Dashboard, request: Request) -> str:
-    done = await dash.scheduler.retry_job(request.path_params["job_id"])
-    return "retried" if done else "not-retried"
+    job_id = request.path_params["job_id"]
+    if await dash.scheduler.retry_job(job_id):
+        return "retried"
+    return "not-retried" if await _job_exists(dash, job_id) else "no-job"
 
 
 async def _cancel(dash: Dashboard, request: Request) -> str:
-    done = await dash.scheduler.cancel_job(request.path_params["job_id"])
-    return "canceled" if done else "not-canceled"
+    job_id = request.path_params["job_id"]
+    if await dash.scheduler.cancel_job(job_id):
+        return "canceled"
+    return "not-canceled" if await _job_exists(dash, job_id) else "no-job"
+
+
+async def _job_exists(dash: Dashboard, job_id: str) -> bool:
+    """Asked only after a refusal, to tell "no such job" (404) from "not now" (409)."""
+    return await dash.scheduler.get_job(job_id) is not None
 
 
 async def _enable(dash: Dashboard, request: Request) -> str:
@@ -78,6 +87,7 @@ ACTIONS: dict[str, Act] = {
     "disable": _disable,
 }
 DONE = frozenset({"retried", "canceled", "enabled", "disabled"})
+MISSING = frozenset({"no-job", "no-schedule"})
 
 
 async def act(dash: Dashboard, request: Request, action: str) -> Response:
@@ -93,7 +103,8 @@ async def act(dash: Dashboard, request: Request, action: str) -> Response:
     done = outcome in DONE
     if dash.guard.has_bearer(request):
         return JSONResponse(
-            {"ok": done, "message": NOTICES[outcome]}, status_code=200 if done else 409
+            {"ok": done, "message": NOTICES[outcome]},
+            status_code=200 if done else 404 if outcome in MISSING else 409,
         )
     root = root_path(request)
     back = local_path(form.get("next"), root, f"{root}/")

@@ -24,6 +24,7 @@ NOTICES = {
     "enabled": "schedule enabled",
     "disabled": "schedule disabled",
     "no-schedule": "no such schedule",
+    "no-job": "no such job",
 }
 """What an action reports after its redirect (`?notice=retried`). A code, not the text itself:
 a crafted link cannot make the dashboard display words of someone else's choosing."""

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from timecrisis._bounds import lookup_key
 from timecrisis.dashboard._chart import MINUTE, build_chart, window
 from timecrisis.dashboard._dashboard import Dashboard, root_path
 from timecrisis.dashboard._metrics import CONTENT_TYPE, exposition, read_snapshot
@@ -92,14 +93,13 @@ async def jobs(dash: Dashboard, request: Request) -> Response:
         entity_id=_text_param(request, "entity_id"),
         cursor=_text_param(request, "cursor"),
     )
-    page = await dash.storage.list_jobs(
-        JobQuery(
-            status=filters.status,
-            type=filters.type,
-            entity_id=filters.entity_id,
-            limit=dash.settings.page_size + 1,  # one more tells whether a next page exists
-            cursor=filters.cursor,
-        )
+    # Through the scheduler: a filter or cursor no job can have (a NUL...) is an empty page.
+    page = await dash.scheduler.list_jobs(
+        status=filters.status,
+        type=filters.type,
+        entity_id=filters.entity_id,
+        limit=dash.settings.page_size + 1,  # one more tells whether a next page exists
+        cursor=filters.cursor,
     )
     rows, more = page[: dash.settings.page_size], len(page) > dash.settings.page_size
     root = root_path(request)
@@ -116,6 +116,8 @@ async def jobs(dash: Dashboard, request: Request) -> Response:
 
 async def job(dash: Dashboard, request: Request) -> Response:
     job_id = request.path_params["job_id"]
+    if lookup_key(job_id) is None:  # an id no store can hold (a NUL...): no such job, not a 503
+        return dash.render(request, "error.html", status_code=404, message="no job with this id")
     storage = dash.storage
     record, runs, logs, now = await asyncio.gather(
         storage.get_job(job_id),
@@ -142,9 +144,7 @@ async def job(dash: Dashboard, request: Request) -> Response:
 
 async def dead_letters(dash: Dashboard, request: Request) -> Response:
     cursor = _text_param(request, "cursor")
-    page = await dash.storage.list_jobs(
-        JobQuery(dead_lettered=True, limit=dash.settings.page_size + 1, cursor=cursor)
-    )
+    page = await dash.scheduler.list_dead_letters(limit=dash.settings.page_size + 1, cursor=cursor)
     rows, more = page[: dash.settings.page_size], len(page) > dash.settings.page_size
     root = root_path(request)
     return dash.render(

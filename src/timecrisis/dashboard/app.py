@@ -84,8 +84,9 @@ def create_app(
         Route("/jobs/{job_id}/cancel", action("cancel"), methods=["POST"]),
         Route("/dead-letters", page(_pages.dead_letters), name="dead_letters"),
         Route("/schedules", page(_pages.schedules), name="schedules"),
-        Route("/schedules/{name}/enable", action("enable"), methods=["POST"]),
-        Route("/schedules/{name}/disable", action("disable"), methods=["POST"]),
+        # `:path`: a schedule name may contain "/" (the template leaves it unescaped).
+        Route("/schedules/{name:path}/enable", action("enable"), methods=["POST"]),
+        Route("/schedules/{name:path}/disable", action("disable"), methods=["POST"]),
         Route("/workers", page(_pages.workers), name="workers"),
         Route("/metrics", page(_pages.metrics), name="metrics"),
         Route("/login", page(_actions.login_page), methods=["GET"]),
