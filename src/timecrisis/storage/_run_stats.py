@@ -2,7 +2,8 @@
 
 The stores aggregate in SQL (or over their rows, in memory) down to one row per
 (type, status, duration bucket); `RunStatsBuilder` folds those rows into `RunStats`, so the
-histogram's cumulative counts and the lease-loss rule are written once.
+histogram's cumulative counts are written once. A lease loss is a failed run whose
+`failure_kind` is `lease_expired` (never a match on the error text).
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ from datetime import datetime, timedelta
 
 from timecrisis.models import RunStatus
 from timecrisis.storage.base import RUN_DURATION_BUCKETS, RunStats
-
-LEASE_EXPIRED_PREFIX = "LeaseExpiredError:"
-"""How the error of a run whose lease expired starts (`_common.lease_expired_error`)."""
 
 INFINITE_BUCKET = len(RUN_DURATION_BUCKETS)
 """The bucket index of a duration above every bound (Prometheus' `+Inf`)."""

@@ -8,10 +8,9 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from timecrisis.models import JobStatus, RunStatus
+from timecrisis.models import FailureKind, JobStatus, RunStatus
 from timecrisis.storage._memory.rows import JobRow, RunRow, elapsed_microseconds
 from timecrisis.storage._run_stats import (
-    LEASE_EXPIRED_PREFIX,
     RunStatsBuilder,
     bucket_microseconds,
     duration_bucket,
@@ -25,9 +24,7 @@ def run_stats(runs: Iterable[RunRow]) -> list[RunStats]:
     for run in runs:
         seconds = None if run.duration_us is None else run.duration_us / 1_000_000
         lease_lost = (
-            run.status is RunStatus.FAILED
-            and run.error is not None
-            and run.error.startswith(LEASE_EXPIRED_PREFIX)
+            run.status is RunStatus.FAILED and run.failure_kind is FailureKind.LEASE_EXPIRED
         )
         builder.add(
             run.job_type,

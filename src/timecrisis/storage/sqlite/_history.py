@@ -12,11 +12,10 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from timecrisis.models import JobLog, JobRun, JobStatus, Metrics, TypeMetrics
+from timecrisis.models import FailureKind, JobLog, JobRun, JobStatus, Metrics, TypeMetrics
 from timecrisis.storage._common import dump_json
 from timecrisis.storage._run_stats import (
     INFINITE_BUCKET,
-    LEASE_EXPIRED_PREFIX,
     RunStatsBuilder,
     bucket_microseconds,
     require_aware,
@@ -116,9 +115,9 @@ def get_run_stats(conn: sqlite3.Connection) -> list[RunStats]:
     builder = RunStatsBuilder()
     rows = conn.execute(
         f"SELECT job_type, status, {_BUCKET_CASE} AS bucket, count(*), "
-        "total(attempt > 1), total(status = 'failed' AND substr(error, 1, ?) = ?), "
+        "total(attempt > 1), total(status = 'failed' AND failure_kind = ?), "
         "total(duration) FROM job_runs GROUP BY job_type, status, bucket",
-        (*RUN_DURATION_BUCKETS, len(LEASE_EXPIRED_PREFIX), LEASE_EXPIRED_PREFIX),
+        (*RUN_DURATION_BUCKETS, FailureKind.LEASE_EXPIRED.value),
     )
     for job_type, status, bucket, runs, retries, lease_losses, duration_sum in rows:
         builder.add(
