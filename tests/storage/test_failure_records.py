@@ -135,6 +135,7 @@ async def test_lease_losses_are_counted_from_the_kind_not_the_error_text(
 
     [stats] = [s for s in await storage.get_run_stats() if s.status is RunStatus.FAILED]
     assert (stats.runs, stats.lease_losses) == (2, 1)
+    assert stats.failures == ((FailureKind.ERROR, 1), (FailureKind.LEASE_EXPIRED, 1))
 
 
 # ---- Job.worker after the job finished ---------------------------------------------------------

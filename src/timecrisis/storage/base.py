@@ -306,6 +306,9 @@ class RunStats:
     duration_count: int
     duration_sum: float  # seconds
     duration_buckets: tuple[int, ...]
+    # Failed runs by `failure_kind`, in `FailureKind` order, kinds with no run left out (so
+    # empty unless `status` is failed). `lease_losses` is the `lease_expired` entry.
+    failures: tuple[tuple[FailureKind, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

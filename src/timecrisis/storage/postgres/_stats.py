@@ -35,8 +35,8 @@ async def get_run_stats(conn: Conn, ctx: Context) -> list[RunStats]:
             bucket=row["bucket"],
             runs=int(row["runs"]),
             retries=int(row["retries"]),
-            lease_losses=int(row["lease_losses"]),
             duration_sum=float(row["duration_sum"]),
+            failure_kind=row["failure_kind"],
         )
     return builder.build()
 

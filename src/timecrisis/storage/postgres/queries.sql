@@ -591,18 +591,17 @@ SELECT job_type, sum(duration) AS total, count(*) AS runs
 FROM {schema}.job_runs WHERE status = 'completed' GROUP BY job_type
 
 -- run_stats --
--- Runs per type, status and duration bucket, with their retries and lease losses: one pass
--- over the runs, for a metrics scrape. `%(n)s - width_bucket(-duration, negated bounds)` counts
+-- Runs per type, status, duration bucket and failure kind, with their retries: one pass over
+-- the runs, for a metrics scrape (lease losses are the failed runs of kind lease_expired). `%(n)s - width_bucket(-duration, negated bounds)` counts
 -- the bounds below the duration: the index of the first bound >= it, as Prometheus' `le`.
 SELECT job_type, status,
        CASE WHEN duration IS NULL THEN NULL
             ELSE %(n)s::int - width_bucket(-duration, %(neg_bounds)s::float8[]) END AS bucket,
+       failure_kind,
        count(*) AS runs,
        count(*) FILTER (WHERE attempt > 1) AS retries,
-       count(*) FILTER (WHERE status = 'failed' AND failure_kind = 'lease_expired')
-           AS lease_losses,
        coalesce(sum(duration), 0) AS duration_sum
-FROM {schema}.job_runs GROUP BY job_type, status, bucket
+FROM {schema}.job_runs GROUP BY job_type, status, bucket, failure_kind
 
 -- count_finished_jobs --
 -- Jobs finished since a time, per status and per bucket of a width in microseconds. The range
