@@ -10,7 +10,7 @@ DESIGN_NAMES = {
     "JobScheduler", "JobContext", "JobDefinition", "InMemoryJobStorage", "SQLiteJobStorage",
     "PostgresJobStorage", "storage_from_url", "preview_schedule", "JobStorage",
     "Job", "JobRun", "JobLog", "ScheduledJob", "WorkerInfo", "JobStatus", "RunStatus",
-    "Metrics", "TypeMetrics",
+    "Metrics", "TypeMetrics", "FailureKind",
     "TimeCrisisError", "JobDefinitionNotFoundError", "JobAlreadyRegisteredError",
     "DistributedLockError", "JobValidationError", "InvalidScheduleError", "InvalidDurationError",
     "StorageError", "NonRetryableError",
@@ -52,4 +52,10 @@ def test_job_status_values() -> None:
     ]  # fmt: skip
     assert [s.value for s in timecrisis.RunStatus] == [
         "running", "completed", "failed", "released"
+    ]  # fmt: skip
+
+
+def test_failure_kind_values() -> None:
+    assert [k.value for k in timecrisis.FailureKind] == [
+        "error", "timeout", "lease_expired", "expired", "crashed", "non_retryable", "canceled"
     ]  # fmt: skip

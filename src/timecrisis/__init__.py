@@ -28,6 +28,7 @@ from timecrisis.errors import (
 )
 from timecrisis.execution.fork_errors import ForkedHandlerError, ForkedProcessError
 from timecrisis.models import (
+    FailureKind,
     Job,
     JobLog,
     JobRun,
@@ -70,6 +71,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Clock",
     "DistributedLockError",
+    "FailureKind",
     "ForkedHandlerError",
     "ForkedProcessError",
     "InMemoryJobStorage",

@@ -43,6 +43,19 @@ class RunStatus(StrEnum):
     RELEASED = "released"  # given back at stop(): the attempt was not charged
 
 
+class FailureKind(StrEnum):
+    """Why a run failed (`JobRun.failure_kind`), or why a job's last failure happened
+    (`Job.failure_kind`). Metrics, hooks and the dashboard read this, never the error text."""
+
+    ERROR = "error"  # the handler raised
+    TIMEOUT = "timeout"  # the handler overran its definition's `timeout`
+    LEASE_EXPIRED = "lease_expired"  # its worker died or lost the store; the reaper took it back
+    EXPIRED = "expired"  # the job passed its `expires_at` before an attempt could start
+    CRASHED = "crashed"  # a fork-mode child died: a signal, a non-zero exit, no report
+    NON_RETRYABLE = "non_retryable"  # NonRetryableError, or a payload that no longer validates
+    CANCELED = "canceled"  # the run was ended by `cancel_job`
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -63,6 +76,9 @@ class Job(_Record):
     expires_at: datetime | None = None
     progress: float = 0
     fail_reason: str | None = None
+    # The kind of the failure `fail_reason` describes (None when there is none). An expired job
+    # never started an attempt, so it has no run: this is where its `expired` is recorded.
+    failure_kind: FailureKind | None = None
     result: JsonValue = None
     created_at: datetime
     started_at: datetime | None = None
@@ -86,6 +102,10 @@ class JobRun(_Record):
     duration: float | None = None  # seconds
     progress: float = 0
     error: str | None = None
+    # The formatted traceback of the handler's exception (fork mode included); None when the
+    # run did not end on an exception it raised (a timeout, a crash, a lost lease, a success).
+    traceback: str | None = None
+    failure_kind: FailureKind | None = None
 
 
 class JobLog(_Record):

@@ -145,6 +145,28 @@ def test_jobs_show_and_logs_on_a_terminal(sqlite_filled: Filled) -> None:
     assert (followed.code, followed.stdout.count("about to fail")) == (0, 1)
 
 
+def test_jobs_show_gives_each_runs_failure_kind_and_the_last_traceback(
+    sqlite_filled: Filled,
+) -> None:
+    url, job_id = sqlite_filled.url, sqlite_filled.failed
+    shown = run_cli("jobs", "show", job_id, "--storage", url)
+    assert shown.code == 0, shown
+    for expected in (
+        "failure kind    non_retryable",
+        "traceback of attempt 1",
+        "Traceback (most recent call last):",
+        'in boom\n    raise NonRetryableError("the upstream said no")',
+        "timecrisis.errors.NonRetryableError: the upstream said no",
+    ):
+        assert expected in shown.stdout, (expected, shown.stdout)
+
+    as_json = run_cli("jobs", "show", job_id, "--storage", url, "--json").json()
+    assert as_json["job"]["failure_kind"] == "non_retryable"
+    [run] = as_json["runs"]
+    assert run["failure_kind"] == "non_retryable"
+    assert "in boom" in run["traceback"]
+
+
 def test_refusals_and_unknown_names_are_one_line_errors(sqlite_filled: Filled) -> None:
     url = sqlite_filled.url
     assert_one_line_error(

@@ -11,6 +11,7 @@ import httpx
 from starlette.types import ASGIApp
 
 from timecrisis.clock import ManualClock
+from timecrisis.models import FailureKind
 from timecrisis.storage.base import (
     LEADER_LOCK,
     ClaimedJob,
@@ -51,6 +52,14 @@ async def claim_one(storage: JobStorage, job_type: str, worker: str = "worker-1"
     return claimed
 
 
+SMTP_TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/app/mail.py", line 9, in send_email\n'
+    "    raise RuntimeError('<b>SMTP down</b>')\n"
+    "RuntimeError: <b>SMTP down</b>\n"
+)
+
+
 async def seed(storage: JobStorage, clock: ManualClock) -> Seeded:
     """email: one completed (2 s, with logs and a result), one dead letter; report: one running
     at 40 %; email: a pending job whose payload holds a script, and three plain pending ones.
@@ -68,7 +77,15 @@ async def seed(storage: JobStorage, clock: ManualClock) -> Seeded:
     await storage.insert_jobs([dead])
     claimed = await claim_one(storage, "email")
     clock.advance(1)
-    await storage.fail_job(Failure(claimed.ref, "RuntimeError: <b>SMTP down</b>", False))
+    await storage.fail_job(
+        Failure(
+            claimed.ref,
+            "RuntimeError: <b>SMTP down</b>",
+            False,
+            kind=FailureKind.NON_RETRYABLE,
+            traceback=SMTP_TRACEBACK,
+        )
+    )
 
     running = new_job("report", {"pages": 10})
     await storage.insert_jobs([running])

@@ -77,6 +77,11 @@ async def test_runs_claims_retries_lease_losses_and_the_duration_histogram(
     assert value(losses, "timecrisis_job_lease_losses", type="sync") == 1
     runs = families["timecrisis_job_runs"]
     assert value(runs, "timecrisis_job_runs", type="sync", status="running") == 1
+    # Failed runs by kind, read from the store's failure_kind (never from the error text).
+    kinds = families["timecrisis_job_failures"]
+    assert value(kinds, "timecrisis_job_failures", type="sync", kind="lease_expired") == 1
+    assert value(kinds, "timecrisis_job_failures", type="email", kind="non_retryable") == 1
+    assert not [s for s in kinds if s.labels == {"type": "sync", "kind": "error"}]
     histogram = families["timecrisis_job_run_duration_seconds"]
     bucket = "timecrisis_job_run_duration_seconds_bucket"
     assert value(histogram, bucket, type="email", status="completed", le="1.0") == 0

@@ -125,6 +125,20 @@ async def test_the_job_page_shows_payload_runs_errors_logs_and_result(
     assert "dead letter" in dead
 
 
+async def test_the_job_page_shows_the_failure_kind_and_the_traceback_escaped(
+    storage: JobStorage, seeded: Seeded
+) -> None:
+    async with client(create_app(storage)) as http:
+        dead = (await http.get(f"/jobs/{seeded.dead}")).text
+
+    assert '<span class="badge kind" id="failure-kind">non_retryable</span>' in dead
+    # The traceback, in full and as text, unfolded (the latest one a reader came for).
+    assert '<details class="traceback" open><summary>traceback</summary>' in dead
+    assert '<pre class="traceback" id="traceback-1">Traceback (most recent call last):' in dead
+    assert "in send_email\n    raise RuntimeError(&#39;&lt;b&gt;SMTP down&lt;/b&gt;&#39;)" in dead
+    assert "RuntimeError('<b>SMTP down</b>')" not in dead
+
+
 async def test_a_script_in_a_payload_is_escaped(storage: JobStorage, seeded: Seeded) -> None:
     async with client(create_app(storage)) as http:
         page = (await http.get(f"/jobs/{seeded.pending_xss}")).text

@@ -16,7 +16,7 @@ from psycopg import sql
 from tests.postgres.conftest import Admin, StoreFactory
 from timecrisis.clock import ManualClock
 from timecrisis.errors import StorageError
-from timecrisis.models import JobStatus, RunStatus
+from timecrisis.models import FailureKind, JobStatus, RunStatus
 from timecrisis.storage.base import JobQuery
 from timecrisis.storage.postgres import PostgresJobStorage
 from timecrisis.storage.postgres._migrate import available_migrations, latest_version, migrate
@@ -190,6 +190,16 @@ async def test_the_status_constraints_match_the_python_enums(
 
     assert await _check_values(admin, schema, "jobs", "status") == {s.value for s in JobStatus}
     assert await _check_values(admin, schema, "job_runs", "status") == {s.value for s in RunStatus}
+
+
+async def test_the_failure_kind_constraints_match_the_python_enum(
+    make_store: StoreFactory, admin: Admin, schema: str
+) -> None:
+    await make_store().init()
+
+    kinds = {k.value for k in FailureKind}
+    assert await _check_values(admin, schema, "jobs", "failure_kind") == kinds
+    assert await _check_values(admin, schema, "job_runs", "failure_kind") == kinds
 
 
 @pytest.mark.parametrize(

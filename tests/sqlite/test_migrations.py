@@ -15,7 +15,7 @@ from tests.sqlite.conftest import StoreFactory
 from tests.storage.factories import insert_one
 from timecrisis.clock import ManualClock
 from timecrisis.errors import StorageError
-from timecrisis.models import JobStatus, RunStatus
+from timecrisis.models import FailureKind, JobStatus, RunStatus
 from timecrisis.storage.sqlite import SQLiteJobStorage
 from timecrisis.storage.sqlite._migrate import available_migrations, latest_version
 
@@ -116,6 +116,43 @@ def test_the_status_check_allows_exactly_the_job_statuses(db_path: pathlib.Path)
 
     assert _check_values(db_path, "jobs", "status") == {status.value for status in JobStatus}
     assert _check_values(db_path, "job_runs", "status") == {status.value for status in RunStatus}
+
+
+def test_the_failure_kind_checks_allow_exactly_the_failure_kinds(db_path: pathlib.Path) -> None:
+    _apply_schema(db_path)
+
+    kinds = {kind.value for kind in FailureKind}
+    assert _check_values(db_path, "jobs", "failure_kind") == kinds
+    assert _check_values(db_path, "job_runs", "failure_kind") == kinds
+
+
+def test_upgrading_to_failure_records_gives_old_failures_their_kind(db_path: pathlib.Path) -> None:
+    """Version 2 adds `failure_kind`; the failures already recorded get the kind their text
+    tells (what lease-loss metrics read from now on)."""
+    [initial, failure_records, *_] = available_migrations()
+    assert failure_records.name == "failure_records"
+    conn = sqlite3.connect(db_path)
+    try:
+        conn.executescript(initial.sql)
+        conn.executescript(
+            "INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy, "
+            "retry_delay, max_retry_delay, run_at, created_at, fail_reason) VALUES "
+            "('a', 't', '{}', 'failed', 1, 0, 'linear', 1, 1, 0, 0, 'LeaseExpiredError: x'), "
+            "('b', 't', '{}', 'failed', 1, 0, 'linear', 1, 1, 0, 0, 'JobExpiredError: y'), "
+            "('c', 't', '{}', 'completed', 1, 0, 'linear', 1, 1, 0, 0, NULL);"
+            "INSERT INTO job_runs (id, job_id, job_type, attempt, status, worker, started_at, "
+            "error) VALUES ('r1', 'a', 't', 1, 'failed', 'w', 0, 'LeaseExpiredError: x'), "
+            "('r2', 'c', 't', 1, 'failed', 'w', 0, 'KeyError: k'), "
+            "('r3', 'c', 't', 2, 'completed', 'w', 0, NULL);"
+        )
+        conn.executescript(failure_records.sql)
+        jobs = conn.execute("SELECT id, failure_kind FROM jobs ORDER BY id").fetchall()
+        runs = conn.execute("SELECT id, failure_kind FROM job_runs ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+    assert jobs == [("a", "lease_expired"), ("b", "expired"), ("c", None)]
+    assert runs == [("r1", "lease_expired"), ("r2", "error"), ("r3", None)]
 
 
 def test_the_status_check_refuses_an_unknown_status(db_path: pathlib.Path) -> None:

@@ -18,7 +18,7 @@ from tests.storage.factories import (
     insert_one,
 )
 from timecrisis.clock import ManualClock
-from timecrisis.models import JobStatus, RunStatus
+from timecrisis.models import FailureKind, JobStatus, RunStatus
 from timecrisis.storage.base import RUN_DURATION_BUCKETS, FinishedCount, JobStorage, RunStats
 
 MINUTE = timedelta(minutes=1)
@@ -63,7 +63,17 @@ async def test_run_stats_count_runs_retries_lease_losses_and_durations_per_type_
     lease = LEASE.total_seconds()
     assert stats == [
         RunStats(EMAIL, RunStatus.COMPLETED, 1, 1, 0, 1, 0.5, _cumulative(0.5)),
-        RunStats(EMAIL, RunStatus.FAILED, 2, 0, 1, 2, 2 + lease, _cumulative(2, lease)),
+        RunStats(
+            EMAIL,
+            RunStatus.FAILED,
+            2,
+            0,
+            1,
+            2,
+            2 + lease,
+            _cumulative(2, lease),
+            ((FailureKind.ERROR, 1), (FailureKind.LEASE_EXPIRED, 1)),
+        ),
         RunStats(REPORT, RunStatus.COMPLETED, 1, 0, 0, 1, 1.0, _cumulative(1.0)),
         RunStats(REPORT, RunStatus.RUNNING, 1, 0, 0, 0, 0.0, _cumulative()),
     ]

@@ -39,6 +39,7 @@ RUN_COLUMNS = (
     Column("started (UTC)"),
     Column("duration", justify="right"),
     Column("progress", justify="right"),
+    Column("kind"),
     Column("error"),
 )
 
@@ -94,6 +95,7 @@ def run_row(run: JobRun) -> list[Cell]:
         timestamp(run.started_at),
         seconds(run.duration),
         f"{run.progress:.0f}%",
+        run.failure_kind or "",
         run.error or "",
     ]
 
@@ -108,6 +110,12 @@ def log_line(log: JobLog, attempt_by_run: dict[str, int]) -> Text:
     if log.metadata:
         line.append(f" {json.dumps(log.metadata, ensure_ascii=False)}", style="dim")
     return line
+
+
+def last_traceback(runs: Sequence[JobRun]) -> JobRun | None:
+    """The latest run that failed with a traceback: what `jobs show` prints in full (earlier
+    ones are in `--json`)."""
+    return next((run for run in reversed(runs) if run.traceback), None)
 
 
 def attempts_by_run(runs: Sequence[JobRun]) -> dict[str, int]:

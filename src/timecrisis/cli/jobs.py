@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import click
+from rich.text import Text
 
 from timecrisis.cli._errors import fail
 from timecrisis.cli._output import (
@@ -33,6 +34,7 @@ from timecrisis.cli._views import (
     RUN_COLUMNS,
     attempts,
     attempts_by_run,
+    last_traceback,
     log_line,
     print_jobs,
     run_row,
@@ -142,6 +144,12 @@ def show_job(job_id: str, storage_url: str, as_json: bool) -> None:
         console, RUN_COLUMNS, [run_row(r) for r in runs], title="runs", empty="no runs yet"
     )
     console.print()
+    failed = last_traceback(runs)
+    if failed is not None and failed.traceback is not None:
+        console.print(f"traceback of attempt {failed.attempt}", style="bold")
+        # Text, not markup: a traceback is full of brackets rich would otherwise interpret.
+        console.print(Text(failed.traceback.rstrip()), soft_wrap=True)
+        console.print()
     if not logs:
         console.print("no log lines", style="dim")
         return
@@ -182,6 +190,7 @@ def _job_fields(job: Job) -> list[tuple[str, Cell]]:
         ("finished (UTC)", timestamp(job.finished_at)),
         ("expires (UTC)", timestamp(job.expires_at)),
         ("fail reason", text(job.fail_reason)),
+        ("failure kind", text(job.failure_kind)),
         ("result", as_json(job.result)),
         ("data", as_json(job.data)),
     ]

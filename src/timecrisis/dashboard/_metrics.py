@@ -125,6 +125,12 @@ class StoreCollector:
             "Runs failed because their lease expired (worker died or lost the store).",
             labels=["type"],
         )
+        failures = GaugeMetricFamily(
+            "timecrisis_job_failures",
+            "Failed runs the store holds, by job type and failure kind (error, timeout, "
+            "lease_expired, crashed, non_retryable, canceled).",
+            labels=["type", "kind"],
+        )
         durations = GaugeHistogramMetricFamily(
             "timecrisis_job_run_duration_seconds",
             "Durations of the finished runs the store holds, by job type and run status.",
@@ -134,6 +140,8 @@ class StoreCollector:
         for stats in self._snapshot.run_stats:
             per_type.setdefault(stats.type, []).append(stats)
             runs.add_metric([stats.type, stats.status.value], stats.runs)
+            for kind, count in stats.failures:
+                failures.add_metric([stats.type, kind.value], count)
             if stats.status is not RunStatus.RUNNING:
                 buckets = [
                     (_bound(bound), count)
@@ -149,7 +157,7 @@ class StoreCollector:
             claims.add_metric([job_type], sum(s.runs for s in entries))
             retries.add_metric([job_type], sum(s.retries for s in entries))
             lease_losses.add_metric([job_type], sum(s.lease_losses for s in entries))
-        yield from (runs, claims, retries, lease_losses, durations)
+        yield from (runs, claims, retries, lease_losses, failures, durations)
 
     def _workers(self) -> Iterator[Metric]:
         leader_owner = self._snapshot.leader.owner if self._snapshot.leader else None

@@ -133,6 +133,8 @@ async def job(dash: Dashboard, request: Request) -> Response:
         fragment="_job_live.html",
         job=record,
         runs=runs,
+        # The latest traceback is unfolded, as it is what a reader came for; older ones fold.
+        latest_traceback=next((r.id for r in reversed(runs) if r.traceback), None),
         logs=logs[-LOG_LINES:],
         hidden_logs=max(0, len(logs) - LOG_LINES),
         now=now,

@@ -29,7 +29,7 @@ from timecrisis.errors import JobTimeoutError, NonRetryableError
 from timecrisis.execution._protocol import Message, ProtocolError, encode_frame, read_frame
 from timecrisis.execution.fork_errors import ForkedProcessError, describe_exit, handler_error
 from timecrisis.execution.fork_server import ForkedChild
-from timecrisis.models import JsonValue
+from timecrisis.models import FailureKind, JsonValue
 
 # How often the job's flags (cancel, shutdown, lost lease) are looked at. They are plain
 # attributes flipped by the worker, not events; 50 ms is invisible next to a process's life.
@@ -181,7 +181,9 @@ class ChildSupervisor:
         await self._persist_traceback(trace, report.get("pid"))
         if phase == "load":
             raise ForkedProcessError(
-                f"the child process could not load the handler: {type_name}: {message}"
+                f"the child process could not load the handler: {type_name}: {message}",
+                kind=FailureKind.ERROR,
+                remote_traceback=trace,
             )
         raise handler_error(
             type_name,

@@ -19,11 +19,30 @@ import threading
 from typing import cast
 
 from timecrisis.errors import NonRetryableError, TimeCrisisError
+from timecrisis.models import FailureKind
 
 
 class ForkedProcessError(TimeCrisisError):
     """A fork-mode child process could not start, or died before reporting how its handler
-    ended."""
+    ended.
+
+    `kind` is the run's `failure_kind`: `crashed`, except for a child that started but could
+    not load the handler (`error`: the code is at fault, not the process), whose traceback is
+    then `remote_traceback`."""
+
+    kind: FailureKind
+    remote_traceback: str
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        kind: FailureKind = FailureKind.CRASHED,
+        remote_traceback: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.remote_traceback = remote_traceback
 
 
 class ForkedHandlerError(TimeCrisisError):

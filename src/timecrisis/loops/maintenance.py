@@ -6,7 +6,6 @@ Followers run the same loops but do nothing, so a new leader starts working at i
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -131,7 +130,13 @@ class ExpiryStep:
             return None
         expired = await runtime.storage.expire_jobs(_BATCH)
         for job in expired:
-            self._logger.warning("job %s (%s) expired: %s", job.id, job.type, job.fail_reason)
+            # Failed for good: an expired job is never retried, so this is a dead letter.
+            self._logger.error(
+                "job %s (%s) expired before it could run; dead-lettered (%s)",
+                job.id,
+                job.type,
+                job.fail_reason,
+            )
             await call_hook(
                 self._logger,
                 "on_job_failed",
@@ -161,13 +166,23 @@ class ReaperStep:
         outcomes = await runtime.storage.recover_expired_leases(_BATCH)
         for outcome in outcomes:
             job = outcome.job
-            self._logger.log(
-                logging.WARNING if outcome.will_retry else logging.ERROR,
-                "took job %s (%s) back after its lease expired; %s",
-                job.id,
-                job.type,
-                "it will retry" if outcome.will_retry else "no attempts left: dead-lettered",
-            )
+            if outcome.will_retry:
+                self._logger.warning(
+                    "took job %s (%s) back after its lease expired (%s); retrying at %s",
+                    job.id,
+                    job.type,
+                    outcome.error,
+                    job.run_at.isoformat(),
+                )
+            else:
+                self._logger.error(
+                    "took job %s (%s) back after its lease expired (%s); it failed for good: "
+                    "dead-lettered (%s)",
+                    job.id,
+                    job.type,
+                    outcome.error,
+                    job.fail_reason,
+                )
             await call_hook(
                 self._logger,
                 "on_job_failed",

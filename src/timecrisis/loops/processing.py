@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from timecrisis._logging import child
 from timecrisis.context import JobContext, JobState
 from timecrisis.definitions import JobDefinition, to_json_result
 from timecrisis.errors import NonRetryableError
+from timecrisis.execution.failures import failure_kind, failure_traceback
 from timecrisis.execution.inprocess import run_in_process
 from timecrisis.hooks import call_hook
 from timecrisis.loops._periodic import ErrorBackoff, wait_for_event
@@ -62,6 +62,7 @@ from timecrisis.storage.base import (
     ClaimParams,
     ClaimRef,
     Completion,
+    FailOutcome,
     Failure,
     NewLogEntry,
 )
@@ -446,13 +447,18 @@ class JobProcessor:
         job = running.job
         error = f"{type(exc).__name__}: {exc}"
         retryable = not isinstance(exc, NonRetryableError)
+        failure = Failure(
+            running.ref,
+            error,
+            retryable=retryable,
+            kind=failure_kind(exc),
+            traceback=failure_traceback(exc),
+        )
         backoff = ErrorBackoff(cap=2.0)
         outcome = None
         for attempt in range(_FAIL_WRITE_ATTEMPTS):
             try:
-                outcome = await self.runtime.storage.fail_job(
-                    Failure(running.ref, error, retryable=retryable)
-                )
+                outcome = await self.runtime.storage.fail_job(failure)
                 break
             except Exception as write_error:  # noqa: BLE001 - retry, then leave it to the reaper
                 if attempt + 1 == _FAIL_WRITE_ATTEMPTS:
@@ -476,18 +482,35 @@ class JobProcessor:
                 job.type,
             )
             return
-        level = logging.WARNING if outcome.will_retry else logging.ERROR
-        self._logger.log(
-            level,
-            "job %s (%s) attempt %d failed: %s%s",
+        self._log_failure(job, failure, outcome)
+        await call_hook(
+            self._logger, "on_job_failed", self.runtime.hooks.on_job_failed, outcome.job, exc
+        )
+
+    def _log_failure(self, job: Job, failure: Failure, outcome: FailOutcome) -> None:
+        """WARNING for an attempt that will be retried, ERROR for one that dead-letters its job,
+        with the handler's traceback either way (the store keeps it too, in the run)."""
+        trace = f"\n{failure.traceback.rstrip()}" if failure.traceback else ""
+        if outcome.will_retry:
+            self._logger.warning(
+                "job %s (%s) attempt %d failed (%s): %s; retrying at %s%s",
+                job.id,
+                job.type,
+                job.attempts,
+                failure.kind,
+                failure.error,
+                outcome.job.run_at.isoformat(),
+                trace,
+            )
+            return
+        self._logger.error(
+            "job %s (%s) attempt %d failed for good (%s): %s; dead-lettered%s",
             job.id,
             job.type,
             job.attempts,
-            error,
-            f"; retrying at {outcome.job.run_at.isoformat()}" if outcome.will_retry else "",
-        )
-        await call_hook(
-            self._logger, "on_job_failed", self.runtime.hooks.on_job_failed, outcome.job, exc
+            failure.kind,
+            outcome.job.fail_reason or failure.error,
+            trace,
         )
 
     def _hand_back(self, running: RunningJob) -> None:
@@ -595,7 +618,6 @@ class JobProcessor:
                             "finished_at": finished_at,
                             "result": completion.result,
                             "progress": 100.0 if not completion.canceled else running.job.progress,
-                            "worker": None,
                         }
                     )
                 )

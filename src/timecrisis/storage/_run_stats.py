@@ -2,20 +2,19 @@
 
 The stores aggregate in SQL (or over their rows, in memory) down to one row per
 (type, status, duration bucket); `RunStatsBuilder` folds those rows into `RunStats`, so the
-histogram's cumulative counts and the lease-loss rule are written once.
+histogram's cumulative counts are written once. A lease loss is a failed run whose
+`failure_kind` is `lease_expired` (never a match on the error text).
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from timecrisis.models import RunStatus
+from timecrisis.models import FailureKind, RunStatus
 from timecrisis.storage.base import RUN_DURATION_BUCKETS, RunStats
-
-LEASE_EXPIRED_PREFIX = "LeaseExpiredError:"
-"""How the error of a run whose lease expired starts (`_common.lease_expired_error`)."""
 
 INFINITE_BUCKET = len(RUN_DURATION_BUCKETS)
 """The bucket index of a duration above every bound (Prometheus' `+Inf`)."""
@@ -43,7 +42,7 @@ def require_aware(since: datetime) -> None:
 class _Totals:
     runs: int = 0
     retries: int = 0
-    lease_losses: int = 0
+    failures: Counter[FailureKind] = field(default_factory=Counter)
     duration_count: int = 0
     duration_sum: float = 0.0
     per_bucket: list[int] = field(default_factory=lambda: [0] * (INFINITE_BUCKET + 1))
@@ -63,15 +62,18 @@ class RunStatsBuilder:
         bucket: int | None,
         runs: int,
         retries: int,
-        lease_losses: int,
         duration_sum: float,
+        failure_kind: str | None = None,
     ) -> None:
         """`runs` runs of (`job_type`, `status`) whose durations fall in `bucket` (an index as
-        `duration_bucket` gives, or None for runs without a duration)."""
-        totals = self._totals.setdefault((job_type, RunStatus(status)), _Totals())
+        `duration_bucket` gives, or None for runs without a duration), all of `failure_kind`
+        (None for runs that did not fail)."""
+        run_status = RunStatus(status)
+        totals = self._totals.setdefault((job_type, run_status), _Totals())
         totals.runs += runs
         totals.retries += retries
-        totals.lease_losses += lease_losses
+        if failure_kind is not None and run_status is RunStatus.FAILED:
+            totals.failures[FailureKind(failure_kind)] += runs
         if bucket is not None:
             totals.duration_count += runs
             totals.duration_sum += duration_sum
@@ -91,10 +93,15 @@ class RunStatsBuilder:
                     status=status,
                     runs=totals.runs,
                     retries=totals.retries,
-                    lease_losses=totals.lease_losses,
+                    lease_losses=totals.failures[FailureKind.LEASE_EXPIRED],
                     duration_count=totals.duration_count,
                     duration_sum=totals.duration_sum,
                     duration_buckets=tuple(cumulative),
+                    failures=tuple(
+                        (kind, totals.failures[kind])
+                        for kind in FailureKind
+                        if totals.failures[kind]
+                    ),
                 )
             )
         return stats

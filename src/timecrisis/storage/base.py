@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from timecrisis.models import (
     BackoffStrategy,
+    FailureKind,
     Job,
     JobLog,
     JobRun,
@@ -152,12 +153,22 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """A failed run. `error` is `"ExceptionType: message"`; it becomes the run's `error` and the
-    job's `fail_reason`. `retryable=False` dead-letters the job whatever attempts are left."""
+    """A failed run, as `fail_job` writes it:
+
+    - `error` (`"ExceptionType: message"`) becomes the run's `error` and the job's `fail_reason`;
+    - `kind` becomes the run's `failure_kind` and the job's `failure_kind` (the worker passes
+      `error`, `timeout`, `crashed`, `non_retryable` or `canceled`; the store itself writes
+      `lease_expired` in `recover_expired_leases` and `expired` in `expire_jobs`);
+    - `traceback` (the formatted traceback of the handler's exception, or None) becomes the
+      run's `traceback`; the job keeps none (read it from its runs).
+
+    `retryable=False` dead-letters the job whatever attempts are left."""
 
     ref: ClaimRef
     error: str
     retryable: bool = True
+    kind: FailureKind = FailureKind.ERROR
+    traceback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +179,7 @@ class FailOutcome:
     job: Job
     will_retry: bool
     error: str
+    kind: FailureKind = FailureKind.ERROR  # the run's failure_kind, for logs, hooks and metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,10 +318,13 @@ class RunStats:
     status: RunStatus
     runs: int
     retries: int  # runs with attempt > 1: the automatic retries among them
-    lease_losses: int  # failed runs whose lease expired (the worker died or lost contact)
+    lease_losses: int  # failed runs of kind `lease_expired` (the worker died or lost contact)
     duration_count: int
     duration_sum: float  # seconds
     duration_buckets: tuple[int, ...]
+    # Failed runs by `failure_kind`, in `FailureKind` order, kinds with no run left out (so
+    # empty unless `status` is failed). `lease_losses` is the `lease_expired` entry.
+    failures: tuple[tuple[FailureKind, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,8 +385,8 @@ class JobStorage(Protocol):
 
     async def retry_job(self, job_id: str) -> bool:
         """Put a `failed` or `canceled` job back to `pending` now with a fresh set of attempts
-        (`attempts=0`, not dead-lettered, no fail_reason, lock cleared). Its runs and logs stay.
-        False if the job does not exist or is not failed/canceled."""
+        (`attempts=0`, not dead-lettered, no fail_reason nor failure_kind, lock cleared). Its
+        runs and logs stay. False if the job does not exist or is not failed/canceled."""
         ...
 
     async def purge_jobs(self, params: PurgeParams) -> int:
@@ -436,16 +451,19 @@ class JobStorage(Protocol):
     async def complete_jobs(self, completions: Sequence[Completion]) -> list[datetime | None]:
         """Finish runs successfully, in one atomic call. For each: when the token is current, the
         job becomes `completed` (or `canceled`), `finished_at = now`, `progress = 100` when
-        completed, `result` stored, lock cleared; its run becomes `completed` with `finished_at`,
-        `duration`, and progress 100. Returns `finished_at`, or None for a stale token."""
+        completed, `result` stored, lock cleared, `worker` kept (who ran it); its run becomes
+        `completed` with `finished_at`, `duration`, and progress 100. Returns `finished_at`, or
+        None for a stale token."""
         ...
 
     async def fail_job(self, failure: Failure) -> FailOutcome | None:
-        """Record a failed run (run `failed` with `error`, `finished_at`, `duration`) and decide:
+        """Record a failed run (run `failed` with `error`, `failure_kind`, `traceback`,
+        `finished_at`, `duration`; the job's `fail_reason` and `failure_kind`) and decide:
         if retryable and `attempts <= max_retries`, the job goes back to `pending` with `run_at`
         from `timecrisis.retry.next_retry_at` (unless that is at or past `expires_at`: then it
         is dead-lettered as expired); else it becomes `failed`, `finished_at = now`, dead-lettered.
-        `fail_reason` = the error. Lock cleared. None for a stale token."""
+        `fail_reason` = the error. Lock cleared. `worker` stays set when the job ends `failed`
+        (it names who ran the last attempt). None for a stale token."""
         ...
 
     async def release_jobs(self, refs: Sequence[ClaimRef]) -> list[bool]:
@@ -466,13 +484,16 @@ class JobStorage(Protocol):
 
     async def recover_expired_leases(self, limit: int = 100) -> list[FailOutcome]:
         """Running jobs whose lease expired (their worker died or lost contact): fail the attempt
-        exactly as `fail_job` would, with an error that says the lease expired, and return the
-        outcomes. Their old tokens are dead from here on."""
+        exactly as `fail_job` would, with an error that says the lease expired, `failure_kind`
+        `lease_expired` and no traceback, and return the outcomes. Their old tokens are dead
+        from here on."""
         ...
 
     async def expire_jobs(self, limit: int = 100) -> list[Job]:
         """Pending jobs with `expires_at <= now` become `failed`, dead-lettered, finished now,
-        with a `fail_reason` saying they expired. Returns them."""
+        with a `fail_reason` saying they expired and `failure_kind` `expired`. No run is
+        written: no attempt started (the job's earlier runs, if any, keep their own kinds).
+        Returns them."""
         ...
 
     # ---- locks and leadership ----------------------------------------------------------------

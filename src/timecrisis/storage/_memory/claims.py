@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from timecrisis.models import JobStatus, RunStatus
+from timecrisis.models import FailureKind, JobStatus, RunStatus
 from timecrisis.storage._common import decide_failure, lease_expired_error, new_id
 from timecrisis.storage._memory.jobs import JobTable
 from timecrisis.storage._memory.rows import JobRow, RunRow
@@ -109,7 +109,9 @@ class Claims:
         row = self._claimed(failure.ref)
         if row is None:
             return None
-        return self._fail_attempt(row, failure.error, failure.retryable, now)
+        return self._fail_attempt(
+            row, failure.error, failure.retryable, now, failure.kind, failure.traceback
+        )
 
     def release(self, refs: Sequence[ClaimRef], now: datetime) -> list[bool]:
         released: list[bool] = []
@@ -138,7 +140,12 @@ class Claims:
         )[: max(limit, 0)]
         return [
             self._fail_attempt(
-                row, lease_expired_error(row.worker, row.lease_expires_at), True, now
+                row,
+                lease_expired_error(row.worker, row.lease_expires_at),
+                True,
+                now,
+                FailureKind.LEASE_EXPIRED,
+                None,
             )
             for row in expired
         ]
@@ -161,7 +168,15 @@ class Claims:
         assert run.id == row.run_id
         return run
 
-    def _fail_attempt(self, row: JobRow, error: str, retryable: bool, now: datetime) -> FailOutcome:
+    def _fail_attempt(
+        self,
+        row: JobRow,
+        error: str,
+        retryable: bool,
+        now: datetime,
+        kind: FailureKind,
+        traceback: str | None,
+    ) -> FailOutcome:
         decision = decide_failure(
             now=now,
             error=error,
@@ -173,8 +188,11 @@ class Claims:
             max_retry_delay=row.max_retry_delay,
             expires_at=row.expires_at,
         )
-        self._current_run(row).finish(RunStatus.FAILED, now, error=error)
+        self._current_run(row).finish(
+            RunStatus.FAILED, now, error=error, kind=kind, traceback=traceback
+        )
         row.fail_reason = decision.fail_reason
+        row.failure_kind = kind
         row.clear_claim()
         if decision.will_retry:
             assert decision.run_at is not None
@@ -183,4 +201,4 @@ class Claims:
             self._table.move(row, JobStatus.PENDING, now)
         else:
             self._table.move(row, JobStatus.FAILED, now, dead_lettered=decision.dead_lettered)
-        return FailOutcome(row.to_record(), decision.will_retry, error)
+        return FailOutcome(row.to_record(), decision.will_retry, error, kind)

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from timecrisis.errors import StorageError
-from timecrisis.models import FINISHED_STATUSES, Job, JobLog, JobRun, JobStatus, Metrics, RunStatus
+from timecrisis.models import (
+    FINISHED_STATUSES,
+    FailureKind,
+    Job,
+    JobLog,
+    JobRun,
+    JobStatus,
+    Metrics,
+    RunStatus,
+)
 from timecrisis.storage._common import (
     dump_json,
     expired_reason,
@@ -171,6 +180,7 @@ class JobTable:
                 return False  # another job holds the key now: reviving this one would break it
         row.attempts = 0
         row.fail_reason = None
+        row.failure_kind = None
         row.run_at = now
         row.worker = None
         row.clear_claim()
@@ -182,6 +192,7 @@ class JobTable:
         for row in self.queue.pop_expired(now, limit):
             assert row.expires_at is not None
             row.fail_reason = expired_reason(row.expires_at)
+            row.failure_kind = FailureKind.EXPIRED
             self.move(row, JobStatus.FAILED, now, dead_lettered=True)
             expired.append(row.to_record())
         return expired

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from timecrisis.models import (
     BackoffStrategy,
+    FailureKind,
     Job,
     JobLog,
     JobRun,
@@ -55,6 +56,7 @@ class JobRow:
     attempts: int = 0
     progress: float = 0
     fail_reason: str | None = None
+    failure_kind: FailureKind | None = None
     result_json: str = "null"
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -91,6 +93,7 @@ class JobRow:
             expires_at=self.expires_at,
             progress=self.progress,
             fail_reason=self.fail_reason,
+            failure_kind=self.failure_kind,
             result=json.loads(self.result_json),
             created_at=self.created_at,
             started_at=self.started_at,
@@ -115,12 +118,24 @@ class RunRow:
     duration_us: int | None = None
     progress: float = 0
     error: str | None = None
+    traceback: str | None = None
+    failure_kind: FailureKind | None = None
 
-    def finish(self, status: RunStatus, now: datetime, *, error: str | None = None) -> None:
+    def finish(
+        self,
+        status: RunStatus,
+        now: datetime,
+        *,
+        error: str | None = None,
+        kind: FailureKind | None = None,
+        traceback: str | None = None,
+    ) -> None:
         self.status = status
         self.finished_at = now
         self.duration_us = elapsed_microseconds(self.started_at, now)
         self.error = error
+        self.failure_kind = kind
+        self.traceback = traceback
 
     def to_record(self) -> JobRun:
         return JobRun(
@@ -134,6 +149,8 @@ class RunRow:
             duration=None if self.duration_us is None else self.duration_us / 1_000_000,
             progress=self.progress,
             error=self.error,
+            traceback=self.traceback,
+            failure_kind=self.failure_kind,
         )
 
 

@@ -8,10 +8,9 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from timecrisis.models import JobStatus, RunStatus
+from timecrisis.models import JobStatus
 from timecrisis.storage._memory.rows import JobRow, RunRow, elapsed_microseconds
 from timecrisis.storage._run_stats import (
-    LEASE_EXPIRED_PREFIX,
     RunStatsBuilder,
     bucket_microseconds,
     duration_bucket,
@@ -24,19 +23,14 @@ def run_stats(runs: Iterable[RunRow]) -> list[RunStats]:
     builder = RunStatsBuilder()
     for run in runs:
         seconds = None if run.duration_us is None else run.duration_us / 1_000_000
-        lease_lost = (
-            run.status is RunStatus.FAILED
-            and run.error is not None
-            and run.error.startswith(LEASE_EXPIRED_PREFIX)
-        )
         builder.add(
             run.job_type,
             run.status,
             bucket=None if seconds is None else duration_bucket(seconds),
             runs=1,
             retries=1 if run.attempt > 1 else 0,
-            lease_losses=1 if lease_lost else 0,
             duration_sum=seconds or 0.0,
+            failure_kind=run.failure_kind,
         )
     return builder.build()
 

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow
 
-from timecrisis.models import Job
+from timecrisis.models import FailureKind, Job
 from timecrisis.storage._common import (
     FailureDecision,
     decide_failure,
@@ -218,9 +218,13 @@ class _Decided:
     run_id: str | None
     error: str
     decision: FailureDecision
+    kind: FailureKind
+    traceback: str | None
 
 
-def _decide(row: Row, error: str, retryable: bool) -> _Decided:
+def _decide(
+    row: Row, error: str, retryable: bool, kind: FailureKind, traceback: str | None
+) -> _Decided:
     decision = decide_failure(
         now=utc(row["now"]),
         error=error,
@@ -232,7 +236,7 @@ def _decide(row: Row, error: str, retryable: bool) -> _Decided:
         max_retry_delay=row["max_retry_delay"],
         expires_at=opt_utc(row["expires_at"]),
     )
-    return _Decided(row["id"], row["run_id"], error, decision)
+    return _Decided(row["id"], row["run_id"], error, decision, kind, traceback)
 
 
 async def _apply(
@@ -250,10 +254,12 @@ async def _apply(
             "retry_ats": [d.decision.run_at for d in decided],
             "finished_ats": [d.decision.finished_at for d in decided],
             "dead": [d.decision.dead_lettered for d in decided],
+            "kinds": [d.kind.value for d in decided],
+            "tracebacks": [d.traceback for d in decided],
         },
     )
     jobs = {row["id"]: job_from_row(row) for row in rows}
-    return [FailOutcome(jobs[d.job_id], d.decision.will_retry, d.error) for d in decided]
+    return [FailOutcome(jobs[d.job_id], d.decision.will_retry, d.error, d.kind) for d in decided]
 
 
 async def fail_job(
@@ -267,7 +273,8 @@ async def fail_job(
     )
     if row is None:
         return None
-    [outcome] = await _apply(conn, ctx, [_decide(row, failure.error, failure.retryable)], now)
+    decided = _decide(row, failure.error, failure.retryable, failure.kind, failure.traceback)
+    [outcome] = await _apply(conn, ctx, [decided], now)
     return outcome
 
 
@@ -279,7 +286,13 @@ async def recover_expired_leases(
     if not rows:
         return []
     decided = [
-        _decide(row, lease_expired_error(row["worker"], opt_utc(row["lock_expires_at"])), True)
+        _decide(
+            row,
+            lease_expired_error(row["worker"], opt_utc(row["lock_expires_at"])),
+            True,
+            FailureKind.LEASE_EXPIRED,
+            None,
+        )
         for row in rows
     ]
     return await _apply(conn, ctx, decided, now)

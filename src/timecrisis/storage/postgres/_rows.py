@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from timecrisis.models import Job, JobLog, JobRun, JobStatus, RunStatus, ScheduledJob, WorkerInfo
+from timecrisis.models import (
+    FailureKind,
+    Job,
+    JobLog,
+    JobRun,
+    JobStatus,
+    RunStatus,
+    ScheduledJob,
+    WorkerInfo,
+)
 
 Row = dict[str, Any]
 
@@ -46,7 +55,12 @@ def job_from_row(row: Row) -> Job:
         dead_lettered=row["dead_lettered"],
         retry_delay=row["retry_delay"],
         max_retry_delay=row["max_retry_delay"],
+        failure_kind=_kind(row["failure_kind"]),
     )
+
+
+def _kind(value: str | None) -> FailureKind | None:
+    return None if value is None else FailureKind(value)
 
 
 def run_from_row(row: Row) -> JobRun:
@@ -61,6 +75,8 @@ def run_from_row(row: Row) -> JobRun:
         duration=row["duration"],
         progress=row["progress"],
         error=row["error"],
+        traceback=row["traceback"],
+        failure_kind=_kind(row["failure_kind"]),
     )
 
 

@@ -10,7 +10,6 @@ from timecrisis.models import JobStatus
 from timecrisis.storage._common import to_utc
 from timecrisis.storage._run_stats import (
     INFINITE_BUCKET,
-    LEASE_EXPIRED_PREFIX,
     RunStatsBuilder,
     bucket_microseconds,
     require_aware,
@@ -26,11 +25,7 @@ async def get_run_stats(conn: Conn, ctx: Context) -> list[RunStats]:
     rows = await fetch_all(
         conn,
         ctx.queries["run_stats"],
-        {
-            "n": INFINITE_BUCKET,
-            "neg_bounds": _NEGATED_BOUNDS,
-            "lease_prefix": LEASE_EXPIRED_PREFIX,
-        },
+        {"n": INFINITE_BUCKET, "neg_bounds": _NEGATED_BOUNDS},
     )
     builder = RunStatsBuilder()
     for row in rows:
@@ -40,8 +35,8 @@ async def get_run_stats(conn: Conn, ctx: Context) -> list[RunStats]:
             bucket=row["bucket"],
             runs=int(row["runs"]),
             retries=int(row["retries"]),
-            lease_losses=int(row["lease_losses"]),
             duration_sum=float(row["duration_sum"]),
+            failure_kind=row["failure_kind"],
         )
     return builder.build()
 

@@ -108,7 +108,7 @@ SELECT (SELECT status FROM changed) AS status,
 -- job of its type holds its unique key (then nothing changes).
 UPDATE {schema}.jobs AS j
 SET status = 'pending', attempts = 0, dead_lettered = false, fail_reason = NULL,
-    run_at = {now}, finished_at = NULL, worker = NULL, lock_token = NULL,
+    failure_kind = NULL, run_at = {now}, finished_at = NULL, worker = NULL, lock_token = NULL,
     lock_expires_at = NULL, run_id = NULL, cancel_requested = false
 WHERE j.id = %(id)s AND j.status IN ('failed', 'canceled')
   AND NOT EXISTS (
@@ -188,7 +188,7 @@ input AS (
     SET status = CASE WHEN i.canceled THEN 'canceled' ELSE 'completed' END,
         finished_at = {now}, result = i.result::json,
         progress = CASE WHEN i.canceled THEN j.progress ELSE 100 END,
-        worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
+        lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
         cancel_requested = false
     FROM input AS i
     WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
@@ -328,25 +328,28 @@ FOR UPDATE SKIP LOCKED
 
 -- apply_failures --
 -- Write what `_common.decide_failure` decided for jobs this transaction has locked: the run
--- fails with the error; the job goes back to pending at its retry time, or to failed in the
--- dead-letter queue. The lock is cleared either way.
+-- fails with the error, its kind and traceback; the job goes back to pending at its retry time,
+-- or to failed in the dead-letter queue (keeping `worker`: who ran the last attempt). The lock
+-- is cleared either way.
 WITH input AS (
     SELECT *
     FROM unnest(%(ids)s::text[], %(runs)s::text[], %(errors)s::text[], %(reasons)s::text[],
                 %(retry_ats)s::timestamptz[], %(finished_ats)s::timestamptz[],
-                %(dead)s::bool[])
-         AS i(id, run_id, error, reason, retry_at, finished_at, dead)
+                %(dead)s::bool[], %(kinds)s::text[], %(tracebacks)s::text[])
+         AS i(id, run_id, error, reason, retry_at, finished_at, dead, kind, traceback)
 ), runs AS (
     UPDATE {schema}.job_runs AS r
     SET status = 'failed', finished_at = {now},
-        duration = extract(epoch FROM {now} - r.started_at), error = i.error
+        duration = extract(epoch FROM {now} - r.started_at), error = i.error,
+        failure_kind = i.kind, traceback = i.traceback
     FROM input AS i
     WHERE r.id = i.run_id AND r.job_id = i.id
 )
 UPDATE {schema}.jobs AS j
 SET status = CASE WHEN i.dead THEN 'failed' ELSE 'pending' END,
     run_at = coalesce(i.retry_at, j.run_at), finished_at = i.finished_at,
-    fail_reason = i.reason, dead_lettered = i.dead, worker = NULL, lock_token = NULL,
+    fail_reason = i.reason, failure_kind = i.kind, dead_lettered = i.dead,
+    worker = CASE WHEN i.dead THEN j.worker END, lock_token = NULL,
     lock_expires_at = NULL, run_id = NULL, cancel_requested = false
 FROM input AS i
 WHERE j.id = i.id
@@ -406,7 +409,8 @@ FOR UPDATE SKIP LOCKED
 -- apply_expiry --
 -- Dead-letter the expired jobs locked by `lock_expired_jobs`, each with its reason.
 UPDATE {schema}.jobs AS j
-SET status = 'failed', finished_at = {now}, dead_lettered = true, fail_reason = e.reason
+SET status = 'failed', finished_at = {now}, dead_lettered = true, fail_reason = e.reason,
+    failure_kind = 'expired'
 FROM unnest(%(ids)s::text[], %(reasons)s::text[]) AS e(id, reason)
 WHERE j.id = e.id AND j.status = 'pending'
 RETURNING j.*
@@ -599,18 +603,17 @@ SELECT job_type, sum(duration) AS total, count(*) AS runs
 FROM {schema}.job_runs WHERE status = 'completed' GROUP BY job_type
 
 -- run_stats --
--- Runs per type, status and duration bucket, with their retries and lease losses: one pass
--- over the runs, for a metrics scrape. `%(n)s - width_bucket(-duration, negated bounds)` counts
+-- Runs per type, status, duration bucket and failure kind, with their retries: one pass over
+-- the runs, for a metrics scrape (lease losses are the failed runs of kind lease_expired). `%(n)s - width_bucket(-duration, negated bounds)` counts
 -- the bounds below the duration: the index of the first bound >= it, as Prometheus' `le`.
 SELECT job_type, status,
        CASE WHEN duration IS NULL THEN NULL
             ELSE %(n)s::int - width_bucket(-duration, %(neg_bounds)s::float8[]) END AS bucket,
+       failure_kind,
        count(*) AS runs,
        count(*) FILTER (WHERE attempt > 1) AS retries,
-       count(*) FILTER (WHERE status = 'failed' AND starts_with(error, %(lease_prefix)s))
-           AS lease_losses,
        coalesce(sum(duration), 0) AS duration_sum
-FROM {schema}.job_runs GROUP BY job_type, status, bucket
+FROM {schema}.job_runs GROUP BY job_type, status, bucket, failure_kind
 
 -- count_finished_jobs --
 -- Jobs finished since a time, per status and per bucket of a width in microseconds. The range

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from timecrisis.models import BackoffStrategy, Job
+from timecrisis.models import BackoffStrategy, FailureKind, Job
 from timecrisis.storage._common import decide_failure, dump_json, lease_expired_error
 from timecrisis.storage.base import (
     ClaimedJob,
@@ -311,7 +311,9 @@ def fail_job(conn: sqlite3.Connection, failure: Failure, now: datetime) -> FailO
     ).fetchone()
     if row is None:
         return None
-    return _fail_attempt(conn, row, failure.error, failure.retryable, now)
+    return _fail_attempt(
+        conn, row, failure.error, failure.retryable, now, failure.kind, failure.traceback
+    )
 
 
 def recover_expired_leases(
@@ -327,13 +329,27 @@ def recover_expired_leases(
         (to_us(now), limit),
     ).fetchall()
     return [
-        _fail_attempt(conn, row, lease_expired_error(row[2], opt_dt(row[3])), True, now)
+        _fail_attempt(
+            conn,
+            row,
+            lease_expired_error(row[2], opt_dt(row[3])),
+            True,
+            now,
+            FailureKind.LEASE_EXPIRED,
+            None,
+        )
         for row in rows
     ]
 
 
 def _fail_attempt(
-    conn: sqlite3.Connection, row: Sequence[Any], error: str, retryable: bool, now: datetime
+    conn: sqlite3.Connection,
+    row: Sequence[Any],
+    error: str,
+    retryable: bool,
+    now: datetime,
+    kind: FailureKind,
+    traceback: str | None,
 ) -> FailOutcome:
     seq, run_id, _worker, _lease, attempts, max_retries, strategy, delay, max_delay, expires = row
     backoff: BackoffStrategy = strategy
@@ -351,23 +367,24 @@ def _fail_attempt(
     now_us = to_us(now)
     conn.execute(
         "UPDATE job_runs SET status = 'failed', finished_at = ?, "
-        "duration = (? - started_at) / 1e6, error = ? WHERE id = ?",
-        (now_us, now_us, error, run_id),
+        "duration = (? - started_at) / 1e6, error = ?, traceback = ?, failure_kind = ? "
+        "WHERE id = ?",
+        (now_us, now_us, error, traceback, kind.value, run_id),
     )
     if decision.will_retry:
         assert decision.run_at is not None
         updated = conn.execute(
-            "UPDATE jobs SET status = 'pending', run_at = ?, fail_reason = ?, worker = NULL, "
-            "lock_token = NULL, lock_expires_at = NULL, run_id = NULL, cancel_requested = 0 "
-            f"WHERE seq = ? RETURNING {JOB_COLUMNS}",
-            (to_us(decision.run_at), decision.fail_reason, seq),
+            "UPDATE jobs SET status = 'pending', run_at = ?, fail_reason = ?, failure_kind = ?, "
+            "worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL, "
+            f"cancel_requested = 0 WHERE seq = ? RETURNING {JOB_COLUMNS}",
+            (to_us(decision.run_at), decision.fail_reason, kind.value, seq),
         ).fetchone()
     else:
         updated = conn.execute(
             "UPDATE jobs SET status = 'failed', finished_at = ?, fail_reason = ?, "
-            "dead_lettered = ?, lock_token = NULL, lock_expires_at = NULL, run_id = NULL, "
-            f"cancel_requested = 0 WHERE seq = ? RETURNING {JOB_COLUMNS}",
-            (now_us, decision.fail_reason, decision.dead_lettered, seq),
+            "failure_kind = ?, dead_lettered = ?, lock_token = NULL, lock_expires_at = NULL, "
+            f"run_id = NULL, cancel_requested = 0 WHERE seq = ? RETURNING {JOB_COLUMNS}",
+            (now_us, decision.fail_reason, kind.value, decision.dead_lettered, seq),
         ).fetchone()
     job: Job = job_from_row(updated)
-    return FailOutcome(job, decision.will_retry, error)
+    return FailOutcome(job, decision.will_retry, error, kind)

@@ -16,7 +16,6 @@ from timecrisis.models import JobLog, JobRun, JobStatus, Metrics, TypeMetrics
 from timecrisis.storage._common import dump_json
 from timecrisis.storage._run_stats import (
     INFINITE_BUCKET,
-    LEASE_EXPIRED_PREFIX,
     RunStatsBuilder,
     bucket_microseconds,
     require_aware,
@@ -115,20 +114,20 @@ _BUCKET_CASE = (
 def get_run_stats(conn: sqlite3.Connection) -> list[RunStats]:
     builder = RunStatsBuilder()
     rows = conn.execute(
-        f"SELECT job_type, status, {_BUCKET_CASE} AS bucket, count(*), "
-        "total(attempt > 1), total(status = 'failed' AND substr(error, 1, ?) = ?), "
-        "total(duration) FROM job_runs GROUP BY job_type, status, bucket",
-        (*RUN_DURATION_BUCKETS, len(LEASE_EXPIRED_PREFIX), LEASE_EXPIRED_PREFIX),
+        f"SELECT job_type, status, {_BUCKET_CASE} AS bucket, failure_kind, count(*), "
+        "total(attempt > 1), total(duration) FROM job_runs "
+        "GROUP BY job_type, status, bucket, failure_kind",
+        RUN_DURATION_BUCKETS,
     )
-    for job_type, status, bucket, runs, retries, lease_losses, duration_sum in rows:
+    for job_type, status, bucket, kind, runs, retries, duration_sum in rows:
         builder.add(
             job_type,
             status,
             bucket=bucket,
             runs=runs,
             retries=int(retries),
-            lease_losses=int(lease_losses),
             duration_sum=duration_sum,
+            failure_kind=kind,
         )
     return builder.build()
 

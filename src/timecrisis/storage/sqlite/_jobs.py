@@ -199,7 +199,7 @@ def retry_job(conn: sqlite3.Connection, job_id: str, now: datetime) -> bool:
             return False  # another job holds the key now: reviving this one would break it
     conn.execute(
         "UPDATE jobs SET status = 'pending', attempts = 0, dead_lettered = 0, fail_reason = NULL, "
-        "run_at = ?, finished_at = NULL, worker = NULL, lock_token = NULL, "
+        "failure_kind = NULL, run_at = ?, finished_at = NULL, worker = NULL, lock_token = NULL, "
         "lock_expires_at = NULL, run_id = NULL, cancel_requested = 0 WHERE id = ?",
         (to_us(now), job_id),
     )
@@ -236,8 +236,8 @@ def expire_jobs(conn: sqlite3.Connection, limit: int, now: datetime) -> list[Job
         (now_us, limit),
     ).fetchall()
     conn.executemany(
-        "UPDATE jobs SET status = 'failed', finished_at = ?, dead_lettered = 1, fail_reason = ? "
-        "WHERE seq = ?",
+        "UPDATE jobs SET status = 'failed', finished_at = ?, dead_lettered = 1, fail_reason = ?, "
+        "failure_kind = 'expired' WHERE seq = ?",
         [(now_us, expired_reason(from_us(expires_at)), seq) for seq, expires_at in rows],
     )
     return _jobs_by_seq(conn, [seq for seq, _ in rows])

@@ -27,12 +27,14 @@ _MICROSECOND = timedelta(microseconds=1)
 JOB_COLUMNS = (
     "id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id, "
     "scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result, "
-    "created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay"
+    "created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay, "
+    "failure_kind"
 )
 JOB_COLUMN_COUNT = JOB_COLUMNS.count(",") + 1
 """Where the extra columns of a `SELECT {JOB_COLUMNS}, ...` start."""
 RUN_COLUMNS = (
-    "id, job_id, attempt, status, worker, started_at, finished_at, duration, progress, error"
+    "id, job_id, attempt, status, worker, started_at, finished_at, duration, progress, error, "
+    "traceback, failure_kind"
 )
 LOG_COLUMNS = "job_id, run_id, timestamp, level, message, metadata"
 SCHEDULE_COLUMNS = (
@@ -120,6 +122,7 @@ def job_from_row(r: Row) -> Job:
             "dead_lettered": bool(r[20]),
             "retry_delay": r[21],
             "max_retry_delay": r[22],
+            "failure_kind": r[23],
         }
     )
 
@@ -137,6 +140,8 @@ def run_from_row(row: Row) -> JobRun:
             "duration": row[7],
             "progress": row[8],
             "error": row[9],
+            "traceback": row[10],
+            "failure_kind": row[11],
         }
     )
 
