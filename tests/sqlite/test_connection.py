@@ -152,7 +152,11 @@ async def test_a_busy_error_that_escapes_sqlite_reruns_the_whole_transaction(
     runs: list[int] = []
 
     def flaky(conn: sqlite3.Connection, now: datetime) -> int:
-        conn.execute("INSERT INTO workers VALUES ('w', 0, 0, 0, ?)", (len(runs),))
+        conn.execute(
+            "INSERT INTO workers (name, first_seen, last_heartbeat, is_leader, running)"
+            " VALUES ('w', 0, 0, 0, ?)",
+            (len(runs),),
+        )
         runs.append(len(runs))
         if len(runs) < 3:
             raise sqlite3.OperationalError("database is locked")
@@ -207,7 +211,10 @@ async def test_an_error_in_python_rolls_back_and_propagates_as_is(
     thread = ConnectionThread(db_path, clock=clock, busy_timeout=1, setup=migrate)
 
     def half_done(conn: sqlite3.Connection, now: datetime) -> None:
-        conn.execute("INSERT INTO workers VALUES ('w', 0, 0, 0, 0)")
+        conn.execute(
+            "INSERT INTO workers (name, first_seen, last_heartbeat, is_leader, running)"
+            " VALUES ('w', 0, 0, 0, 0)"
+        )
         raise ValueError("changed my mind")
 
     try:
