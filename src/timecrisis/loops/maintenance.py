@@ -14,7 +14,7 @@ from timecrisis._logging import child
 from timecrisis.errors import InvalidScheduleError, JobExpiredError, LeaseExpiredError
 from timecrisis.hooks import call_hook
 from timecrisis.loops.runtime import Runtime
-from timecrisis.models import ScheduledJob
+from timecrisis.models import JobStatus, ScheduledJob
 from timecrisis.schedules import parse_schedule, plan_tick
 from timecrisis.storage._common import new_id
 from timecrisis.storage.base import NewJob, PurgeParams, ScheduleAdvance
@@ -169,12 +169,13 @@ class ReaperStep:
         outcomes = await runtime.storage.recover_expired_leases(_BATCH)
         for outcome in outcomes:
             job = outcome.job
+            canceled = job.status is JobStatus.CANCELED  # cancel_job had asked it to stop
             self._logger.log(
-                logging.WARNING if outcome.will_retry else logging.ERROR,
+                logging.WARNING if outcome.will_retry or canceled else logging.ERROR,
                 "took job %s (%s) back after its lease expired; %s",
                 job.id,
                 job.type,
-                "it will retry" if outcome.will_retry else "no attempts left: dead-lettered",
+                _what_next(outcome.will_retry, canceled),
             )
             await call_hook(
                 self._logger,
@@ -186,6 +187,14 @@ class ReaperStep:
         if any(o.will_retry for o in outcomes):
             self._on_jobs_requeued()
         return 0.0 if len(outcomes) == _BATCH else None
+
+
+def _what_next(will_retry: bool, canceled: bool) -> str:
+    if will_retry:
+        return "it will retry"
+    if canceled:
+        return "it was asked to cancel: canceled, not retried"
+    return "no attempts left: dead-lettered"
 
 
 class RetentionStep:

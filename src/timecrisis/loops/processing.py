@@ -83,6 +83,9 @@ class RunningJob:
     abandoned: bool = False
     # The async task was cancelled by `cancel_job(terminate=True)`: the job ends canceled.
     terminated: bool = False
+    # The handler returned or raised: a terminate request no longer interrupts anything (it
+    # must not cancel the write of the run's end).
+    handler_done: bool = False
     # The handler returned; the completion waits to be written. The slot is free already.
     finishing: bool = False
 
@@ -468,9 +471,12 @@ class JobProcessor:
             loop=asyncio.get_running_loop(),
         )
         runner = self.runtime.extras.get("fork_runner") if definition.fork_mode else None
-        if runner is not None:
-            return await runner(definition, job, ctx, running.state)
-        return await run_in_process(definition, payload, ctx, self.runtime.threads)
+        try:
+            if runner is not None:
+                return await runner(definition, job, ctx, running.state)
+            return await run_in_process(definition, payload, ctx, self.runtime.threads)
+        finally:
+            running.handler_done = True
 
     async def _fail(self, running: RunningJob, exc: BaseException) -> None:
         job = running.job
@@ -728,7 +734,7 @@ class JobProcessor:
             return
         state.terminate = True
         task = running.task
-        if task is None or task.done() or running.finishing or running.abandoned:
+        if task is None or task.done() or running.handler_done or running.abandoned:
             return
         if running.started is not None and not self._interruptible(running):
             return
