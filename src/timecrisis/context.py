@@ -43,12 +43,14 @@ class ContextOps(Protocol):
 class JobState:
     """Flags the worker flips while a handler runs; shared by reference with the context."""
 
-    __slots__ = ("cancelled", "lease_lost", "shutting_down")
+    __slots__ = ("cancelled", "lease_lost", "shutting_down", "terminate")
 
     def __init__(self) -> None:
         self.shutting_down = False
         self.cancelled = False
         self.lease_lost = False
+        # `cancel_job(terminate=True)`: interrupt the handler, kill a fork-mode child at once.
+        self.terminate = False
 
 
 def normalize_level(level: str) -> LogLevel:
@@ -107,7 +109,9 @@ class JobContext:
     @property
     def is_cancelled(self) -> bool:
         """True once `cancel_job` targeted this running job (or its lease was lost): stop early.
-        The job ends `canceled` when the handler returns."""
+        The job ends `canceled` when the handler returns, or raises: a canceled job never runs
+        again (`retry_job` aside). `cancel_job(id, terminate=True)` does not wait for that: an
+        async handler gets `asyncio.CancelledError`, a fork-mode child is killed."""
         return self._state.cancelled or self._state.lease_lost
 
     async def log(

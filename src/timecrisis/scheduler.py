@@ -491,14 +491,20 @@ class JobScheduler:
             self._processor.wake()
         return retried
 
-    async def cancel_job(self, job_id: str) -> bool:
+    async def cancel_job(self, job_id: str, terminate: bool = False) -> bool:
         """Cancel a pending job, or ask a running one to stop (`ctx.is_cancelled`); it then ends
-        `canceled` when its handler returns. False if the job is unknown or already finished."""
+        `canceled` when its handler returns (or raises), and never runs again: not after a stop,
+        not after its worker dies (`retry_job` is the one way back). A fork-mode child is
+        terminated. With `terminate=True` the handler is not waited for: an async handler's task
+        is cancelled (`asyncio.CancelledError` inside it), a fork-mode child is killed; a sync
+        handler's thread cannot be, so it still ends `canceled` when it returns. A worker on
+        another node learns of the request when it next renews its leases (`job_lock_ttl / 3`).
+        True when the job is or will be canceled; False if it is unknown or already finished."""
         if lookup_key(job_id) is None:
             return False
-        outcome = await self.storage.cancel_job(job_id)
+        outcome = await self.storage.cancel_job(job_id, terminate=terminate)
         if outcome == "cancel_requested" and self._processor is not None:
-            self._processor.request_cancel(job_id)
+            self._processor.request_cancel(job_id, terminate=terminate)
         return outcome in ("canceled", "cancel_requested")
 
     async def purge_jobs(

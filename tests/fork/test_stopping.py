@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from tests.fork import handlers
 from tests.fork.conftest import SchedulerFactory, eventually, logged_pid, process_exists
 from timecrisis import JobDefinition, JobStatus, JobStorage, RunStatus
+from timecrisis.execution.forked import TERMINATE_GRACE
 
 
 def _blocker(job_type: str = "block", **fields: object) -> JobDefinition[handlers.Blocker]:
@@ -80,6 +82,47 @@ async def test_cancel_job_terminates_the_child_and_the_job_ends_canceled(
 
     assert job.status == JobStatus.CANCELED
     assert len(await scheduler.get_job_runs(job_id)) == 1
+
+
+async def test_cancel_with_terminate_kills_the_child_at_once_even_one_that_ignores_sigterm(
+    store: JobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    """No SIGTERM and grace period first: the child is killed, well within TERMINATE_GRACE (2 s),
+    which a plain cancel of this child would have to wait out."""
+    scheduler = make_scheduler(store)
+    scheduler.register_job(_blocker(max_retries=3))
+    async with scheduler:
+        job_id = await scheduler.enqueue("block", {"ignore_sigterm": True})
+        pid = await logged_pid(scheduler, job_id)
+        began = time.monotonic()
+        assert await scheduler.cancel_job(job_id, terminate=True)
+        job = await scheduler.wait_for_job(job_id, timeout=30)
+        took = time.monotonic() - began
+        assert not process_exists(pid)
+
+    assert job.status == JobStatus.CANCELED
+    assert took < TERMINATE_GRACE, f"terminate took {took:.2f}s"
+    assert len(await scheduler.get_job_runs(job_id)) == 1
+
+
+async def test_terminate_during_a_plain_cancels_grace_period_kills_at_once(
+    memory: JobStorage, make_scheduler: SchedulerFactory
+) -> None:
+    scheduler = make_scheduler(memory)
+    scheduler.register_job(_blocker())
+    async with scheduler:
+        job_id = await scheduler.enqueue("block", {"ignore_sigterm": True})
+        pid = await logged_pid(scheduler, job_id)
+        began = time.monotonic()
+        assert await scheduler.cancel_job(job_id)  # SIGTERM, ignored: the grace period runs
+        await asyncio.sleep(0.2)
+        assert await scheduler.cancel_job(job_id, terminate=True)
+        job = await scheduler.wait_for_job(job_id, timeout=30)
+        took = time.monotonic() - began
+        assert not process_exists(pid)
+
+    assert job.status == JobStatus.CANCELED
+    assert took < TERMINATE_GRACE, f"terminate took {took:.2f}s"
 
 
 async def test_the_lease_of_a_busy_child_is_kept_by_the_worker(

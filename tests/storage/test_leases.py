@@ -379,7 +379,8 @@ async def test_a_new_claim_starts_without_the_previous_attempts_cancel_request(
     job_id = await insert_one(storage)
     first = await claim_one(storage)
     assert await storage.cancel_job(job_id) == "cancel_requested"
-    assert await storage.release_jobs([first.ref]) == [True]
+    assert await storage.release_jobs([first.ref]) == [True]  # cancel is final: canceled now
+    assert await storage.retry_job(job_id) is True  # the one way back
 
     second = await claim_one(storage)
 

@@ -278,20 +278,29 @@ def retry_job(job_id: str, storage_url: str) -> None:
 
 @jobs.command("cancel", short_help="Cancel a pending or running job.")
 @click.argument("job_id", metavar="ID")
+@click.option(
+    "--terminate",
+    is_flag=True,
+    help="Do not wait for a running handler: cancel an async one's task, kill a fork-mode child.",
+)
 @storage_option()
-def cancel_job(job_id: str, storage_url: str) -> None:
+def cancel_job(job_id: str, terminate: bool, storage_url: str) -> None:
     """Cancel a pending job, or ask a running one to stop.
 
     A running job's handler sees ctx.is_cancelled and the job ends canceled when the handler
-    returns. Fails for a job that already finished.
+    returns; it never runs again (retry it to run it again). With --terminate its worker
+    interrupts it instead (an async handler gets asyncio.CancelledError, a fork-mode child is
+    killed; a sync handler's thread cannot be) when it next renews its leases. Fails for a job
+    that already finished.
 
     \b
     Example:
       timecrisis jobs cancel 0f8c0a3e-5d7b-4a43-9e43-2f1f4c9e3b52
+      timecrisis jobs cancel --terminate 0f8c0a3e-5d7b-4a43-9e43-2f1f4c9e3b52
     """
 
     async def act(scheduler: JobScheduler) -> str:
-        outcome = await scheduler.storage.cancel_job(job_id)
+        outcome = await scheduler.storage.cancel_job(job_id, terminate=terminate)
         if outcome == "not_found":
             raise JobNotFoundError(job_id)
         if outcome == "not_cancellable":
@@ -305,6 +314,11 @@ def cancel_job(job_id: str, storage_url: str) -> None:
     outcome = with_scheduler(storage_url, act)
     if outcome == "canceled":
         click.echo(f"job {job_id} canceled")
+    elif terminate:
+        click.echo(
+            f"job {job_id} is running: cancel requested, its worker interrupts the handler and "
+            "it ends canceled"
+        )
     else:
         click.echo(
             f"job {job_id} is running: cancel requested, it ends canceled when its handler returns"

@@ -11,7 +11,9 @@ worker.
 Terminating a child means SIGTERM to its process group, a grace period, then SIGKILL, and
 always waiting for the exit status, so no child outlives its attempt. That covers a timeout, a
 `cancel_job`, a lost lease and `stop()` (which cancels the attempt's task when it gives up
-waiting): a second cancellation while terminating skips the grace period and kills at once.
+waiting): a second cancellation while terminating skips the grace period and kills at once, and
+so does `cancel_job(terminate=True)` (`state.terminate`): SIGKILL without SIGTERM first, or
+at once if it comes during the grace period.
 """
 
 from __future__ import annotations
@@ -237,10 +239,11 @@ class ChildSupervisor:
         exited = self._child.exit_code
         if exited.done():
             return
-        self._child.signal(signal.SIGTERM)
-        await asyncio.wait({exited}, timeout=self._grace)
-        if exited.done():
-            return
+        if not self._state.terminate:
+            self._child.signal(signal.SIGTERM)
+            await self._grace_period(exited)
+            if exited.done():
+                return
         self._child.signal(signal.SIGKILL)
         await asyncio.wait({exited}, timeout=_KILL_WAIT)
         if not exited.done():
@@ -249,6 +252,17 @@ class ChildSupervisor:
                 self._ctx.job_id,
                 self._child.pid,
             )
+
+    async def _grace_period(self, exited: asyncio.Future[int | None]) -> None:
+        """Wait up to the grace period for the child to exit after SIGTERM; a terminate request
+        meanwhile (`cancel_job(terminate=True)`) ends the wait: the caller kills."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._grace
+        while not exited.done() and not self._state.terminate:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.wait({exited}, timeout=min(remaining, FLAG_POLL_INTERVAL))
 
     async def _clean_up(self, *tasks: asyncio.Future[Any]) -> None:
         try:

@@ -20,7 +20,8 @@ How it fits together (each piece in its own module):
   `asyncio.run`) with a context whose calls are messages, and reports the outcome.
 - `_supervisor`: the worker forwards the child's logs, progress and touches to the store,
   passes `shutting_down` on, and terminates the child (SIGTERM, grace, SIGKILL) on timeout,
-  cancellation, a lost lease or a forced stop; it always collects the exit status.
+  cancellation, a lost lease or a forced stop, or kills it at once (SIGKILL) on
+  `cancel_job(terminate=True)`; it always collects the exit status.
 - `fork_errors`: how a crash or a handler's exception reads in `fail_reason`.
 """
 

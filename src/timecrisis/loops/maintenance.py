@@ -13,7 +13,7 @@ from timecrisis._logging import child
 from timecrisis.errors import InvalidScheduleError, JobExpiredError, LeaseExpiredError
 from timecrisis.hooks import call_hook
 from timecrisis.loops.runtime import Runtime
-from timecrisis.models import ScheduledJob
+from timecrisis.models import JobStatus, ScheduledJob
 from timecrisis.schedules import parse_schedule, plan_tick
 from timecrisis.storage._common import new_id
 from timecrisis.storage.base import NewJob, PurgeParams, ScheduleAdvance
@@ -166,6 +166,7 @@ class ReaperStep:
         outcomes = await runtime.storage.recover_expired_leases(_BATCH)
         for outcome in outcomes:
             job = outcome.job
+            canceled = job.status is JobStatus.CANCELED  # cancel_job had asked it to stop
             if outcome.will_retry:
                 self._logger.warning(
                     "took job %s (%s) back after its lease expired (%s); retrying at %s",
@@ -173,6 +174,14 @@ class ReaperStep:
                     job.type,
                     outcome.error,
                     job.run_at.isoformat(),
+                )
+            elif canceled:
+                self._logger.warning(
+                    "took job %s (%s) back after its lease expired (%s); it was asked to "
+                    "stop: canceled, not retried",
+                    job.id,
+                    job.type,
+                    outcome.error,
                 )
             else:
                 self._logger.error(

@@ -82,6 +82,11 @@ class RunningJob:
     started: float | None = None
     # The async task was cancelled on purpose (lease lost, forced stop): write nothing.
     abandoned: bool = False
+    # The async task was cancelled by `cancel_job(terminate=True)`: the job ends canceled.
+    terminated: bool = False
+    # The handler returned or raised: a terminate request no longer interrupts anything (it
+    # must not cancel the write of the run's end).
+    handler_done: bool = False
     # The handler returned; the completion waits to be written. The slot is free already.
     finishing: bool = False
 
@@ -241,7 +246,14 @@ class JobProcessor:
             results = [False] * len(refs)
         for running, released in zip(leftovers, results, strict=True):
             self._forget(running)
-            if released:
+            if released and running.state.cancelled:  # the store ended it canceled, not pending
+                self._logger.info(
+                    "job %s (%s) ended canceled %s (cancel_job had asked it to stop)",
+                    running.job.id,
+                    running.job.type,
+                    why,
+                )
+            elif released:
                 self._logger.info(
                     "released job %s (%s) back to pending %s", running.job.id, running.job.type, why
                 )
@@ -361,6 +373,27 @@ class JobProcessor:
     # ---- executing ---------------------------------------------------------------------------
 
     async def _execute(self, running: RunningJob) -> None:
+        try:
+            await self._execute_in_slot(running)
+        except asyncio.CancelledError:
+            if running.abandoned or not running.terminated:
+                raise
+            self._end_terminated(running)
+
+    def _end_terminated(self, running: RunningJob) -> None:
+        """`cancel_job(terminate=True)` cancelled this task: the cancellation was ours and ends
+        here (uncancel), and the job ends canceled, its run recorded like any other."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        self._logger.info(
+            "job %s (%s) canceled: its handler was interrupted (cancel_job terminate=True)",
+            running.job.id,
+            running.job.type,
+        )
+        self._queue_completion(running, Completion(running.ref, None, canceled=True))
+
+    async def _execute_in_slot(self, running: RunningJob) -> None:
         slots = self._slots
         assert slots is not None, "start() creates the slots"
         if slots.locked():  # a prefetched job: wait for a slot, for MAX_WAIT at most
@@ -439,9 +472,12 @@ class JobProcessor:
             loop=asyncio.get_running_loop(),
         )
         runner = self.runtime.extras.get("fork_runner") if definition.fork_mode else None
-        if runner is not None:
-            return await runner(definition, job, ctx, running.state)
-        return await run_in_process(definition, payload, ctx, self.runtime.threads)
+        try:
+            if runner is not None:
+                return await runner(definition, job, ctx, running.state)
+            return await run_in_process(definition, payload, ctx, self.runtime.threads)
+        finally:
+            running.handler_done = True
 
     async def _fail(self, running: RunningJob, exc: BaseException) -> None:
         job = running.job
@@ -661,7 +697,10 @@ class JobProcessor:
             if running.job.id in result.valid:
                 running.last_renewed = now
                 if running.job.id in result.cancel_requested:
+                    # Asked on any node: this is how a cancel reaches a worker elsewhere.
                     running.state.cancelled = True
+                    if running.job.id in result.terminate_requested:
+                        self._terminate(running)
             elif self.running.get(running.job.id) is running:
                 self.mark_lease_lost(running)
 
@@ -698,8 +737,37 @@ class JobProcessor:
         if self.running.get(running.job.id) is running:
             del self.running[running.job.id]
 
-    def request_cancel(self, job_id: str) -> None:
-        """`cancel_job` on a job this worker runs: tell its handler now, not at the next renewal."""
+    def request_cancel(self, job_id: str, *, terminate: bool = False) -> None:
+        """`cancel_job` on a job this worker runs: tell its handler now, not at the next renewal
+        (a worker on another node learns it from `renew_claims`)."""
         running = self.running.get(job_id)
         if running is not None:
             running.state.cancelled = True
+            if terminate:
+                self._terminate(running)
+
+    def _terminate(self, running: RunningJob) -> None:
+        """Stop a cancelled job's handler without waiting for it to notice. An async handler's
+        task is cancelled (`asyncio.CancelledError` inside it); a fork-mode child is killed by
+        its supervisor, which watches `state.terminate`; a started sync handler cannot be
+        stopped (a thread cannot be killed): it ends `canceled` when it returns."""
+        state = running.state
+        if state.terminate:
+            return
+        state.terminate = True
+        task = running.task
+        if task is None or task.done() or running.handler_done or running.abandoned:
+            return
+        if running.started is not None and not self._interruptible(running):
+            return
+        running.terminated = True
+        task.cancel()
+
+    def _interruptible(self, running: RunningJob) -> bool:
+        """Whether cancelling the job's task stops its handler: an async handler in this
+        process. A fork-mode child is killed through `state.terminate` instead, so its exit is
+        collected; a thread would only be abandoned, still running, with its slot given back."""
+        definition = running.definition
+        if definition.fork_mode and self.runtime.extras.get("fork_runner") is not None:
+            return False
+        return definition.is_async

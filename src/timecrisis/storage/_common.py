@@ -101,6 +101,7 @@ class FailureDecision:
     fail_reason: str
     dead_lettered: bool
     finished_at: datetime | None
+    canceled: bool = False  # the job ends `canceled` (cancel is final), not failed or pending
 
 
 def decide_failure(
@@ -114,9 +115,13 @@ def decide_failure(
     retry_delay: float,
     max_retry_delay: float,
     expires_at: datetime | None,
+    cancel_requested: bool = False,
 ) -> FailureDecision:
     """The retry-or-dead-letter rule: `max_retries=N` allows N+1 attempts; an attempt that would
-    start at or after `expires_at` is never scheduled."""
+    start at or after `expires_at` is never scheduled. A job that `cancel_job` asked to stop is
+    neither retried nor dead-lettered: it ends `canceled` (DESIGN §4, cancel is final)."""
+    if cancel_requested:
+        return FailureDecision(False, None, error, False, now, canceled=True)
     if retryable and attempts <= max_retries:
         run_at = next_retry_at(now, backoff_strategy, attempts, retry_delay, max_retry_delay)
         if expires_at is None or run_at < expires_at:

@@ -17,6 +17,12 @@ Rules every backend follows (the conformance suite in `tests/storage/` pins each
   idempotently and safely when several processes start at once.
 - **Errors.** Driver errors surface as `StorageError` (the driver's exception kept as `__cause__`).
 - **Times** returned are aware UTC datetimes. JSON values round-trip exactly.
+- **Cancel is final.** Once `cancel_job` has asked a running job to stop, no end of that run
+  puts the job back to `pending`: a release (`release_jobs`, the worker stopping or handing a
+  prefetched job back), a failure (`fail_job`, the handler raised after the request) and a lease
+  recovery (`recover_expired_leases`, its worker died) all end the job `canceled`, finished
+  then, never retried and never dead-lettered. Each run is still recorded as what happened to
+  it (`released`, `failed` with its error). Only `retry_job` brings a canceled job back.
 """
 
 from __future__ import annotations
@@ -143,8 +149,9 @@ class ClaimedJob:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A successful end of a run. With `canceled=True` (the handler returned after `cancel_job`)
-    the job ends `canceled` instead of `completed`; the run is still `completed`."""
+    """A successful end of a run. With `canceled=True` (the handler returned after `cancel_job`,
+    or was interrupted by `cancel_job(terminate=True)`) the job ends `canceled` instead of
+    `completed`; the run is still `completed`."""
 
     ref: ClaimRef
     result: JsonValue = None
@@ -174,7 +181,8 @@ class Failure:
 @dataclass(frozen=True, slots=True)
 class FailOutcome:
     """The job after a failed attempt: `pending` again with `run_at` set by the backoff
-    (`will_retry=True`), or `failed` and dead-lettered."""
+    (`will_retry=True`), `failed` and dead-lettered, or `canceled` when `cancel_job` had asked
+    it to stop (`will_retry=False`, not dead-lettered)."""
 
     job: Job
     will_retry: bool
@@ -185,10 +193,13 @@ class FailOutcome:
 @dataclass(frozen=True, slots=True)
 class RenewResult:
     """`valid`: job ids whose lease was extended (token still current). `cancel_requested`: the
-    subset that `cancel_job` asked to stop."""
+    subset that `cancel_job` asked to stop. `terminate_requested`: the subset of
+    `cancel_requested` whose request said `terminate=True` (interrupt the handler, kill a
+    fork-mode child), so a worker on another node learns it too."""
 
     valid: frozenset[str]
     cancel_requested: frozenset[str]
+    terminate_requested: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,10 +388,12 @@ class JobStorage(Protocol):
         backends raise `TypeError` when it is not None."""
         ...
 
-    async def cancel_job(self, job_id: str) -> CancelOutcome:
+    async def cancel_job(self, job_id: str, *, terminate: bool = False) -> CancelOutcome:
         """A pending job becomes `canceled` (finished now). A running job gets a cancel request
-        (seen by its worker through `renew_claims`) and is left running. A finished job is
-        `not_cancellable`."""
+        (seen by its worker through `renew_claims`) and is left running; from then on it can
+        only end `canceled` (see "Cancel is final" above). `terminate=True` is stored with the
+        request (`RenewResult.terminate_requested`); a later request without it does not
+        withdraw it. A finished job is `not_cancellable`."""
         ...
 
     async def retry_job(self, job_id: str) -> bool:
@@ -440,7 +453,7 @@ class JobStorage(Protocol):
 
         Each claimed job becomes `running` with `attempts + 1`, `started_at = now`,
         `worker = params.worker`, a fresh token, `lease_expires_at = now + lease_ttl`, no cancel
-        request; and a new `running` run (attempt = the new attempts) is created."""
+        (nor terminate) request; and a new `running` run (attempt = the new attempts) is created."""
         ...
 
     async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
@@ -462,13 +475,17 @@ class JobStorage(Protocol):
         if retryable and `attempts <= max_retries`, the job goes back to `pending` with `run_at`
         from `timecrisis.retry.next_retry_at` (unless that is at or past `expires_at`: then it
         is dead-lettered as expired); else it becomes `failed`, `finished_at = now`, dead-lettered.
+        A job with a cancel request becomes `canceled` instead (`finished_at = now`, not
+        dead-lettered, never retried): the handler raised after being asked to stop.
         `fail_reason` = the error. Lock cleared. `worker` stays set when the job ends `failed`
-        (it names who ran the last attempt). None for a stale token."""
+        or `canceled` (it names who ran the last attempt). None for a stale token."""
         ...
 
     async def release_jobs(self, refs: Sequence[ClaimRef]) -> list[bool]:
         """Give claimed jobs back (graceful stop): `pending`, `attempts - 1` (the attempt is not
-        charged), `run_at` unchanged, lock cleared; the run becomes `released`. False for a
+        charged), `run_at` unchanged, lock cleared; the run becomes `released`. A job with a
+        cancel request is not given back: it becomes `canceled` (`finished_at = now`, the
+        attempt stays charged: it ran), its run `released` too. True for both; False for a
         stale token."""
         ...
 
@@ -485,8 +502,8 @@ class JobStorage(Protocol):
     async def recover_expired_leases(self, limit: int = 100) -> list[FailOutcome]:
         """Running jobs whose lease expired (their worker died or lost contact): fail the attempt
         exactly as `fail_job` would, with an error that says the lease expired, `failure_kind`
-        `lease_expired` and no traceback, and return the outcomes. Their old tokens are dead
-        from here on."""
+        `lease_expired` and no traceback, and return the outcomes (a job with a cancel request
+        ends `canceled`, as in `fail_job`). Their old tokens are dead from here on."""
         ...
 
     async def expire_jobs(self, limit: int = 100) -> list[Job]:

@@ -116,9 +116,9 @@ class InMemoryJobStorage:
             self._wakeups.notify()
         return results
 
-    async def cancel_job(self, job_id: str) -> CancelOutcome:
+    async def cancel_job(self, job_id: str, *, terminate: bool = False) -> CancelOutcome:
         with self._lock:
-            return self._jobs.cancel(job_id, self._now())
+            return self._jobs.cancel(job_id, self._now(), terminate=terminate)
 
     async def retry_job(self, job_id: str) -> bool:
         with self._lock:

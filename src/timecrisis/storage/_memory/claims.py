@@ -57,6 +57,7 @@ class Claims:
             row.run_id = run.id
             row.lease_expires_at = lease_expires_at
             row.cancel_requested = False
+            row.cancel_terminate = False
             table.move(row, JobStatus.RUNNING, now)
             claimed.append(ClaimedJob(row.to_record(), row.token, run.id, lease_expires_at))
         return claimed
@@ -64,6 +65,7 @@ class Claims:
     def renew(self, refs: Sequence[ClaimRef], lease_ttl: timedelta, now: datetime) -> RenewResult:
         valid: set[str] = set()
         cancel_requested: set[str] = set()
+        terminate_requested: set[str] = set()
         for ref in refs:
             row = self._claimed(ref)
             if row is None:
@@ -72,7 +74,11 @@ class Claims:
             valid.add(row.id)
             if row.cancel_requested:
                 cancel_requested.add(row.id)
-        return RenewResult(frozenset(valid), frozenset(cancel_requested))
+                if row.cancel_terminate:
+                    terminate_requested.add(row.id)
+        return RenewResult(
+            frozenset(valid), frozenset(cancel_requested), frozenset(terminate_requested)
+        )
 
     def update_progress(self, ref: ClaimRef, percent: float) -> bool:
         row = self._claimed(ref)
@@ -121,10 +127,13 @@ class Claims:
                 released.append(False)
                 continue
             self._current_run(row).finish(RunStatus.RELEASED, now)
-            row.attempts -= 1  # graceful stop: this attempt is not charged
             row.clear_claim()
-            row.worker = None
-            self._table.move(row, JobStatus.PENDING, now)
+            if row.cancel_requested:  # cancel is final: it ran, and it ends here
+                self._table.move(row, JobStatus.CANCELED, now)
+            else:
+                row.attempts -= 1  # graceful stop: this attempt is not charged
+                row.worker = None
+                self._table.move(row, JobStatus.PENDING, now)
             released.append(True)
         return released
 
@@ -187,6 +196,7 @@ class Claims:
             retry_delay=row.retry_delay,
             max_retry_delay=row.max_retry_delay,
             expires_at=row.expires_at,
+            cancel_requested=row.cancel_requested,
         )
         self._current_run(row).finish(
             RunStatus.FAILED, now, error=error, kind=kind, traceback=traceback
@@ -194,7 +204,9 @@ class Claims:
         row.fail_reason = decision.fail_reason
         row.failure_kind = kind
         row.clear_claim()
-        if decision.will_retry:
+        if decision.canceled:
+            self._table.move(row, JobStatus.CANCELED, now)
+        elif decision.will_retry:
             assert decision.run_at is not None
             row.run_at = decision.run_at
             row.worker = None

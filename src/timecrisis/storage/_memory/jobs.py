@@ -158,7 +158,7 @@ class JobTable:
             if job_logs is not None:
                 job_logs.append(log)
 
-    def cancel(self, job_id: str, now: datetime) -> CancelOutcome:
+    def cancel(self, job_id: str, now: datetime, *, terminate: bool = False) -> CancelOutcome:
         row = self.rows.get(job_id)
         if row is None:
             return "not_found"
@@ -167,6 +167,7 @@ class JobTable:
             return "canceled"
         if row.status is JobStatus.RUNNING:
             row.cancel_requested = True
+            row.cancel_terminate = row.cancel_terminate or terminate
             return "cancel_requested"
         return "not_cancellable"
 

@@ -67,6 +67,7 @@ class JobRow:
     run_id: str | None = None
     lease_expires_at: datetime | None = None
     cancel_requested: bool = False
+    cancel_terminate: bool = False  # the cancel request asks to interrupt the handler
     # Bumped on every status change; index entries remember it, so an entry made for an
     # earlier state of the job is recognised as stale and dropped (lazy deletion).
     version: int = 0

@@ -154,6 +154,7 @@ async def renew_claims(
     return RenewResult(
         frozenset(row["id"] for row in rows),
         frozenset(row["id"] for row in rows if row["cancel_requested"]),
+        frozenset(row["id"] for row in rows if row["terminate"]),
     )
 
 
@@ -235,6 +236,7 @@ def _decide(
         retry_delay=row["retry_delay"],
         max_retry_delay=row["max_retry_delay"],
         expires_at=opt_utc(row["expires_at"]),
+        cancel_requested=row["cancel_requested"],
     )
     return _Decided(row["id"], row["run_id"], error, decision, kind, traceback)
 
@@ -256,6 +258,7 @@ async def _apply(
             "dead": [d.decision.dead_lettered for d in decided],
             "kinds": [d.kind.value for d in decided],
             "tracebacks": [d.traceback for d in decided],
+            "canceled": [d.decision.canceled for d in decided],
         },
     )
     jobs = {row["id"]: job_from_row(row) for row in rows}

@@ -163,8 +163,12 @@ async def list_jobs(conn: Conn, ctx: Context, query: JobQuery) -> list[Job]:
     return [job_from_row(row) for row in rows]
 
 
-async def cancel_job(conn: Conn, ctx: Context, job_id: str, now: datetime | None) -> CancelOutcome:
-    row = await fetch_one(conn, ctx.queries["cancel_job"], {"id": job_id, "now": now})
+async def cancel_job(
+    conn: Conn, ctx: Context, job_id: str, now: datetime | None, *, terminate: bool = False
+) -> CancelOutcome:
+    row = await fetch_one(
+        conn, ctx.queries["cancel_job"], {"id": job_id, "now": now, "terminate": terminate}
+    )
     assert row is not None
     if row["status"] == "canceled":
         return "canceled"

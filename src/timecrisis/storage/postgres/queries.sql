@@ -90,13 +90,15 @@ ORDER BY seq DESC
 LIMIT %(limit)s
 
 -- cancel_job --
--- A pending job becomes canceled; a running one gets a cancel request. RETURNING shows the new
+-- A pending job becomes canceled; a running one gets a cancel request (with its terminate
+-- flag, which a later request without it does not withdraw). RETURNING shows the new
 -- status: 'canceled' (was pending) or 'running' (request recorded). No row: finished or unknown.
 WITH changed AS (
     UPDATE {schema}.jobs
     SET status = CASE WHEN status = 'pending' THEN 'canceled' ELSE status END,
         finished_at = CASE WHEN status = 'pending' THEN {now} ELSE finished_at END,
-        cancel_requested = cancel_requested OR status = 'running'
+        cancel_requested = cancel_requested OR status = 'running',
+        cancel_terminate = cancel_terminate OR (status = 'running' AND %(terminate)s::bool)
     WHERE id = %(id)s AND status IN ('pending', 'running')
     RETURNING status
 )
@@ -109,7 +111,7 @@ SELECT (SELECT status FROM changed) AS status,
 UPDATE {schema}.jobs AS j
 SET status = 'pending', attempts = 0, dead_lettered = false, fail_reason = NULL,
     failure_kind = NULL, run_at = {now}, finished_at = NULL, worker = NULL, lock_token = NULL,
-    lock_expires_at = NULL, run_id = NULL, cancel_requested = false
+    lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
 WHERE j.id = %(id)s AND j.status IN ('failed', 'canceled')
   AND NOT EXISTS (
       SELECT 1 FROM {schema}.jobs AS h
@@ -157,7 +159,7 @@ claimed AS (
     SET status = 'running', attempts = j.attempts + 1, started_at = {now},
         worker = %(worker)s, lock_token = gen_random_uuid()::text,
         lock_expires_at = {now} + %(ttl)s, run_id = {new_id},
-        cancel_requested = false
+        cancel_requested = false, cancel_terminate = false
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
 ), runs AS (
@@ -270,7 +272,7 @@ WITH input AS (
 UPDATE {schema}.jobs AS j SET lock_expires_at = {now} + %(ttl)s
 FROM locked
 WHERE j.id = locked.id AND j.status = 'running'
-RETURNING j.id, j.cancel_requested
+RETURNING j.id, j.cancel_requested, j.cancel_requested AND j.cancel_terminate AS terminate
 
 -- complete_jobs --
 -- Finish runs successfully, in one statement for the whole batch. A stale token matches nothing.
@@ -310,7 +312,7 @@ ORDER BY claimed.priority DESC, claimed.seq
 -- lock_claimed_job --
 -- The failing job, locked, with what `_common.decide_failure` needs. None for a stale token.
 SELECT id, run_id, attempts, max_retries, backoff_strategy, retry_delay, max_retry_delay,
-       expires_at, {now} AS now
+       expires_at, cancel_requested, {now} AS now
 FROM {schema}.jobs
 WHERE id = %(id)s AND lock_token = %(token)s AND status = 'running'
 FOR UPDATE
@@ -319,7 +321,7 @@ FOR UPDATE
 -- Running jobs whose lease ran out (their worker died or lost the database), locked for the
 -- reaper. SKIP LOCKED: a job its worker is finishing right now is left to that worker.
 SELECT id, run_id, worker, lock_expires_at, attempts, max_retries, backoff_strategy,
-       retry_delay, max_retry_delay, expires_at, {now} AS now
+       retry_delay, max_retry_delay, expires_at, cancel_requested, {now} AS now
 FROM {schema}.jobs
 WHERE status = 'running' AND lock_expires_at <= {now}
 ORDER BY lock_expires_at, id
@@ -329,14 +331,16 @@ FOR UPDATE SKIP LOCKED
 -- apply_failures --
 -- Write what `_common.decide_failure` decided for jobs this transaction has locked: the run
 -- fails with the error, its kind and traceback; the job goes back to pending at its retry time,
--- or to failed in the dead-letter queue (keeping `worker`: who ran the last attempt). The lock
--- is cleared either way.
+-- to failed in the dead-letter queue, or to canceled when a cancel was requested (cancel is
+-- final); a finished job keeps `worker` (who ran the last attempt). The lock is cleared either
+-- way.
 WITH input AS (
     SELECT *
     FROM unnest(%(ids)s::text[], %(runs)s::text[], %(errors)s::text[], %(reasons)s::text[],
                 %(retry_ats)s::timestamptz[], %(finished_ats)s::timestamptz[],
-                %(dead)s::bool[], %(kinds)s::text[], %(tracebacks)s::text[])
-         AS i(id, run_id, error, reason, retry_at, finished_at, dead, kind, traceback)
+                %(dead)s::bool[], %(kinds)s::text[], %(tracebacks)s::text[],
+                %(canceled)s::bool[])
+         AS i(id, run_id, error, reason, retry_at, finished_at, dead, kind, traceback, canceled)
 ), runs AS (
     UPDATE {schema}.job_runs AS r
     SET status = 'failed', finished_at = {now},
@@ -346,18 +350,20 @@ WITH input AS (
     WHERE r.id = i.run_id AND r.job_id = i.id
 )
 UPDATE {schema}.jobs AS j
-SET status = CASE WHEN i.dead THEN 'failed' ELSE 'pending' END,
+SET status = CASE WHEN i.canceled THEN 'canceled' WHEN i.dead THEN 'failed' ELSE 'pending' END,
     run_at = coalesce(i.retry_at, j.run_at), finished_at = i.finished_at,
     fail_reason = i.reason, failure_kind = i.kind, dead_lettered = i.dead,
-    worker = CASE WHEN i.dead THEN j.worker END, lock_token = NULL,
-    lock_expires_at = NULL, run_id = NULL, cancel_requested = false
+    worker = CASE WHEN i.dead OR i.canceled THEN j.worker END, lock_token = NULL,
+    lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
 FROM input AS i
 WHERE j.id = i.id
 RETURNING j.*
 
 -- release_jobs --
 -- Give claimed jobs back at a graceful stop: pending again, the attempt not charged, run_at
--- unchanged; the run is `released`. Woken listeners can claim them at once.
+-- unchanged; the run is `released`. Woken listeners can claim them at once. A job with a cancel
+-- request is not given back (cancel is final): it ends canceled, finished now, the attempt
+-- kept (it ran), its run `released` too.
 WITH input AS (
     SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[])
          AS i(id, token, run_id)
@@ -368,8 +374,11 @@ WITH input AS (
     FOR UPDATE OF j
 ), released AS (
     UPDATE {schema}.jobs AS j
-    SET status = 'pending', attempts = j.attempts - 1, worker = NULL, lock_token = NULL,
-        lock_expires_at = NULL, run_id = NULL, cancel_requested = false
+    SET status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'pending' END,
+        attempts = CASE WHEN j.cancel_requested THEN j.attempts ELSE j.attempts - 1 END,
+        finished_at = CASE WHEN j.cancel_requested THEN {now} ELSE j.finished_at END,
+        worker = CASE WHEN j.cancel_requested THEN j.worker END, lock_token = NULL,
+        lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
     FROM input AS i, locked
     WHERE j.id = locked.id AND i.id = locked.id AND j.lock_token = i.token
       AND j.status = 'running'

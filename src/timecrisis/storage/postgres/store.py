@@ -219,9 +219,9 @@ class PostgresJobStorage:
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL insert failed: {exc}") from exc
 
-    async def cancel_job(self, job_id: str) -> CancelOutcome:
+    async def cancel_job(self, job_id: str, *, terminate: bool = False) -> CancelOutcome:
         async with self._session.connection("cancel") as conn:
-            return await jobs.cancel_job(conn, self._ctx, job_id, self._now())
+            return await jobs.cancel_job(conn, self._ctx, job_id, self._now(), terminate=terminate)
 
     async def retry_job(self, job_id: str) -> bool:
         async with self._session.connection("retry") as conn:

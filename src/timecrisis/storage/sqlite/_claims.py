@@ -72,7 +72,7 @@ MAX_ARMS = 200
 _CLAIM_HEAD = (
     "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, worker = ?, "
     "lock_token = timecrisis_new_id(), lock_expires_at = ?, run_id = timecrisis_new_id(), "
-    "cancel_requested = 0 "
+    "cancel_requested = 0, cancel_terminate = 0 "
 )
 _CLAIM_RETURNING = f" RETURNING {JOB_COLUMNS}, seq, lock_token, run_id"
 # One type's claimable queue head. `status = 'pending'` is a literal so the partial index
@@ -178,6 +178,7 @@ class _Claim:
     token: str
     run_id: str
     cancel_requested: bool
+    cancel_terminate: bool  # meaningful only with cancel_requested
 
 
 def _current_claims(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, _Claim]:
@@ -185,12 +186,12 @@ def _current_claims(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[st
     claims: dict[str, _Claim] = {}
     for chunk in chunks(list(dict.fromkeys(job_ids))):
         marks, args = in_list(chunk)
-        for job_id, token, run_id, cancel in conn.execute(
-            "SELECT id, lock_token, run_id, cancel_requested FROM jobs "
+        for job_id, token, run_id, cancel, terminate in conn.execute(
+            "SELECT id, lock_token, run_id, cancel_requested, cancel_terminate FROM jobs "
             f"WHERE id IN {marks} AND status = 'running'",
             args,
         ):
-            claims[job_id] = _Claim(token, run_id, bool(cancel))
+            claims[job_id] = _Claim(token, run_id, bool(cancel), bool(cancel and terminate))
     return claims
 
 
@@ -217,6 +218,7 @@ def renew_claims(
     return RenewResult(
         frozenset(valid),
         frozenset(job_id for job_id, claim in valid.items() if claim.cancel_requested),
+        frozenset(job_id for job_id, claim in valid.items() if claim.cancel_terminate),
     )
 
 
@@ -260,12 +262,16 @@ def release_jobs(conn: sqlite3.Connection, refs: Sequence[ClaimRef], now: dateti
     now_us = to_us(now)
     released: list[bool] = []
     jobs: list[tuple[str]] = []
+    canceled: list[tuple[int, str]] = []
     runs: list[tuple[int, int, str]] = []
     for ref in refs:
         claim = _take(claims, ref)
         released.append(claim is not None)
         if claim is not None:
-            jobs.append((ref.job_id,))
+            if claim.cancel_requested:
+                canceled.append((now_us, ref.job_id))
+            else:
+                jobs.append((ref.job_id,))
             runs.append((now_us, now_us, claim.run_id))
     # Graceful stop: the attempt is given back and `run_at` is left as it was.
     conn.executemany(
@@ -273,6 +279,13 @@ def release_jobs(conn: sqlite3.Connection, refs: Sequence[ClaimRef], now: dateti
         "lock_token = NULL, lock_expires_at = NULL, run_id = NULL, cancel_requested = 0 "
         "WHERE id = ?",
         jobs,
+    )
+    # Cancel is final: a job asked to stop is not given back, it ends here (the attempt ran).
+    conn.executemany(
+        "UPDATE jobs SET status = 'canceled', finished_at = ?, lock_token = NULL, "
+        "lock_expires_at = NULL, run_id = NULL, cancel_requested = 0, cancel_terminate = 0 "
+        "WHERE id = ?",
+        canceled,
     )
     conn.executemany(
         "UPDATE job_runs SET status = 'released', finished_at = ?, "
@@ -299,7 +312,7 @@ def update_progress(conn: sqlite3.Connection, ref: ClaimRef, percent: float) -> 
 # What `_common.decide_failure` needs, plus the claim it ends.
 _FAILURE_COLUMNS = (
     "seq, run_id, worker, lock_expires_at, attempts, max_retries, backoff_strategy, "
-    "retry_delay, max_retry_delay, expires_at"
+    "retry_delay, max_retry_delay, expires_at, cancel_requested"
 )
 
 
@@ -351,7 +364,8 @@ def _fail_attempt(
     kind: FailureKind,
     traceback: str | None,
 ) -> FailOutcome:
-    seq, run_id, _worker, _lease, attempts, max_retries, strategy, delay, max_delay, expires = row
+    (seq, run_id, _worker, _lease, attempts, max_retries, strategy, delay, max_delay, expires,
+     cancel_requested) = row  # fmt: skip
     backoff: BackoffStrategy = strategy
     decision = decide_failure(
         now=now,
@@ -363,6 +377,7 @@ def _fail_attempt(
         retry_delay=delay,
         max_retry_delay=max_delay,
         expires_at=opt_dt(expires),
+        cancel_requested=bool(cancel_requested),
     )
     now_us = to_us(now)
     conn.execute(
@@ -381,10 +396,17 @@ def _fail_attempt(
         ).fetchone()
     else:
         updated = conn.execute(
-            "UPDATE jobs SET status = 'failed', finished_at = ?, fail_reason = ?, "
-            "failure_kind = ?, dead_lettered = ?, lock_token = NULL, lock_expires_at = NULL, "
-            f"run_id = NULL, cancel_requested = 0 WHERE seq = ? RETURNING {JOB_COLUMNS}",
-            (now_us, decision.fail_reason, kind.value, decision.dead_lettered, seq),
+            "UPDATE jobs SET status = ?, finished_at = ?, fail_reason = ?, failure_kind = ?, "
+            "dead_lettered = ?, lock_token = NULL, lock_expires_at = NULL, run_id = NULL, "
+            f"cancel_requested = 0, cancel_terminate = 0 WHERE seq = ? RETURNING {JOB_COLUMNS}",
+            (
+                "canceled" if decision.canceled else "failed",
+                now_us,
+                decision.fail_reason,
+                kind.value,
+                decision.dead_lettered,
+                seq,
+            ),
         ).fetchone()
     job: Job = job_from_row(updated)
     return FailOutcome(job, decision.will_retry, error, kind)

@@ -164,7 +164,9 @@ def list_jobs(conn: sqlite3.Connection, query: JobQuery) -> list[Job]:
 # ---- operator actions ------------------------------------------------------------------------
 
 
-def cancel_job(conn: sqlite3.Connection, job_id: str, now: datetime) -> CancelOutcome:
+def cancel_job(
+    conn: sqlite3.Connection, job_id: str, now: datetime, *, terminate: bool = False
+) -> CancelOutcome:
     row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         return "not_found"
@@ -176,7 +178,12 @@ def cancel_job(conn: sqlite3.Connection, job_id: str, now: datetime) -> CancelOu
         return "canceled"
     if row[0] == "running":
         # The worker sees the request through renew_claims and ends the job `canceled`.
-        conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        # A later request without `terminate` does not withdraw an earlier one's.
+        conn.execute(
+            "UPDATE jobs SET cancel_requested = 1, cancel_terminate = max(cancel_terminate, ?) "
+            "WHERE id = ?",
+            (int(terminate), job_id),
+        )
         return "cancel_requested"
     return "not_cancellable"
 
@@ -200,7 +207,8 @@ def retry_job(conn: sqlite3.Connection, job_id: str, now: datetime) -> bool:
     conn.execute(
         "UPDATE jobs SET status = 'pending', attempts = 0, dead_lettered = 0, fail_reason = NULL, "
         "failure_kind = NULL, run_at = ?, finished_at = NULL, worker = NULL, lock_token = NULL, "
-        "lock_expires_at = NULL, run_id = NULL, cancel_requested = 0 WHERE id = ?",
+        "lock_expires_at = NULL, run_id = NULL, cancel_requested = 0, cancel_terminate = 0 "
+        "WHERE id = ?",
         (to_us(now), job_id),
     )
     return True

@@ -149,8 +149,10 @@ class SQLiteJobStorage:
             self._hub.notify()
         return results
 
-    async def cancel_job(self, job_id: str) -> CancelOutcome:
-        return await self._db.write(lambda conn, now: _jobs.cancel_job(conn, job_id, now))
+    async def cancel_job(self, job_id: str, *, terminate: bool = False) -> CancelOutcome:
+        return await self._db.write(
+            lambda conn, now: _jobs.cancel_job(conn, job_id, now, terminate=terminate)
+        )
 
     async def retry_job(self, job_id: str) -> bool:
         retried = await self._db.write(lambda conn, now: _jobs.retry_job(conn, job_id, now))
