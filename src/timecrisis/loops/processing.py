@@ -53,6 +53,7 @@ from timecrisis.definitions import JobDefinition, to_json_result
 from timecrisis.errors import NonRetryableError
 from timecrisis.execution.inprocess import run_in_process
 from timecrisis.hooks import call_hook
+from timecrisis.loops._due import Anchor, DueTimes
 from timecrisis.loops._periodic import ErrorBackoff, wait_for_event
 from timecrisis.loops._prefetch import MAX_WAIT, PrefetchBudget
 from timecrisis.loops.runtime import Runtime
@@ -148,6 +149,9 @@ class JobProcessor:
         self._hand_backs: list[RunningJob] = []
         self._hand_back_task: asyncio.Task[None] | None = None
         self.claims_made = 0
+        # When known work becomes due (retries written here, delayed enqueues made here).
+        self._due = DueTimes()
+        self._anchor: Anchor | None = None  # the latest reading of the store's clock
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -265,6 +269,7 @@ class JobProcessor:
                 batch: list[tuple[RunningJob, Completion]] = []
                 if self._combine is not None:
                     batch, self._pending_completions = self._pending_completions, []
+                claim_issued = time.monotonic()
                 try:
                     if batch:
                         assert self._combine is not None
@@ -285,6 +290,7 @@ class JobProcessor:
                     await self._sleep(delay)
                     continue
                 backoff.reset()
+                self._due.claimed_at(claim_issued, self._anchor)
                 if batch:
                     self._after_completions(batch, results)
                 if self._stop_requested():  # stop() began while we claimed: give them back
@@ -294,8 +300,11 @@ class JobProcessor:
                     self._launch(self._register(claimed))
                 if len(claims) == free:
                     continue  # a full batch: more may be waiting
-            elif self._pending_completions:
+                await self._sleep(await self._idle_delay(settings.job_processing_interval))
+                continue
+            if self._pending_completions:
                 self._start_flusher()  # no claim to ride on
+            # No free slot (or no type): a freed slot or a new type wakes the loop.
             await self._sleep(settings.job_processing_interval)
 
     def _room(self, concurrency: int, type_limits: dict[str, int | None]) -> int:
@@ -338,6 +347,36 @@ class JobProcessor:
 
     async def _sleep(self, seconds: float) -> None:
         await wait_for_event(self._wake, seconds)
+
+    # ---- known due times ---------------------------------------------------------------------
+
+    def note_due_at(self, at: datetime) -> None:
+        """Work becomes due at `at` (the store's clock): a retry this worker wrote, a `run_at`
+        enqueued here. The claim loop wakes for it, not at its next interval."""
+        self._due.add_store_time(at)
+        self._wake.set()  # recompute the sleep
+
+    def note_due_in(self, seconds: float) -> None:
+        """Work becomes due `seconds` from now: a `delay` enqueued here. Counted from this
+        call, after the store resolved the delay: never early."""
+        self._due.add_local_deadline(time.monotonic() + seconds)
+        self._wake.set()
+
+    async def _idle_delay(self, interval: float) -> float:
+        """How long the claim loop sleeps after a claim that left slots free: until the
+        earliest due time it knows, at most `interval` (which bounds the discovery of work
+        enqueued elsewhere without a wake-up)."""
+        if not self._due:
+            return interval
+        if self._due.has_store_times:
+            try:
+                store_now = await self.runtime.storage.now()
+            except Exception as exc:  # noqa: BLE001 - the claim will say if the store is down
+                self._logger.debug("reading the store's clock failed (%s: %s)", type(exc), exc)
+                return min(interval, 1.0)
+            self._anchor = Anchor(store_now, time.monotonic())
+        until = self._due.seconds_until_next(time.monotonic(), self._anchor)
+        return interval if until is None else min(interval, until)
 
     def _register(self, claimed: ClaimedJob) -> RunningJob:
         stale = self.running.get(claimed.job.id)
@@ -476,6 +515,8 @@ class JobProcessor:
                 job.type,
             )
             return
+        if outcome.will_retry:  # wake at its run_at, not at the next interval
+            self._due.add_store_time(outcome.job.run_at)
         level = logging.WARNING if outcome.will_retry else logging.ERROR
         self._logger.log(
             level,
