@@ -10,16 +10,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import BaseModel
 
+from tests.waiting import eventually
 from timecrisis import InMemoryJobStorage, JobContext, JobDefinition
 from timecrisis.clock import ManualClock
 from timecrisis.hooks import Hooks
 from timecrisis.loops._due import Anchor, DueTimes
+from timecrisis.loops._periodic import PeriodicLoop
 from timecrisis.loops.maintenance import ScheduleFiring, sleep_until_tick
 from timecrisis.loops.processing import JobProcessor
 from timecrisis.loops.runtime import Runtime, Settings
 from timecrisis.storage.base import JobQuery, ScheduleSpec
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+_LOG = logging.getLogger("test")
 
 
 class Empty(BaseModel):
@@ -35,7 +38,7 @@ def _runtime(storage: InMemoryJobStorage) -> Runtime:
     return Runtime(
         storage=storage,
         worker="w1",
-        logger=logging.getLogger("test"),
+        logger=_LOG,
         hooks=Hooks(),
         settings=Settings(),  # the defaults: 5 s processing, 60 s scheduling
         definitions={"tick": definition},
@@ -155,3 +158,39 @@ def test_the_known_times_are_bounded_keeping_the_earliest() -> None:
     assert due.seconds_until_next(0.0, None) == 1.0
     due.claimed_at(3.0, None)
     assert not due  # 1, 2, 3 kept; 4 and 5 dropped (the interval finds them)
+
+
+async def test_a_follower_that_becomes_leader_fires_every_tick_from_then_on() -> None:
+    # The real loop, on the real clock, at the default 60 s scheduling interval: a follower's
+    # pass does nothing and sleeps the interval; winning the election wakes it (as
+    # JobScheduler._on_leadership_change does), and from then on it must sleep tick to tick.
+    storage = InMemoryJobStorage()
+    runtime = _runtime(storage)
+    runtime.is_leader = False
+    now = await storage.now()
+    await storage.upsert_schedule(
+        ScheduleSpec(
+            name="fast",
+            type="tick",
+            data={},
+            schedule_type="interval",
+            schedule_value="200ms",
+            time_zone=None,
+            next_run_at=now + timedelta(milliseconds=200),
+        )
+    )
+    firing = ScheduleFiring(runtime, lambda: None)
+    loop = PeriodicLoop("schedules", firing.step, runtime.settings.job_scheduling_interval, _LOG)
+    loop.start()
+    try:
+        await loop.ran.wait()  # a follower's pass: nothing fired
+        assert await storage.list_jobs(JobQuery()) == []
+        runtime.is_leader = True
+        loop.wake()
+
+        async def four_fired() -> bool:
+            return len(await storage.list_jobs(JobQuery())) >= 4
+
+        await eventually(four_fired, timeout=5)  # 0.8 s of ticks; the old loop slept 60 s
+    finally:
+        await loop.stop()
