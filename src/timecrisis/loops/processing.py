@@ -5,7 +5,8 @@ Shape of the hot path (one worker process):
 - **Claim in batches.** One `claim_jobs` call asks for every free slot at once; the store enforces
   per-type limits inside that call. A full batch means more work may be waiting, so the loop claims
   again at once; otherwise it sleeps until woken (an enqueue here or, through the store's wake-up
-  channel, elsewhere; a slot freeing up) or until `job_processing_interval`.
+  channel, elsewhere; a slot freeing up), until the earliest due time it knows (a retry it
+  wrote, a delayed job enqueued here: `loops/_due.py`), or at most `job_processing_interval`.
 - **Prefetch while jobs are short.** A claim may take more jobs than there are free slots: the
   extra ones wait in `running` for a slot (`_slots`, `max_concurrent_jobs` of them), so the next
   claim runs in the database while this worker works off the last one. How many is decided per
