@@ -16,10 +16,11 @@ from timecrisis.clock import ManualClock
 from timecrisis.hooks import Hooks
 from timecrisis.loops._due import Anchor, DueTimes
 from timecrisis.loops._periodic import PeriodicLoop
-from timecrisis.loops.maintenance import ScheduleFiring, sleep_until_tick
+from timecrisis.loops.maintenance import ReaperStep, ScheduleFiring, sleep_until_tick
 from timecrisis.loops.processing import JobProcessor
 from timecrisis.loops.runtime import Runtime, Settings
-from timecrisis.storage.base import JobQuery, ScheduleSpec
+from timecrisis.storage._common import new_id
+from timecrisis.storage.base import ClaimParams, JobQuery, NewJob, ScheduleSpec
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _LOG = logging.getLogger("test")
@@ -194,3 +195,25 @@ async def test_a_follower_that_becomes_leader_fires_every_tick_from_then_on() ->
         await eventually(four_fired, timeout=5)  # 0.8 s of ticks; the old loop slept 60 s
     finally:
         await loop.stop()
+
+
+async def test_the_reaper_tells_the_worker_when_a_job_it_took_back_is_due() -> None:
+    clock = ManualClock(T0)
+    storage = InMemoryJobStorage(clock=clock)
+    await storage.insert_jobs(
+        [NewJob(id=new_id(), type="tick", data={}, max_retries=1, backoff_strategy="linear")]
+    )
+    lease = timedelta(seconds=60)
+    claimed = await storage.claim_jobs(
+        ClaimParams(worker="dead", limit=1, lease_ttl=lease, type_limits={"tick": None})
+    )
+    assert len(claimed) == 1
+    clock.advance(61)  # the lease ran out: its worker died
+    told: list[datetime] = []
+    requeued: list[bool] = []
+
+    step = ReaperStep(_runtime(storage), lambda: requeued.append(True), told.append)
+    await step.step()
+
+    assert requeued and len(told) == 1
+    assert told[0] == clock.now() + timedelta(seconds=10)  # the 10 s linear backoff
