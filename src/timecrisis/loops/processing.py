@@ -70,6 +70,11 @@ from timecrisis.storage.base import (
 
 # How often to retry writing a failure before leaving the job to lease expiry.
 _FAIL_WRITE_ATTEMPTS = 5
+# How long one reading of the store's clock serves to turn store times into sleeps. Not one
+# reading per sleep: under load that would double the round trips of a claim loop that knows
+# of a retry due later. The clocks do not drift apart measurably in this time; a stepped
+# clock costs at most one early claim, then the interval.
+_ANCHOR_MAX_AGE = 10.0
 
 
 @dataclass(eq=False, slots=True)
@@ -369,11 +374,15 @@ class JobProcessor:
         enqueued elsewhere without a wake-up)."""
         if not self._due:
             return interval
-        if self._due.has_store_times:
+        anchor = self._anchor
+        stale = anchor is None or time.monotonic() - anchor.monotonic > _ANCHOR_MAX_AGE
+        if self._due.has_store_times and stale:
             try:
                 store_now = await self.runtime.storage.now()
             except Exception as exc:  # noqa: BLE001 - the claim will say if the store is down
-                self._logger.debug("reading the store's clock failed (%s: %s)", type(exc), exc)
+                self._logger.debug(
+                    "reading the store's clock failed (%s: %s)", type(exc).__name__, exc
+                )
                 return min(interval, 1.0)
             self._anchor = Anchor(store_now, time.monotonic())
         until = self._due.seconds_until_next(time.monotonic(), self._anchor)
