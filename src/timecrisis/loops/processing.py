@@ -265,6 +265,8 @@ class JobProcessor:
             self._wake.clear()
             type_limits = runtime.type_limits()
             free = self._room(settings.max_concurrent_jobs, type_limits)
+            # Without a free slot the loop waits for one (a freed slot wakes it), not a due time.
+            idle = settings.job_processing_interval
             if free > 0 and type_limits:
                 params = ClaimParams(
                     worker=runtime.worker,
@@ -306,12 +308,10 @@ class JobProcessor:
                     self._launch(self._register(claimed))
                 if len(claims) == free:
                     continue  # a full batch: more may be waiting
-                await self._sleep(await self._idle_delay(settings.job_processing_interval))
-                continue
-            if self._pending_completions:
+                idle = await self._idle_delay(idle)
+            elif self._pending_completions:
                 self._start_flusher()  # no claim to ride on
-            # No free slot (or no type): a freed slot or a new type wakes the loop.
-            await self._sleep(settings.job_processing_interval)
+            await self._sleep(idle)
 
     def _room(self, concurrency: int, type_limits: dict[str, int | None]) -> int:
         """How many jobs to claim now: 0 to wait.
