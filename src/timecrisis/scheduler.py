@@ -326,8 +326,15 @@ class JobScheduler:
             raise JobValidationError("unique_key applies to one job; enqueue them one by one")
         jobs = [options.new_job(definition, payload) for payload in payloads]
         results = await self.storage.insert_jobs(jobs, connection=connection)
-        if self._processor is not None and any(r.created for r in results):
-            self._processor.wake()
+        processor = self._processor
+        if processor is not None and any(r.created for r in results):
+            # A delayed job wakes this worker at its due time; workers elsewhere find it by
+            # their own processing interval at the latest (docs/architecture.md, Wake-ups).
+            if options.delay is not None:
+                processor.note_due_in(options.delay.total_seconds())
+            elif options.run_at is not None:
+                processor.note_due_at(options.run_at)
+            processor.wake()
         return [r.id for r in results]
 
     async def wait_for_job(self, job_id: str, timeout: Duration | None = None) -> Job:
@@ -572,7 +579,7 @@ class JobScheduler:
                 ),
                 PeriodicLoop(
                     "reaper",
-                    ReaperStep(runtime, processor.wake).step,
+                    ReaperStep(runtime, processor.wake, processor.note_due_at).step,
                     reaper_interval(runtime),
                     self.logger,
                 ),

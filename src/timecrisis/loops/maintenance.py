@@ -6,7 +6,8 @@ Followers run the same loops but do nothing, so a new leader starts working at i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from timecrisis._logging import child
@@ -22,6 +23,20 @@ _BATCH = 100
 # The schedule loop never sleeps less than this, even when a tick is due "now": a floor against
 # spinning when clocks disagree by a few milliseconds.
 _MIN_SLEEP = 0.01
+
+
+def sleep_until_tick(
+    next_ticks: Iterable[datetime | None], now: datetime, elapsed: float, interval: float
+) -> float:
+    """Seconds the schedule loop sleeps: until the earliest of `next_ticks` (store times; `now`
+    is the store's clock when they were read, `elapsed` the local seconds since), never more
+    than `interval` (which bounds the discovery of schedules changed on other nodes), never
+    less than `_MIN_SLEEP`."""
+    known = [tick for tick in next_ticks if tick is not None]
+    if not known:
+        return interval
+    until = (min(known) - now).total_seconds() - elapsed
+    return max(_MIN_SLEEP, min(interval, until))
 
 
 def _still_leading(runtime: Runtime) -> bool:
@@ -41,22 +56,26 @@ class ScheduleFiring:
         if not runtime.is_leader:
             return None
         due = await runtime.storage.get_due_schedules(_BATCH)
+        read_at = time.monotonic()
         created = 0
+        # The next ticks this pass knows: those of the schedules not due yet, and those it
+        # computes for the schedules it fires (not in `due.next_due_at`, read before firing).
+        next_ticks = [due.next_due_at]
         for schedule in due.schedules:
             if not _still_leading(runtime):  # deposed mid-batch: stop acting as leader now
                 return None
-            if await self._fire(schedule, due.now):
-                created += 1
+            fired, next_run_at = await self._fire(schedule, due.now)
+            created += fired
+            next_ticks.append(next_run_at)
         if created:
             self._on_jobs_created()
         if len(due.schedules) == _BATCH:
             return 0.0
-        if due.next_due_at is None:
-            return interval
-        until_due = (due.next_due_at - due.now).total_seconds()
-        return max(_MIN_SLEEP, min(interval, until_due))
+        return sleep_until_tick(next_ticks, due.now, time.monotonic() - read_at, interval)
 
-    async def _fire(self, schedule: ScheduledJob, now: datetime) -> bool:
+    async def _fire(self, schedule: ScheduledJob, now: datetime) -> tuple[bool, datetime | None]:
+        """Fire (or skip) the due tick of `schedule`. Returns whether a job was created, and
+        the schedule's next tick (None when it has none)."""
         runtime = self._runtime
         assert schedule.next_run_at is not None
         try:
@@ -68,7 +87,7 @@ class ScheduleFiring:
             await runtime.storage.advance_schedule(
                 ScheduleAdvance(schedule.id, schedule.next_run_at, None, disable=True)
             )
-            return False
+            return False, None
         plan = plan_tick(
             parsed, schedule.next_run_at, now, runtime.settings.scheduled_job_max_stale_age
         )
@@ -99,7 +118,9 @@ class ScheduleFiring:
             )
         if result.job_id is not None:
             self._logger.debug("schedule %r fired job %s", schedule.name, result.job_id)
-        return result.job_id is not None
+        # Lost compare-and-set: another node moved the schedule; our tick is at worst an
+        # early look, and that pass reads the stored one.
+        return result.job_id is not None, plan.next_run_at
 
     def _job_for(self, schedule: ScheduledJob, fire_at: datetime) -> NewJob:
         # The options stored with the schedule by the node that registered it, never this
@@ -151,9 +172,15 @@ class ReaperStep:
     """Takes jobs back from workers that died: prunes silent workers (ending their leases) and
     fails the attempts whose lease expired, which retries them or dead-letters them."""
 
-    def __init__(self, runtime: Runtime, on_jobs_requeued: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        on_jobs_requeued: Callable[[], None],
+        on_retry_due: Callable[[datetime], None] | None = None,
+    ) -> None:
         self._runtime = runtime
         self._on_jobs_requeued = on_jobs_requeued
+        self._on_retry_due = on_retry_due  # this node's worker wakes at each retry's run_at
         self._logger = child(runtime.logger, "reaper")
 
     async def step(self) -> float | None:
@@ -200,6 +227,10 @@ class ReaperStep:
                 LeaseExpiredError(outcome.error),
             )
         if any(o.will_retry for o in outcomes):
+            if self._on_retry_due is not None:
+                for outcome in outcomes:
+                    if outcome.will_retry:
+                        self._on_retry_due(outcome.job.run_at)
             self._on_jobs_requeued()
         return 0.0 if len(outcomes) == _BATCH else None
 

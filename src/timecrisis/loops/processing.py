@@ -5,7 +5,8 @@ Shape of the hot path (one worker process):
 - **Claim in batches.** One `claim_jobs` call asks for every free slot at once; the store enforces
   per-type limits inside that call. A full batch means more work may be waiting, so the loop claims
   again at once; otherwise it sleeps until woken (an enqueue here or, through the store's wake-up
-  channel, elsewhere; a slot freeing up) or until `job_processing_interval`.
+  channel, elsewhere; a slot freeing up), until the earliest due time it knows (a retry it
+  wrote, a delayed job enqueued here: `loops/_due.py`), or at most `job_processing_interval`.
 - **Prefetch while jobs are short.** A claim may take more jobs than there are free slots: the
   extra ones wait in `running` for a slot (`_slots`, `max_concurrent_jobs` of them), so the next
   claim runs in the database while this worker works off the last one. How many is decided per
@@ -53,6 +54,7 @@ from timecrisis.errors import NonRetryableError
 from timecrisis.execution.failures import failure_kind, failure_traceback
 from timecrisis.execution.inprocess import run_in_process
 from timecrisis.hooks import call_hook
+from timecrisis.loops._due import Anchor, DueTimes
 from timecrisis.loops._periodic import ErrorBackoff, wait_for_event
 from timecrisis.loops._prefetch import MAX_WAIT, PrefetchBudget
 from timecrisis.loops.runtime import Runtime
@@ -69,6 +71,11 @@ from timecrisis.storage.base import (
 
 # How often to retry writing a failure before leaving the job to lease expiry.
 _FAIL_WRITE_ATTEMPTS = 5
+# How long one reading of the store's clock serves to turn store times into sleeps. Not one
+# reading per sleep: under load that would double the round trips of a claim loop that knows
+# of a retry due later. The clocks do not drift apart measurably in this time; a stepped
+# clock costs at most one early claim, then the interval.
+_ANCHOR_MAX_AGE = 10.0
 
 
 @dataclass(eq=False, slots=True)
@@ -154,6 +161,9 @@ class JobProcessor:
         self._hand_backs: list[RunningJob] = []
         self._hand_back_task: asyncio.Task[None] | None = None
         self.claims_made = 0
+        # When known work becomes due (retries written here, delayed enqueues made here).
+        self._due = DueTimes()
+        self._anchor: Anchor | None = None  # the latest reading of the store's clock
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -268,6 +278,8 @@ class JobProcessor:
             self._wake.clear()
             type_limits = runtime.type_limits()
             free = self._room(settings.max_concurrent_jobs, type_limits)
+            # Without a free slot the loop waits for one (a freed slot wakes it), not a due time.
+            idle = settings.job_processing_interval
             if free > 0 and type_limits:
                 params = ClaimParams(
                     worker=runtime.worker,
@@ -278,6 +290,7 @@ class JobProcessor:
                 batch: list[tuple[RunningJob, Completion]] = []
                 if self._combine is not None:
                     batch, self._pending_completions = self._pending_completions, []
+                claim_issued = time.monotonic()
                 try:
                     if batch:
                         assert self._combine is not None
@@ -298,6 +311,7 @@ class JobProcessor:
                     await self._sleep(delay)
                     continue
                 backoff.reset()
+                self._due.claimed_at(claim_issued, self._anchor)
                 if batch:
                     self._after_completions(batch, results)
                 if self._stop_requested():  # stop() began while we claimed: give them back
@@ -307,9 +321,10 @@ class JobProcessor:
                     self._launch(self._register(claimed))
                 if len(claims) == free:
                     continue  # a full batch: more may be waiting
+                idle = await self._idle_delay(idle)
             elif self._pending_completions:
                 self._start_flusher()  # no claim to ride on
-            await self._sleep(settings.job_processing_interval)
+            await self._sleep(idle)
 
     def _room(self, concurrency: int, type_limits: dict[str, int | None]) -> int:
         """How many jobs to claim now: 0 to wait.
@@ -351,6 +366,40 @@ class JobProcessor:
 
     async def _sleep(self, seconds: float) -> None:
         await wait_for_event(self._wake, seconds)
+
+    # ---- known due times ---------------------------------------------------------------------
+
+    def note_due_at(self, at: datetime) -> None:
+        """Work becomes due at `at` (the store's clock): a retry this worker wrote, a `run_at`
+        enqueued here. The claim loop wakes for it, not at its next interval."""
+        self._due.add_store_time(at)
+        self._wake.set()  # recompute the sleep
+
+    def note_due_in(self, seconds: float) -> None:
+        """Work becomes due `seconds` from now: a `delay` enqueued here. Counted from this
+        call, after the store resolved the delay: never early."""
+        self._due.add_local_deadline(time.monotonic() + seconds)
+        self._wake.set()
+
+    async def _idle_delay(self, interval: float) -> float:
+        """How long the claim loop sleeps after a claim that left slots free: until the
+        earliest due time it knows, at most `interval` (which bounds the discovery of work
+        enqueued elsewhere without a wake-up)."""
+        if not self._due:
+            return interval
+        anchor = self._anchor
+        stale = anchor is None or time.monotonic() - anchor.monotonic > _ANCHOR_MAX_AGE
+        if self._due.has_store_times and stale:
+            try:
+                store_now = await self.runtime.storage.now()
+            except Exception as exc:  # noqa: BLE001 - the claim will say if the store is down
+                self._logger.debug(
+                    "reading the store's clock failed (%s: %s)", type(exc).__name__, exc
+                )
+                return min(interval, 1.0)
+            self._anchor = Anchor(store_now, time.monotonic())
+        until = self._due.seconds_until_next(time.monotonic(), self._anchor)
+        return interval if until is None else min(interval, until)
 
     def _register(self, claimed: ClaimedJob) -> RunningJob:
         stale = self.running.get(claimed.job.id)
@@ -518,14 +567,17 @@ class JobProcessor:
                 job.type,
             )
             return
+        if outcome.will_retry:  # wake at its run_at, not at the next interval
+            self._due.add_store_time(outcome.job.run_at)
         self._log_failure(job, failure, outcome)
         await call_hook(
             self._logger, "on_job_failed", self.runtime.hooks.on_job_failed, outcome.job, exc
         )
 
     def _log_failure(self, job: Job, failure: Failure, outcome: FailOutcome) -> None:
-        """WARNING for an attempt that will be retried, ERROR for one that dead-letters its job,
-        with the handler's traceback either way (the store keeps it too, in the run)."""
+        """WARNING for an attempt that will be retried (or whose job was canceled meanwhile),
+        ERROR for one that dead-letters its job, with the handler's traceback either way (the
+        store keeps it too, in the run)."""
         trace = f"\n{failure.traceback.rstrip()}" if failure.traceback else ""
         if outcome.will_retry:
             self._logger.warning(
@@ -536,6 +588,17 @@ class JobProcessor:
                 failure.kind,
                 failure.error,
                 outcome.job.run_at.isoformat(),
+                trace,
+            )
+            return
+        if outcome.job.status is JobStatus.CANCELED:
+            self._logger.warning(
+                "job %s (%s) attempt %d failed (%s) after cancel_job: %s; canceled, not retried%s",
+                job.id,
+                job.type,
+                job.attempts,
+                failure.kind,
+                failure.error,
                 trace,
             )
             return
