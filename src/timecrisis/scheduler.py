@@ -618,7 +618,8 @@ class JobScheduler:
         self._processor = None
         self._elector = None
         self._loops = {}
-        self.logger.info("worker %s stopped in %.1fs", self.worker, budget.elapsed())
+        self.logger.debug("the stop took %.2fs", budget.elapsed())
+        self.logger.info("worker %s stopped", self.worker)
 
     def _log_stop_begins(self, budget: StopBudget, *, from_signal: bool) -> None:
         running = self._processor.running_handlers() if self._processor is not None else 0

@@ -125,9 +125,8 @@ class LeaderElector:
                 await self._runtime.storage.release_lock(LEADER_LOCK, token)
         except Exception as exc:  # noqa: BLE001 - the lease will simply expire
             self._logger.warning(
-                "could not release leadership (%s: %s); it expires in %s",
-                type(exc).__name__,
-                exc,
+                "could not release leadership (%s); it expires in %s",
+                f"{type(exc).__name__}: {exc}" if str(exc) else "no answer in time",
                 self._runtime.settings.leader_lock_ttl,
             )
         await self._step_down("the scheduler is stopping", level=logging.INFO)
