@@ -90,21 +90,37 @@ class HandlerThreads:
                 if work is None:
                     return
                 fn, future = work
-                if future.set_running_or_notify_cancel():
-                    try:
-                        result = fn()
-                    except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                        future.set_exception(exc)
-                    else:
-                        future.set_result(result)
-                del work, fn, future  # drop the handler's result before idling
-                with self._lock:
-                    if self._closed:
+                del work
+                if not future.set_running_or_notify_cancel():
+                    if not self._back_to_idle(inbox):
                         return
-                    self._idle.append(inbox)
+                    continue
+                error: BaseException | None = None
+                result: Any = None
+                try:
+                    result = fn()
+                except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                    error = exc
+                # Idle again *before* answering: the task that gets the answer often submits
+                # the next handler at once, and should find this thread, not start another.
+                keep_going = self._back_to_idle(inbox)
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+                del fn, future, result, error  # hold nothing of the handler while idle
+                if not keep_going:
+                    return
         finally:
             with self._lock:
                 self.threads -= 1
+
+    def _back_to_idle(self, inbox: queue.SimpleQueue[_Work | None]) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self._idle.append(inbox)
+            return True
 
     def abandon(self, future: Future[Any], what: str, why: str) -> None:
         """The task awaiting `future` gave up on it while its thread still runs the handler:
