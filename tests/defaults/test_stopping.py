@@ -215,7 +215,7 @@ async def test_a_forced_stop_cuts_a_graceful_one_short_with_the_store_down(
 # ---- signals -------------------------------------------------------------------------------
 
 _WORKER_SCRIPT = """
-import logging, sys
+import asyncio, logging, sys
 from pydantic import BaseModel
 from timecrisis import JobScheduler, SQLiteJobStorage
 
@@ -229,15 +229,23 @@ class Empty(BaseModel):
 async def noop(data: Empty, ctx) -> None:
     pass
 
+@scheduler.job("stubborn", concurrency=None)
+async def stubborn(data: Empty, ctx) -> None:
+    await asyncio.sleep(3600)  # ignores the graceful stop
+
 scheduler.run()
 """
 
 
-async def test_a_worker_process_stops_on_sighup(tmp_path: Path) -> None:
+def _text(log: Path) -> str:
+    return log.read_text()
+
+
+async def _spawn_worker(tmp_path: Path) -> tuple[asyncio.subprocess.Process, Path]:
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(_WORKER_SCRIPT))
     log = tmp_path / "worker.log"
-    with log.open("wb") as stderr:
+    with log.open("wb") as stderr:  # a file, not a pipe: nothing to drain while we wait
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(script),
@@ -248,20 +256,75 @@ async def test_a_worker_process_stops_on_sighup(tmp_path: Path) -> None:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
         )
+
+    async def started() -> bool:
+        return "worker hup-worker started" in _text(log)
+
+    await eventually(started, timeout=30)
+    return process, log
+
+
+async def _exit_code(process: asyncio.subprocess.Process, log: Path, limit: float) -> int:
     try:
+        async with asyncio.timeout(limit):
+            return await process.wait()
+    except TimeoutError:
+        raise AssertionError(f"the worker did not exit within {limit}s:\n{_text(log)}") from None
 
-        async def started() -> bool:
-            return "worker hup-worker started" in log.read_text()
 
-        await eventually(started, timeout=30)
+async def test_a_worker_process_stops_on_sighup(tmp_path: Path) -> None:
+    process, log = await _spawn_worker(tmp_path)
+    try:
         process.send_signal(signal.SIGHUP)
-        async with asyncio.timeout(10):
-            code = await process.wait()
-        text = log.read_text()
+        code = await _exit_code(process, log, 10)
+        text = _text(log)
         assert code == 0, text  # not -SIGHUP: the default action would kill it
         assert "stopping: no job running" in text, text
         assert "worker hup-worker stopped" in text, text
     finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_a_second_sigterm_ends_a_worker_whose_store_is_locked(tmp_path: Path) -> None:
+    """Issue 11 item 7 as reported: store unreachable, SIGTERM, then a second SIGTERM."""
+    process, log = await _spawn_worker(tmp_path)
+    producer = SQLiteJobStorage(tmp_path / "jobs.db")
+    locker = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+    try:
+        scheduler = JobScheduler(producer, worker="producer")
+
+        @scheduler.job("stubborn", concurrency=None)
+        async def stubborn(data: Empty, ctx: JobContext) -> None: ...
+
+        job_id = await scheduler.enqueue("stubborn", {})
+
+        async def running() -> bool:
+            job = await scheduler.get_job(job_id)
+            return job is not None and job.status == JobStatus.RUNNING
+
+        await eventually(running, timeout=30)
+        locker.execute("BEGIN EXCLUSIVE")  # from now on every write of the worker waits
+        process.send_signal(signal.SIGTERM)
+
+        async def stopping() -> bool:
+            return "signal again to force" in _text(log)
+
+        await eventually(stopping, timeout=10)
+        assert "stopping: waiting up to 15s for 1 job(s); signal again to force" in _text(log)
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = await _exit_code(process, log, 10)
+        took = time.monotonic() - began
+        print(f"\nSQLite locked, exit after the second SIGTERM took {took:.2f}s")
+        text = _text(log)
+        assert code == 0, text
+        assert took < 3.0, text  # the stop (about 1 s) and closing the store (1 s at most)
+        assert "could not release 1 job(s) at stop" in text, text
+    finally:
+        locker.close()
+        await producer.close()
         if process.returncode is None:
             process.kill()
             await process.wait()

@@ -66,7 +66,7 @@ _FIRST_PAUSE = 0.001
 _MAX_PAUSE = 0.05
 # close() waits this long for the call in progress (a locked database or a full disk can hold
 # one for `busy_timeout`); then it returns and the daemon thread ends once that call does.
-_CLOSE_WAIT = 2.0
+_CLOSE_WAIT = 1.0
 
 logger = logging.getLogger("timecrisis.storage.sqlite")
 
