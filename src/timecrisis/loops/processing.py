@@ -234,11 +234,6 @@ class JobProcessor:
         """Jobs whose handler runs now (not prefetched, not finished)."""
         return sum(1 for r in self._unfinished() if r.started is not None and not r.settling)
 
-    def force_stop(self) -> None:
-        """Cut a stop in progress short: stop waiting for handlers, bound the writes to come."""
-        if self._stop_budget is not None:
-            self._stop_budget.force()
-
     async def _end_claim_loop(self, budget: StopBudget) -> None:
         """Wait for the claim loop to notice the stop. A claim that does not answer within
         `GRACE` is cancelled; if it committed after all, its jobs come back when their
@@ -611,15 +606,18 @@ class JobProcessor:
     async def _drain_completions(self) -> None:
         """At stop: write the queued completions, within the stop's budget; what is still
         unwritten then is logged and dropped (the leases expire, the leader recovers it)."""
-        if self._pending_completions:
-            self._start_flusher()
-        task = self._flush_task
-        if task is not None and not task.done():
-            with contextlib.suppress(TimeoutError):
+        while True:
+            if self._pending_completions:
+                self._start_flusher()
+            task = self._flush_task
+            if task is None or task.done():
+                break
+            try:
                 await self._bounded(asyncio.wait([task]))
-            if not task.done():
+            except TimeoutError:
                 task.cancel()  # the flusher puts its batch in flight back on the queue
                 await asyncio.wait([task], timeout=FLOOR)
+                break
         if self._pending_completions:
             unwritten, self._pending_completions = self._pending_completions, []
             self._logger.error(
