@@ -30,15 +30,15 @@ from timecrisis.errors import JobTimeoutError
 
 T = TypeVar("T")
 
-# An idle thread exits after this long without work (a burst of sync jobs leaves no crowd).
-_IDLE_EXIT = 60.0
-
 _Work = tuple[Callable[[], Any], "Future[Any]"]
 
 
 class HandlerThreads:
     """Daemon threads for sync handlers, reused, never starved (see the module docstring).
 
+    Shaped like `ThreadPoolExecutor` (one work queue; a submit that finds no idle thread starts
+    one), without its size limit: the worker's slots already bound the handlers that run, so
+    the only threads beyond them are abandoned ones, and those must not block new work.
     Daemon threads: an abandoned handler must keep neither `stop()` nor the interpreter's exit
     waiting (a `ThreadPoolExecutor` joins its threads at exit)."""
 
@@ -46,7 +46,8 @@ class HandlerThreads:
         self._logger = logger
         self._prefix = name_prefix
         self._lock = threading.Lock()
-        self._idle: list[queue.SimpleQueue[_Work | None]] = []
+        self._work: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # one token per thread waiting for work
         self._closed = False
         self._started = 0
         self.threads = 0
@@ -55,72 +56,48 @@ class HandlerThreads:
         """Handlers abandoned while their thread still runs them."""
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("the handler threads are shut down")
         future: Future[T] = Future()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the handler threads are shut down")
-            inbox = self._idle.pop() if self._idle else self._spawn()
-        inbox.put((fn, future))
+        self._work.put((fn, future))
+        if not self._idle.acquire(blocking=False):  # every thread is busy (or abandoned)
+            self._spawn()
         return future
 
-    def _spawn(self) -> queue.SimpleQueue[_Work | None]:
-        inbox: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
-        self._started += 1
-        self.threads += 1
-        thread = threading.Thread(
-            target=self._serve,
-            args=(inbox,),
-            name=f"{self._prefix}-{self._started}",
-            daemon=True,
-        )
-        thread.start()
-        return inbox
+    def _spawn(self) -> None:
+        with self._lock:
+            self._started += 1
+            self.threads += 1
+            name = f"{self._prefix}-{self._started}"
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
 
-    def _serve(self, inbox: queue.SimpleQueue[_Work | None]) -> None:
+    def _serve(self) -> None:
         try:
-            while True:
-                try:
-                    work = inbox.get(timeout=_IDLE_EXIT)
-                except queue.Empty:
-                    with self._lock:
-                        if inbox in self._idle:  # nobody handed it work meanwhile: retire
-                            self._idle.remove(inbox)
-                            return
-                    continue  # work is on its way
-                if work is None:
-                    return
+            while (work := self._work.get()) is not None:
                 fn, future = work
                 del work
-                if not future.set_running_or_notify_cancel():
-                    if not self._back_to_idle(inbox):
-                        return
-                    continue
-                error: BaseException | None = None
-                result: Any = None
-                try:
-                    result = fn()
-                except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                    error = exc
-                # Idle again *before* answering: the task that gets the answer often submits
-                # the next handler at once, and should find this thread, not start another.
-                keep_going = self._back_to_idle(inbox)
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
-                del fn, future, result, error  # hold nothing of the handler while idle
-                if not keep_going:
+                if future.set_running_or_notify_cancel():
+                    self._run(fn, future)
+                else:  # cancelled before it started: this thread is idle again at once
+                    self._idle.release()
+                del fn, future  # hold nothing of the handler while idle
+                if self._closed:
                     return
         finally:
             with self._lock:
                 self.threads -= 1
 
-    def _back_to_idle(self, inbox: queue.SimpleQueue[_Work | None]) -> bool:
-        with self._lock:
-            if self._closed:
-                return False
-            self._idle.append(inbox)
-            return True
+    def _run(self, fn: Callable[[], Any], future: Future[Any]) -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            # Idle again *before* answering: the task that gets the answer often submits the
+            # next handler at once, and should find this thread, not start another.
+            self._idle.release()
+            future.set_exception(exc)
+        else:
+            self._idle.release()
+            future.set_result(result)
 
     def abandon(self, future: Future[Any], what: str, why: str) -> None:
         """The task awaiting `future` gave up on it while its thread still runs the handler:
@@ -152,11 +129,11 @@ class HandlerThreads:
 
     def shutdown(self) -> None:
         """Idle threads exit now, busy ones when their handler returns; never waits."""
+        self._closed = True
         with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for inbox in idle:
-            inbox.put(None)
+            alive = self.threads
+        for _ in range(alive):
+            self._work.put(None)
 
 
 async def run_in_process(
@@ -176,44 +153,60 @@ async def run_in_process(
         return await _within(timeout, definition.handle(payload, ctx))
     if threads is None:
         raise RuntimeError("sync handlers need the scheduler's handler threads (start())")
-    loop = asyncio.get_running_loop()
-    started = asyncio.Event()
     # copy_context: a handler sees the contextvars of the worker (tracing ids, etc.).
     run = functools.partial(contextvars.copy_context().run, definition.handle, payload, ctx)
+    if timeout is None:
+        return await _in_thread(threads, run, ctx)
+    return await _in_thread_within(threads, run, ctx, timeout)
 
-    def call() -> Any:
-        if timeout is not None:
-            loop.call_soon_threadsafe(started.set)
+
+async def _in_thread(threads: HandlerThreads, run: Callable[[], Any], ctx: JobContext) -> Any:
+    future = threads.submit(run)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:  # a stop or a lost lease: the thread goes on regardless
+        if future.running():
+            threads.abandon(future, f"job {ctx.job_id} ({ctx.job_type})", "its run was abandoned")
+        raise
+
+
+async def _in_thread_within(
+    threads: HandlerThreads, run: Callable[[], Any], ctx: JobContext, timeout: timedelta
+) -> Any:
+    """The handler's timeout runs from its start in its thread, not from the submit: the
+    thread arms the (until then unarmed) timeout scope as it begins."""
+    loop = asyncio.get_running_loop()
+    seconds = timeout.total_seconds()
+    scope: asyncio.Timeout | None = None
+
+    def arm(deadline: float) -> None:  # on the event loop
+        if scope is not None:
+            scope.reschedule(deadline)
+
+    def call() -> Any:  # in the handler's thread
+        loop.call_soon_threadsafe(arm, loop.time() + seconds)  # loop.time(): monotonic
         return run()
 
     future = threads.submit(call)
-    waiting = asyncio.wrap_future(future)
     what = f"job {ctx.job_id} ({ctx.job_type})"
     try:
-        if timeout is None:
-            return await waiting
-        # The timeout runs from the handler's start in its thread, not from the submit.
-        await _started_or_done(started, waiting)
-        return await _within(timeout, waiting)
-    except JobTimeoutError as exc:
+        # No await between the submit and entering the scope: `arm` cannot run before it.
+        async with asyncio.timeout(None) as scope:
+            try:
+                return await asyncio.wrap_future(future)
+            finally:
+                scope_done, scope = scope, None
+    except TimeoutError:
+        if not scope_done.expired():
+            raise
+        message = f"the job exceeded its timeout of {format_duration(timeout)}"
         if not future.done():
-            threads.abandon(future, what, str(exc))
-        raise
+            threads.abandon(future, what, message)
+        raise JobTimeoutError(message) from None
     except asyncio.CancelledError:
-        waiting.cancel()  # a handler that has not started yet never will
         if future.running():  # a stop or a lost lease: the thread goes on regardless
             threads.abandon(future, what, "its run was abandoned")
         raise
-
-
-async def _started_or_done(started: asyncio.Event, waiting: asyncio.Future[Any]) -> None:
-    if started.is_set() or waiting.done():
-        return
-    began = asyncio.ensure_future(started.wait())
-    try:
-        await asyncio.wait([began, waiting], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        began.cancel()
 
 
 async def _within(timeout: timedelta, awaitable: Any) -> Any:
