@@ -67,8 +67,14 @@ async def _timed_stop(scheduler: JobScheduler, *, force: bool = False) -> float:
     return time.monotonic() - began
 
 
-def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == level]
+def _messages(
+    caplog: pytest.LogCaptureFixture, level: int, logger: str = "timecrisis"
+) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == level and (r.name == logger or r.name.startswith(f"{logger}."))
+    ]
 
 
 # ---- the INFO line -------------------------------------------------------------------------
@@ -135,7 +141,7 @@ async def test_a_stop_ends_with_postgresql_unreachable(
         took = await _timed_stop(scheduler, force=force)
         print(f"\nPostgreSQL down, stop(force={force}) took {took:.2f}s")
         assert took < (2.0 if force else SHUTDOWN_TIMEOUT + 2.0)
-        errors = _messages(caplog, logging.ERROR)
+        errors = _messages(caplog, logging.ERROR, "timecrisis.worker")
         assert any(
             "could not record 1 completion(s)" in m or "could not release 1 job(s)" in m
             for m in errors
@@ -171,7 +177,7 @@ async def test_a_stop_ends_with_the_sqlite_file_locked(
         took = await _timed_stop(scheduler, force=force)
         print(f"\nSQLite locked, stop(force={force}) took {took:.2f}s")
         assert took < (2.0 if force else SHUTDOWN_TIMEOUT + 2.0)
-        errors = _messages(caplog, logging.ERROR)
+        errors = _messages(caplog, logging.ERROR, "timecrisis.worker")
         assert any("could not" in m and "leader recovers them" in m for m in errors), errors
 
         began = time.monotonic()
