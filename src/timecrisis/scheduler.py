@@ -10,7 +10,6 @@ import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -29,6 +28,7 @@ from timecrisis.errors import (
     JobNotFoundError,
     JobValidationError,
 )
+from timecrisis.execution.inprocess import HandlerThreads
 from timecrisis.hooks import (
     Hooks,
     JobFailedHook,
@@ -36,6 +36,7 @@ from timecrisis.hooks import (
     LeadershipHook,
 )
 from timecrisis.loops._periodic import PeriodicLoop
+from timecrisis.loops._stopping import FLOOR, GRACE, StopBudget
 from timecrisis.loops.leader import LeaderElector
 from timecrisis.loops.maintenance import (
     ExpiryStep,
@@ -156,6 +157,8 @@ class JobScheduler:
         self._unsubscribe: Callable[[], None] | None = None
         self._running = False
         self._lifecycle_lock: asyncio.Lock | None = None
+        self._stop_budget: StopBudget | None = None  # while a stop runs
+        self._force_requested = False  # a second signal before the stop got under way
 
     def configure(
         self,
@@ -549,12 +552,11 @@ class JobScheduler:
         async with self._lock():
             if self._running:
                 raise RuntimeError("the scheduler is already running")
+            self._force_requested = False
             await self.storage.init()
             runtime = self._runtime
-            runtime.threads = ThreadPoolExecutor(
-                max_workers=self.settings.max_concurrent_jobs,
-                thread_name_prefix="timecrisis-job",
-            )
+            # Not a fixed-size pool: threads abandoned by timeouts must not eat the capacity.
+            runtime.threads = HandlerThreads(self.logger)
             processor = JobProcessor(runtime)
             self._processor = processor
             elector = LeaderElector(runtime, self._on_leadership_change)
@@ -607,39 +609,83 @@ class JobScheduler:
     async def stop(self, force: bool = False) -> None:
         """Stop working. Stops claiming, sets `ctx.is_shutting_down`, gives leadership up, waits up
         to `shutdown_timeout` for running handlers (not with `force=True`), then puts what still
-        runs back to pending without charging an attempt. Idempotent; the storage stays open."""
+        runs back to pending without charging an attempt. Idempotent; the storage stays open.
+
+        Returns within about `shutdown_timeout` (plus a second for the last writes) even when
+        the store does not answer; `force=True`, also while a graceful stop is under way, within
+        about a second. What could not be written is logged at ERROR: those jobs return to
+        pending when their leases expire."""
+        await self._stop(force, from_signal=False)
+
+    async def _stop(self, force: bool, *, from_signal: bool) -> None:
+        if force and self._stop_budget is not None:
+            self._stop_budget.force()  # a graceful stop is under way: cut it short
         async with self._lock():
             if not self._running:
                 return
             self._running = False
-            loops = list(self._loops.values())
-            for loop in loops:
-                if loop.name != "heartbeat":
-                    await loop.stop()
-            if self._elector is not None:
-                await self._elector.resign()
-            if self._processor is not None:
-                await self._processor.stop(force=force, timeout=self.settings.shutdown_timeout)
-            heartbeat = self._loops.get("heartbeat")
-            if heartbeat is not None:
-                await heartbeat.stop()
-            if self._unsubscribe is not None:
-                self._unsubscribe()
-                self._unsubscribe = None
+            budget = StopBudget(self.settings.shutdown_timeout, force=force)
+            self._stop_budget = budget
+            if self._force_requested:
+                budget.force()
             try:
+                await self._stop_within(budget, from_signal=from_signal)
+            finally:
+                self._stop_budget = None
+                self._force_requested = False
+
+    async def _stop_within(self, budget: StopBudget, *, from_signal: bool) -> None:
+        loops = list(self._loops.values())
+        for loop in loops:
+            if loop.name != "heartbeat":
+                await loop.stop()
+        self._log_stop_begins(budget, from_signal=from_signal)
+        if self._elector is not None:
+            # Each call bounded: with the store down, leadership simply expires.
+            left = max(budget.deadline - asyncio.get_running_loop().time(), FLOOR)
+            await self._elector.resign(timeout=min(GRACE / 2, left))
+        if self._processor is not None:
+            await self._processor.stop(
+                force=budget.forced.is_set(), timeout=self.settings.shutdown_timeout, budget=budget
+            )
+        heartbeat = self._loops.get("heartbeat")
+        if heartbeat is not None:
+            await heartbeat.stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        try:
+            async with budget.bounded():
                 await self.storage.remove_worker(self.worker)
-            except Exception as exc:  # noqa: BLE001 - the leader prunes it once it goes silent
-                self.logger.warning(
-                    "could not unregister worker %s (%s: %s)", self.worker, type(exc).__name__, exc
-                )
-            if self._runtime.threads is not None:
-                # Abandoned sync handlers (timeouts) may still run: do not wait for them.
-                self._runtime.threads.shutdown(wait=False, cancel_futures=True)
-                self._runtime.threads = None
-            self._processor = None
-            self._elector = None
-            self._loops = {}
-            self.logger.info("worker %s stopped", self.worker)
+        except Exception as exc:  # noqa: BLE001 - the leader prunes it once it goes silent
+            self.logger.warning(
+                "could not unregister worker %s (%s); the leader prunes it once it goes silent",
+                self.worker,
+                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+            )
+        if self._runtime.threads is not None:
+            # Abandoned sync handlers (timeouts) may still run: do not wait for them.
+            self._runtime.threads.shutdown()
+            self._runtime.threads = None
+        self._processor = None
+        self._elector = None
+        self._loops = {}
+        self.logger.debug("the stop took %.2fs", budget.elapsed())
+        self.logger.info("worker %s stopped", self.worker)
+
+    def _log_stop_begins(self, budget: StopBudget, *, from_signal: bool) -> None:
+        running = self._processor.running_handlers() if self._processor is not None else 0
+        if budget.forced.is_set():
+            self.logger.info("stopping at once: %d running job(s) go back to pending", running)
+        elif running == 0:
+            self.logger.info("stopping: no job running")
+        else:
+            self.logger.info(
+                "stopping: waiting up to %gs for %d job(s)%s",
+                self.settings.shutdown_timeout,
+                running,
+                "; signal again to force" if from_signal else "",
+            )
 
     async def close(self) -> None:
         """`stop()`, then release the storage."""
@@ -659,7 +705,7 @@ class JobScheduler:
         await self.stop()
 
     def run(self) -> None:
-        """Start, block until SIGINT or SIGTERM, stop gracefully, close the storage.
+        """Start, block until SIGINT, SIGTERM or SIGHUP, stop gracefully, close the storage.
         A second signal stops at once (running jobs go back to pending)."""
         asyncio.run(self.serve())
 
@@ -667,32 +713,27 @@ class JobScheduler:
         """`run()` for code that already has an event loop."""
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
-        force = False
 
         def on_signal() -> None:
-            nonlocal force
             if stop_requested.is_set():
-                force = True
                 self.logger.warning("second signal: stopping at once")
-                if self._processor is not None:
-                    self._processor.wake()
+                self._force_requested = True
+                if self._stop_budget is not None:
+                    self._stop_budget.force()
             stop_requested.set()
 
         installed: list[signal.Signals] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: a closed terminal or a supervisor's reload must not kill the worker
+        # outright (Python's default for it), which would leave its jobs to lease expiry.
+        hangup = getattr(signal, "SIGHUP", None)
+        for sig in (signal.SIGINT, signal.SIGTERM, *([hangup] if hangup is not None else [])):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, on_signal)
                 installed.append(sig)
         try:
             await self.start()
             await stop_requested.wait()
-            stopping = asyncio.ensure_future(self.stop(force=force))
-            while not stopping.done():
-                await asyncio.wait([stopping], timeout=0.1)
-                if force and self._processor is not None:
-                    # A second signal arrived during the graceful wait: cut it short.
-                    await self._processor.stop(force=True, timeout=0)
-            await stopping
+            await self._stop(self._force_requested, from_signal=True)
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)

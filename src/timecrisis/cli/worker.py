@@ -74,10 +74,10 @@ def worker(
     log_level: str,
     log_format: LogFormat,
 ) -> None:
-    """Run a worker for the JobScheduler TARGET until SIGINT or SIGTERM.
+    """Run a worker for the JobScheduler TARGET until SIGINT, SIGTERM or SIGHUP.
 
     TARGET is MODULE:ATTRIBUTE (the working directory is importable) or
-    path/to/file.py:ATTRIBUTE. The first SIGINT/SIGTERM stops gracefully: no new claims,
+    path/to/file.py:ATTRIBUTE. The first SIGINT/SIGTERM/SIGHUP stops gracefully: no new claims,
     running jobs get the scheduler's shutdown_timeout to finish, then what still runs goes back
     to pending. A second signal stops at once (running jobs go back to pending, no attempt
     charged). Exit status: 0 after a stop, 1 on failure, 2 for a bad TARGET or option.
@@ -114,7 +114,7 @@ async def _serve(
     await connect(scheduler.storage, where, must_exist=False, init=False)
     logger.info("running %s as worker %s on %s", target, scheduler.worker, where)
     try:
-        await scheduler.serve()  # SIGINT/SIGTERM handling, second-signal force stop, close
+        await scheduler.serve()  # SIGINT/SIGTERM/SIGHUP, second-signal force stop, close
     finally:
         if replaced is not None:
             await replaced.close()  # never opened; closing releases its thread, if any

@@ -113,30 +113,32 @@ class LeaderElector:
         self._acquiring = None
         return task.result()
 
-    async def resign(self) -> None:
-        await self._drop_acquire()
+    async def resign(self, timeout: float | None = None) -> None:
+        """Give leadership up at stop. `timeout` bounds each store call: a stop must end even
+        when the store does not answer (the lease then simply expires)."""
+        await self._drop_acquire(self.interval if timeout is None else min(timeout, self.interval))
         token = self._token
         if token is None:
             return
         try:
-            await self._runtime.storage.release_lock(LEADER_LOCK, token)
+            async with asyncio.timeout(timeout):
+                await self._runtime.storage.release_lock(LEADER_LOCK, token)
         except Exception as exc:  # noqa: BLE001 - the lease will simply expire
             self._logger.warning(
-                "could not release leadership (%s: %s); it expires in %s",
-                type(exc).__name__,
-                exc,
+                "could not release leadership (%s); it expires in %s",
+                f"{type(exc).__name__}: {exc}" if str(exc) else "no answer in time",
                 self._runtime.settings.leader_lock_ttl,
             )
         await self._step_down("the scheduler is stopping", level=logging.INFO)
 
-    async def _drop_acquire(self) -> None:
+    async def _drop_acquire(self, wait: float) -> None:
         """At stop: an acquire still in flight gets one more round to answer; a lock it took
         is released, so a follower need not wait for it to expire."""
         task, self._acquiring = self._acquiring, None
         if task is None:
             return
         if not task.done():
-            await asyncio.wait({task}, timeout=self.interval)
+            await asyncio.wait({task}, timeout=wait)
         if not task.done():
             task.cancel()
             return
@@ -145,7 +147,8 @@ class LeaderElector:
         token = task.result()
         if token is not None:
             with contextlib.suppress(Exception):  # the lease will simply expire
-                await self._runtime.storage.release_lock(LEADER_LOCK, token)
+                async with asyncio.timeout(wait):
+                    await self._runtime.storage.release_lock(LEADER_LOCK, token)
 
     async def _step_down(self, reason: str, *, level: int = logging.WARNING) -> None:
         """Give leadership up. A lost lease or a failing store is a WARNING (an operator may

@@ -40,10 +40,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -57,6 +57,7 @@ from timecrisis.hooks import call_hook
 from timecrisis.loops._due import Anchor, DueTimes
 from timecrisis.loops._periodic import ErrorBackoff, wait_for_event
 from timecrisis.loops._prefetch import MAX_WAIT, PrefetchBudget
+from timecrisis.loops._stopping import FLOOR, GRACE, StopBudget
 from timecrisis.loops.runtime import Runtime
 from timecrisis.models import Job, JobStatus, JsonValue, LogLevel
 from timecrisis.storage.base import (
@@ -77,6 +78,14 @@ _FAIL_WRITE_ATTEMPTS = 5
 # clock costs at most one early claim, then the interval.
 _ANCHOR_MAX_AGE = 10.0
 
+T = TypeVar("T")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "the store did not answer in time"
+    return f"{type(exc).__name__}: {exc}"
+
 
 @dataclass(eq=False, slots=True)
 class RunningJob:
@@ -96,6 +105,15 @@ class RunningJob:
     handler_done: bool = False
     # The handler returned; the completion waits to be written. The slot is free already.
     finishing: bool = False
+    # Its failure is being written (`_fail`).
+    failing: bool = False
+
+    @property
+    def settling(self) -> bool:
+        """The handler has ended and its outcome is being written: a renewal that finds the
+        lease gone may just have raced that write (which ends the lease), so it proves no
+        loss; the write itself reports a real one."""
+        return self.finishing or self.failing
 
     @property
     def ref(self) -> ClaimRef:
@@ -160,6 +178,7 @@ class JobProcessor:
         self._budget = PrefetchBudget(concurrency=1, ceiling=0)
         self._hand_backs: list[RunningJob] = []
         self._hand_back_task: asyncio.Task[None] | None = None
+        self._stop_budget: StopBudget | None = None  # set while stop() runs
         self.claims_made = 0
         # When known work becomes due (retries written here, delayed enqueues made here).
         self._due = DueTimes()
@@ -184,39 +203,39 @@ class JobProcessor:
     def wake(self) -> None:
         self._wake.set()
 
-    async def stop(self, *, force: bool, timeout: float) -> None:
+    async def stop(self, *, force: bool, timeout: float, budget: StopBudget | None = None) -> None:
         """Stop claiming; let running handlers finish for up to `timeout` seconds (not at all
-        with `force`); then give what still runs back to the store without charging an attempt."""
+        with `force`); then give what still runs back to the store without charging an attempt.
+
+        Bounded even when the store does not answer: every store call here runs under
+        `budget` (see loops/_stopping.py), and what could not be written is logged at ERROR
+        and left to lease expiry."""
+        budget = budget if budget is not None else StopBudget(timeout, force=force)
+        self._stop_budget = budget
         self._stopping = True
         self._shutting_down = True
         self._wake.set()
         for running in self.running.values():
             running.state.shutting_down = True
-        if self._main_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._main_task
-            self._main_task = None
+        await self._end_claim_loop(budget)
 
         # Prefetched jobs that have not started go back to the queue now, not after the wait:
         # another worker can run them while this one finishes its handlers.
         unstarted = [r for r in self._unfinished() if r.started is None]
         self._abandon(unstarted)
         if unstarted:
-            await asyncio.wait([r.task for r in unstarted if r.task is not None], timeout=5)
+            await self._settle(unstarted, budget)
             await self._release(unstarted)
 
-        tasks = [r.task for r in self._unfinished() if r.task is not None]
-        if tasks and not force and timeout > 0:
-            await asyncio.wait(tasks, timeout=timeout)
+        await budget.wait_for_handlers([r.task for r in self._unfinished() if r.task is not None])
+        budget.end_wait()
 
         leftovers = self._unfinished()
         self._abandon(leftovers)
         if leftovers:
-            await asyncio.wait([r.task for r in leftovers if r.task is not None], timeout=5)
+            await self._settle(leftovers, budget)
         await self._drain_completions()
-        if self._hand_back_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._hand_back_task)
+        await self._end_hand_backs(budget)
         if leftovers:
             await self._release(leftovers)
 
@@ -225,6 +244,47 @@ class JobProcessor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renew_task
             self._renew_task = None
+        self._stop_budget = None
+
+    def running_handlers(self) -> int:
+        """Jobs whose handler runs now (not prefetched, not finished)."""
+        return sum(1 for r in self._unfinished() if r.started is not None and not r.settling)
+
+    async def _end_claim_loop(self, budget: StopBudget) -> None:
+        """Wait for the claim loop to notice the stop. A claim that does not answer within
+        `GRACE` is cancelled; if it committed after all, its jobs come back when their
+        leases expire."""
+        task, self._main_task = self._main_task, None
+        if task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with budget.bounded(cap=GRACE):
+                await asyncio.wait([task])
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=FLOOR)
+        if task.done() and not task.cancelled():
+            task.result()  # an unexpected error of the loop surfaces here, as before
+
+    @staticmethod
+    async def _settle(jobs: list[RunningJob], budget: StopBudget) -> None:
+        """Let cancelled job tasks unwind (a fork-mode child is terminated), within budget."""
+        tasks = [r.task for r in jobs if r.task is not None]
+        if tasks:
+            with contextlib.suppress(TimeoutError):
+                async with budget.bounded(cap=5):
+                    await asyncio.wait(tasks)
+
+    async def _end_hand_backs(self, budget: StopBudget) -> None:
+        task = self._hand_back_task
+        if task is None or task.done():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with budget.bounded():
+                await asyncio.wait([task])
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=FLOOR)
 
     def _unfinished(self) -> list[RunningJob]:
         """Jobs whose task still runs (started or waiting for a slot) and was not abandoned."""
@@ -244,14 +304,14 @@ class JobProcessor:
     async def _release(self, leftovers: list[RunningJob], *, why: str = "at stop") -> None:
         refs = [r.ref for r in leftovers]
         try:
-            results = await self.runtime.storage.release_jobs(refs)
+            results = await self._bounded(self.runtime.storage.release_jobs(refs))
         except Exception as exc:  # noqa: BLE001 - the leases will expire and the reaper recovers
             self._logger.error(
-                "could not release %d job(s) at stop (%s: %s); they return to pending when "
-                "their leases expire",
+                "could not release %d job(s) %s: %s; their leases expire and the leader "
+                "recovers them",
                 len(refs),
-                type(exc).__name__,
-                exc,
+                why,
+                _describe(exc),
             )
             results = [False] * len(refs)
         for running, released in zip(leftovers, results, strict=True):
@@ -267,6 +327,15 @@ class JobProcessor:
                 self._logger.info(
                     "released job %s (%s) back to pending %s", running.job.id, running.job.type, why
                 )
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """A store call; during a stop, within the stop's budget (a dead store must not hold
+        the stop). Raises TimeoutError when the budget runs out."""
+        budget = self._stop_budget
+        if budget is None:
+            return await call
+        async with budget.bounded():
+            return await call
 
     # ---- claiming ----------------------------------------------------------------------------
 
@@ -297,6 +366,10 @@ class JobProcessor:
                         results, claims = await self._combine([c for _, c in batch], params)
                     else:
                         claims = await runtime.storage.claim_jobs(params)
+                except asyncio.CancelledError:
+                    # A stop gave up waiting for this call: its completions are still to write.
+                    self._pending_completions[:0] = batch
+                    raise
                 except Exception as exc:  # noqa: BLE001 - storage down: back off, keep the worker
                     if batch:  # written alone from now on: a failing claim must not hold them
                         self._pending_completions[:0] = batch
@@ -472,6 +545,7 @@ class JobProcessor:
         hooks = self.runtime.hooks
         await call_hook(self._logger, "on_job_started", hooks.on_job_started, job)
         began = time.monotonic()
+        self._logger.debug("job %s (%s) started", job.id, job.type)
         try:
             result = await self._run_handler(running)
         except asyncio.CancelledError:
@@ -484,9 +558,11 @@ class JobProcessor:
                 return
             await self._fail(running, exc)
             return
-        self._budget.record(time.monotonic() - began)
+        took = time.monotonic() - began
+        self._budget.record(took)
         if running.abandoned:
             return
+        self._logger.debug("job %s (%s) finished in %.2fs", job.id, job.type, took)
         stored, ok = to_json_result(result)
         if not ok:
             self._logger.warning(
@@ -529,6 +605,7 @@ class JobProcessor:
             running.handler_done = True
 
     async def _fail(self, running: RunningJob, exc: BaseException) -> None:
+        running.failing = True  # a renewal racing this write proves no lost lease
         job = running.job
         error = f"{type(exc).__name__}: {exc}"
         retryable = not isinstance(exc, NonRetryableError)
@@ -649,12 +726,34 @@ class JobProcessor:
             )
 
     async def _drain_completions(self) -> None:
+        """At stop: write the queued completions, within the stop's budget; what is still
+        unwritten then is logged and dropped (the leases expire, the leader recovers it)."""
+        while True:
+            if self._pending_completions:
+                self._start_flusher()
+            task = self._flush_task
+            if task is None or task.done():
+                break
+            try:
+                await self._bounded(asyncio.wait([task]))
+            except TimeoutError:
+                task.cancel()  # the flusher puts its batch in flight back on the queue
+                await asyncio.wait([task], timeout=FLOOR)
+                break
         if self._pending_completions:
-            self._start_flusher()
-        while self._flush_task is not None and not self._flush_task.done():
-            await asyncio.shield(self._flush_task)
+            unwritten, self._pending_completions = self._pending_completions, []
+            self._logger.error(
+                "could not record %d completion(s) at stop (%s); their leases expire and the "
+                "leader recovers them",
+                len(unwritten),
+                ", ".join(f"job {r.job.id} ({r.job.type})" for r, _ in unwritten[:10])
+                + (", ..." if len(unwritten) > 10 else ""),
+            )
+            for running, _ in unwritten:
+                self._forget(running)
         if self._hook_tasks:
-            await asyncio.wait(self._hook_tasks)
+            with contextlib.suppress(TimeoutError):
+                await self._bounded(asyncio.wait(self._hook_tasks))
 
     def _after_completions(
         self, batch: list[tuple[RunningJob, Completion]], results: list[datetime | None]
@@ -676,6 +775,9 @@ class JobProcessor:
             batch, self._pending_completions = self._pending_completions, []
             try:
                 results = await self.runtime.storage.complete_jobs([c for _, c in batch])
+            except asyncio.CancelledError:  # a stop gave up on the store: keep the batch
+                self._pending_completions[:0] = batch
+                raise
             except Exception as exc:  # noqa: BLE001 - keep the batch and try again
                 self._pending_completions[:0] = batch
                 delay = backoff.next_delay()
@@ -778,6 +880,12 @@ class JobProcessor:
 
     def mark_lease_lost(self, running: RunningJob) -> None:
         if running.state.lease_lost:
+            return
+        if running.settling:
+            # Its outcome is being written, and that write ends the lease: a renewal (or a
+            # claim of the retried job) answering in between sees the lease gone without any
+            # loss. The write itself is fenced and reports a real loss ("finished after its
+            # lease was lost"), so nothing is abandoned and nothing is logged here.
             return
         running.state.lease_lost = True
         self._logger.warning(

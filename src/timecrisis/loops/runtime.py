@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from timecrisis.definitions import JobDefinition
+from timecrisis.execution.inprocess import HandlerThreads
 from timecrisis.hooks import Hooks
 from timecrisis.storage.base import JobStorage
 
@@ -59,7 +59,7 @@ class Runtime:
     hooks: Hooks
     settings: Settings
     definitions: dict[str, JobDefinition[Any]]
-    threads: ThreadPoolExecutor | None = None
+    threads: HandlerThreads | None = None
     # Flipped by the leader loop, read by the leader-only loops.
     is_leader: bool = False
     extras: dict[str, Any] = field(default_factory=dict)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import sqlite3
 import threading
@@ -63,6 +64,11 @@ _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _FIRST_PAUSE = 0.001
 _MAX_PAUSE = 0.05
+# close() waits this long for the call in progress (a locked database or a full disk can hold
+# one for `busy_timeout`); then it returns and the daemon thread ends once that call does.
+_CLOSE_WAIT = 1.0
+
+logger = logging.getLogger("timecrisis.storage.sqlite")
 
 
 def open_connection(path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -176,7 +182,15 @@ class ConnectionThread:
             self.shutdown_nowait()
         if self._thread is None:
             return
-        await asyncio.wrap_future(self._stopped)
+        # asyncio.wait, not wait_for: cancelling the wrapper would cancel `_stopped` itself.
+        await asyncio.wait([asyncio.wrap_future(self._stopped)], timeout=_CLOSE_WAIT)
+        if not self._stopped.done():
+            logger.warning(
+                "closing the SQLite store on %s without waiting for the call in progress (the "
+                "database is locked or the disk is slow); it ends in the background",
+                self._path,
+            )
+            return
         # The thread's last act was to settle `_stopped`: this join returns at once.
         self._thread.join()
 
