@@ -92,8 +92,8 @@ class Retry(TimeCrisisError):
     def __init__(self, delay: Duration | None = None, *, reason: str | None = None) -> None:
         self.delay = None if delay is None else _control_delay(delay)
         self.reason = reason
-        when = "after the backoff" if self.delay is None else f"in {_format(self.delay)}"
-        super().__init__(f"{reason or 'the handler asked to retry'}; retrying {when}")
+        when = "the backoff" if self.delay is None else _format(self.delay)
+        super().__init__(f"{reason or 'retry requested by the handler'} (retry after {when})")
 
 
 class Snooze(TimeCrisisError):
@@ -109,7 +109,7 @@ class Snooze(TimeCrisisError):
     def __init__(self, delay: Duration, *, reason: str | None = None) -> None:
         self.delay = _control_delay(delay)
         self.reason = reason
-        super().__init__(f"{reason or 'the handler snoozed'} for {_format(self.delay)}")
+        super().__init__(f"{reason or 'snoozed by the handler'} (for {_format(self.delay)})")
 
 
 def _control_delay(value: Duration) -> timedelta:

@@ -6,6 +6,7 @@ give its job back for that long without charging the attempt. The worker wakes a
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -64,7 +65,7 @@ async def test_retry_with_a_delay_retries_after_that_delay_and_counts_the_attemp
         (2, RunStatus.COMPLETED),
     ]
     assert runs[0].failure_kind is FailureKind.ERROR
-    assert runs[0].error == "Retry: rate limited; retrying in 1s"
+    assert runs[0].error == "Retry: rate limited (retry after 1s)"
     # A Retry is a failed attempt: the hook hears of it.
     assert [(j.id, type(e)) for j, e in failed] == [(job_id, Retry)]
 
@@ -92,8 +93,9 @@ async def test_retry_beyond_max_retries_dead_letters_the_job(
 
 @pytest.mark.parametrize("is_async", [True, False], ids=["async", "sync"])
 async def test_snooze_runs_the_job_again_after_the_delay_with_the_same_attempt(
-    default_scheduler: DefaultSchedulerFactory, is_async: bool
+    default_scheduler: DefaultSchedulerFactory, is_async: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="timecrisis")
     failed: list[Job] = []
     scheduler = default_scheduler(on_job_failed=lambda job, error: failed.append(job))
     starts: list[tuple[int, float]] = []
@@ -132,6 +134,9 @@ async def test_snooze_runs_the_job_again_after_the_delay_with_the_same_attempt(
     ]
     assert runs[0].failure_kind is None and runs[0].error is None
     assert failed == []  # a snooze is no failure: on_job_failed is not called
+    lines = [r for r in caplog.records if job_id in r.getMessage()]
+    assert [r.levelno for r in lines if "snoozed until" in r.getMessage()] == [logging.INFO]
+    assert not [r for r in lines if r.levelno >= logging.WARNING]
 
 
 async def test_a_shutting_down_handler_that_snoozes_leaves_its_job_pending(
@@ -162,6 +167,30 @@ async def test_a_shutting_down_handler_that_snoozes_leaves_its_job_pending(
     assert job is not None
     assert (job.status, job.attempts, job.finished_at) == (JobStatus.PENDING, 0, None)
     assert 2 <= len(pages_done) < 10_000
+    [run] = await scheduler.get_job_runs(job_id)
+    assert run.status is RunStatus.RELEASED
+
+
+async def test_a_cancel_requested_job_that_snoozes_ends_canceled(
+    default_scheduler: DefaultSchedulerFactory,
+) -> None:
+    scheduler = default_scheduler()
+    started = asyncio.Event()
+
+    @scheduler.job("sync-inbox", concurrency=None)
+    async def sync_inbox(data: Page, ctx: JobContext) -> None:
+        started.set()
+        while not ctx.is_cancelled:
+            await asyncio.sleep(0.02)
+        raise Snooze("1s")  # cancel is final: this must not bring it back
+
+    async with scheduler:
+        job_id = await scheduler.enqueue("sync-inbox", {"n": 1})
+        await asyncio.wait_for(started.wait(), 10)
+        assert await scheduler.cancel_job(job_id) is True
+        job = await scheduler.wait_for_job(job_id, timeout=10)
+
+    assert job.status is JobStatus.CANCELED
     [run] = await scheduler.get_job_runs(job_id)
     assert run.status is RunStatus.RELEASED
 

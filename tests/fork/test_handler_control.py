@@ -45,7 +45,7 @@ async def test_a_retry_raised_in_the_child_retries_after_its_delay(
     assert (job.status, job.attempts, job.result) == (JobStatus.COMPLETED, 2, 2)
     failed, completed = await scheduler.get_job_runs(job_id)
     assert (failed.status, failed.failure_kind) == (RunStatus.FAILED, FailureKind.ERROR)
-    assert failed.error == "Retry: upstream busy; retrying in 300ms"
+    assert failed.error == "Retry: upstream busy (retry after 300ms)"
     assert failed.traceback is not None and "raise Retry(" in failed.traceback
     assert failed.finished_at is not None and completed.started_at is not None
     assert completed.started_at - failed.finished_at >= DELAY - timedelta(milliseconds=20)
@@ -64,7 +64,7 @@ async def test_a_retry_without_a_delay_in_the_child_uses_the_backoff(
 
     assert (job.status, job.attempts) == (JobStatus.COMPLETED, 2)
     [failed, _] = await scheduler.get_job_runs(job_id)
-    assert failed.error == "Retry: the handler asked to retry; retrying after the backoff"
+    assert failed.error == "Retry: retry requested by the handler (retry after the backoff)"
 
 
 async def test_a_snooze_raised_in_the_child_gives_the_job_back_uncharged(

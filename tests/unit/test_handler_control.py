@@ -23,10 +23,10 @@ def test_every_duration_form_is_a_delay(delay: object) -> None:
 
 def test_retry_without_a_delay_leaves_it_to_the_backoff() -> None:
     assert Retry().delay is None
-    assert str(Retry()) == "the handler asked to retry; retrying after the backoff"
-    assert str(Retry("1m30s", reason="quota")) == "quota; retrying in 1m30s"
-    assert str(Snooze(0)) == "the handler snoozed for 0ms"
-    assert str(Snooze("5m", reason="upstream not ready")) == "upstream not ready for 5m"
+    assert str(Retry()) == "retry requested by the handler (retry after the backoff)"
+    assert str(Retry("1m30s", reason="quota")) == "quota (retry after 1m30s)"
+    assert str(Snooze(0)) == "snoozed by the handler (for 0ms)"
+    assert str(Snooze("5m", reason="upstream not ready")) == "upstream not ready (for 5m)"
 
 
 @pytest.mark.parametrize("bad", [-1, "soon", float("nan"), "36501d", True, None])
@@ -47,12 +47,12 @@ def test_they_are_timecrisis_errors_and_retryable() -> None:
 
 def test_fork_mode_recreates_them_with_their_delay() -> None:
     retry = handler_error(
-        "Retry", "timecrisis.errors", "busy; retrying in 1s", "tb", non_retryable=False,
+        "Retry", "timecrisis.errors", "busy (retry after 1s)", "tb", non_retryable=False,
         control="retry", delay=timedelta(seconds=1),
     )  # fmt: skip
     assert isinstance(retry, Retry) and isinstance(retry, ForkedHandlerError)
     assert retry.delay == timedelta(seconds=1)
-    assert f"{type(retry).__name__}: {retry}" == "Retry: busy; retrying in 1s"
+    assert f"{type(retry).__name__}: {retry}" == "Retry: busy (retry after 1s)"
     snooze = handler_error(
         "Snooze", "timecrisis.errors", "x", "tb", non_retryable=False, control="snooze",
         delay=timedelta(0),

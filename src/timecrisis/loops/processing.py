@@ -614,11 +614,11 @@ class JobProcessor:
         if snoozed.status is JobStatus.PENDING:
             self._due.add_store_time(snoozed.run_at)  # wake at its run_at, not the interval
             self._logger.info(
-                "job %s (%s) snoozed until %s (%s); attempt %d not charged",
+                "job %s (%s) snoozed until %s%s; attempt %d not charged",
                 job.id,
                 job.type,
                 snoozed.run_at.isoformat(),
-                snooze,
+                f" ({snooze.reason})" if snooze.reason else "",
                 job.attempts,
             )
         else:
