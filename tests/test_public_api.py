@@ -14,6 +14,8 @@ DESIGN_NAMES = {
     "TimeCrisisError", "JobDefinitionNotFoundError", "JobAlreadyRegisteredError",
     "DistributedLockError", "JobValidationError", "InvalidScheduleError", "InvalidDurationError",
     "StorageError", "NonRetryableError",
+    # DESIGN §4
+    "Retry", "Snooze",
 }  # fmt: skip
 
 

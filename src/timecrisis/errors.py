@@ -7,7 +7,11 @@ value and builds its own message, so the message always names what was wrong.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from timecrisis.durations import Duration
 
 
 class TimeCrisisError(Exception):
@@ -71,6 +75,54 @@ class StorageError(TimeCrisisError):
 
 class NonRetryableError(TimeCrisisError):
     """Raised by a handler to fail its job at once, without retrying."""
+
+
+class Retry(TimeCrisisError):
+    """Raised by a handler to fail this attempt and retry the job after `delay` (any duration
+    form), or after its backoff when `delay` is None. The attempt counts: once `max_retries`
+    is used up the job is dead-lettered, as after any failure. A bad `delay` raises
+    `InvalidDurationError` here, in the handler (and that fails the attempt as an error).
+
+    `delay` is measured on the store's clock from the moment the failure is written, and is
+    not capped by `max_retry_delay` (the handler asked for it)."""
+
+    delay: timedelta | None
+    reason: str | None = None
+
+    def __init__(self, delay: Duration | None = None, *, reason: str | None = None) -> None:
+        self.delay = None if delay is None else _control_delay(delay)
+        self.reason = reason
+        when = "the backoff" if self.delay is None else _format(self.delay)
+        super().__init__(f"{reason or 'retry requested by the handler'} (retry after {when})")
+
+
+class Snooze(TimeCrisisError):
+    """Raised by a handler to give its job back: it returns to `pending` and runs again after
+    `delay` (any duration form; 0 gives it back at once), and this attempt is not charged (its
+    run ends `released`, `on_job_failed` is not called). A job that `cancel_job` asked to stop
+    ends `canceled` instead (cancel is final). A bad `delay` raises `InvalidDurationError`
+    here, in the handler (and that fails the attempt as an error)."""
+
+    delay: timedelta
+    reason: str | None = None
+
+    def __init__(self, delay: Duration, *, reason: str | None = None) -> None:
+        self.delay = _control_delay(delay)
+        self.reason = reason
+        super().__init__(f"{reason or 'snoozed by the handler'} (for {_format(self.delay)})")
+
+
+def _control_delay(value: Duration) -> timedelta:
+    # Imported here: `durations` imports this module for InvalidDurationError.
+    from timecrisis.durations import parse_job_duration
+
+    return parse_job_duration(value)
+
+
+def _format(value: timedelta) -> str:
+    from timecrisis.durations import format_duration
+
+    return format_duration(value)
 
 
 class JobTimeoutError(TimeCrisisError):

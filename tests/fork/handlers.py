@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from timecrisis import JobContext, NonRetryableError
+from timecrisis import JobContext, NonRetryableError, Retry, Snooze
 
 Kind = Literal["ok", "exit", "segv", "raise", "kill", "nonretryable"]
 Handler = Callable[..., Any]
@@ -104,3 +104,21 @@ def block(data: Blocker, ctx: JobContext) -> str:
         if data.cooperative and ctx.is_shutting_down:
             return "saw the shutdown"
         time.sleep(0.02)
+
+
+class Control(BaseModel):
+    action: Literal["retry", "retry-backoff", "snooze"]
+    marker: str  # a file the first run creates: a snooze keeps the attempt number
+
+
+def control(data: Control, ctx: JobContext) -> int:
+    """Raises `Retry`/`Snooze` on its first run (in the child), then returns its attempt."""
+    if os.path.exists(data.marker):
+        return ctx.attempt
+    with open(data.marker, "w") as marker:
+        marker.write(str(os.getpid()))
+    if data.action == "retry":
+        raise Retry(delay="300ms", reason="upstream busy")
+    if data.action == "retry-backoff":
+        raise Retry()
+    raise Snooze("300ms")

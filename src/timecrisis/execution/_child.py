@@ -26,13 +26,14 @@ import sys
 import threading
 import traceback
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import Any, NoReturn, cast
 
 from pydantic import BaseModel, ValidationError
 
 from timecrisis.context import JobContext, JobState, check_percent, normalize_level
 from timecrisis.definitions import to_json_result
-from timecrisis.errors import NonRetryableError
+from timecrisis.errors import NonRetryableError, Retry, Snooze
 from timecrisis.execution._protocol import (
     Message,
     ProtocolError,
@@ -206,7 +207,23 @@ def _error_report(exc: BaseException, phase: str) -> Message:
         "traceback": _traceback_text(exc),
         "pid": os.getpid(),
         "non_retryable": isinstance(exc, NonRetryableError),
+        **_control(exc),
     }
+
+
+def _control(exc: BaseException) -> Message:
+    """A handler's `Retry`/`Snooze` for the worker: which one and its delay, in whole
+    microseconds (exact, unlike float seconds). Nothing for any other exception."""
+    if isinstance(exc, Snooze):
+        return {"control": "snooze", "delay_us": _microseconds(exc.delay)}
+    if isinstance(exc, Retry):
+        delay = None if exc.delay is None else _microseconds(exc.delay)
+        return {"control": "retry", "delay_us": delay}
+    return {}
+
+
+def _microseconds(value: timedelta) -> int:
+    return value // timedelta(microseconds=1)
 
 
 def _traceback_text(exc: BaseException) -> str:

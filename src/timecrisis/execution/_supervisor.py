@@ -29,7 +29,12 @@ from timecrisis.context import JobContext, JobState
 from timecrisis.durations import format_duration
 from timecrisis.errors import JobTimeoutError, NonRetryableError
 from timecrisis.execution._protocol import Message, ProtocolError, encode_frame, read_frame
-from timecrisis.execution.fork_errors import ForkedProcessError, describe_exit, handler_error
+from timecrisis.execution.fork_errors import (
+    Control,
+    ForkedProcessError,
+    describe_exit,
+    handler_error,
+)
 from timecrisis.execution.fork_server import ForkedChild
 from timecrisis.models import FailureKind, JsonValue
 
@@ -179,8 +184,11 @@ class ChildSupervisor:
                 f"the stored payload no longer matches the schema of {self._ctx.job_type!r} "
                 f"in the child process: {message}"
             )
-        # The traceback is the one thing the job's record would otherwise lose with the child.
-        await self._persist_traceback(trace, report.get("pid"))
+        control = _control_of(report) if phase not in ("load", "payload") else None
+        # The traceback is the one thing the job's record would otherwise lose with the child
+        # (a Snooze is no failure: nothing to keep).
+        if control is None or control[0] != "snooze":
+            await self._persist_traceback(trace, report.get("pid"))
         if phase == "load":
             raise ForkedProcessError(
                 f"the child process could not load the handler: {type_name}: {message}",
@@ -193,6 +201,8 @@ class ChildSupervisor:
             message,
             trace,
             non_retryable=bool(report.get("non_retryable")),
+            control=None if control is None else control[0],
+            delay=None if control is None else control[1],
         )
 
     async def _persist_traceback(self, trace: str, pid: object) -> None:
@@ -279,3 +289,21 @@ class ChildSupervisor:
             raise
         finally:
             self._writer.close()
+
+
+def _control_of(report: Message) -> tuple[Control, timedelta | None] | None:
+    """The `Retry`/`Snooze` a child reported (`_child._control`), with its delay; None for
+    any other exception. A malformed field counts as an ordinary error, never a crash here."""
+    control = report.get("control")
+    delay_us = report.get("delay_us")
+    if control not in ("retry", "snooze"):
+        return None
+    if delay_us is None:
+        return ("retry", None) if control == "retry" else None
+    if isinstance(delay_us, bool) or not isinstance(delay_us, int) or delay_us < 0:
+        return None
+    try:
+        delay = timedelta(microseconds=delay_us)
+    except OverflowError:
+        return None
+    return ("retry" if control == "retry" else "snooze", delay)

@@ -7,8 +7,9 @@ shaped for that line:
   `ForkedProcessError: the child process was killed by signal SIGSEGV (11)`;
 - the handler raised: the exception is re-created under its own name, as a subclass of
   `ForkedHandlerError` (and of `NonRetryableError` when the original was one, so it is not
-  retried): `ValueError: bad row 7`, exactly as the in-process run would read. Only names and
-  text cross the boundary (never a pickled exception), so the re-created class is not the
+  retried; of `Retry` or `Snooze`, with the same `delay`, when the handler raised one, so the
+  worker obeys it): `ValueError: bad row 7`, exactly as the in-process run would read. Only
+  names and text cross the boundary (never a pickled exception), so the re-created class is not the
   original: catch `ForkedHandlerError` and read `remote_type` to tell them apart.
 """
 
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import cast
+from datetime import timedelta
+from typing import Literal, cast
 
-from timecrisis.errors import NonRetryableError, TimeCrisisError
+from timecrisis.errors import NonRetryableError, Retry, Snooze, TimeCrisisError
 from timecrisis.models import FailureKind
 
 
@@ -62,28 +64,48 @@ class ForkedHandlerError(TimeCrisisError):
         self.remote_traceback = remote_traceback
 
 
-_classes: dict[tuple[str, str, bool], type[ForkedHandlerError]] = {}
+Control = Literal["retry", "snooze"]
+"""A handler's `Retry` or `Snooze`, as the child reports it."""
+
+_CONTROL_BASES: dict[Control, type[TimeCrisisError]] = {"retry": Retry, "snooze": Snooze}
+
+_classes: dict[tuple[str, str, bool, Control | None], type[ForkedHandlerError]] = {}
 _classes_lock = threading.Lock()
 
 
 def handler_error(
-    type_name: str, module: str, message: str, traceback: str, *, non_retryable: bool
+    type_name: str,
+    module: str,
+    message: str,
+    traceback: str,
+    *,
+    non_retryable: bool,
+    control: Control | None = None,
+    delay: timedelta | None = None,
 ) -> ForkedHandlerError:
-    """The worker-side stand-in for an exception a handler raised in its child."""
-    key = (module, type_name, non_retryable)
+    """The worker-side stand-in for an exception a handler raised in its child. With
+    `control`, it is also a `Retry`/`Snooze` whose `delay` is the child's."""
+    key = (module, type_name, non_retryable, control)
     with _classes_lock:
         cls = _classes.get(key)
         if cls is None:
             bases: tuple[type, ...] = (ForkedHandlerError,)
             if non_retryable:
                 bases += (NonRetryableError,)
+            if control is not None:
+                bases += (_CONTROL_BASES[control],)
             # __module__ as the original's, so a logged traceback reads `ValueError: ...` for
             # a builtin and `app.errors.Oops: ...` otherwise.
             namespace = {"__module__": module, "__qualname__": type_name}
             cls = cast("type[ForkedHandlerError]", type(type_name, bases, namespace))
             _classes[key] = cls
     qualified = type_name if module == "builtins" else f"{module}.{type_name}"
-    return cls(message, remote_type=qualified, remote_traceback=traceback)
+    error = cls(message, remote_type=qualified, remote_traceback=traceback)
+    if control is not None:
+        # Set here: ForkedHandlerError.__init__ does not run Retry's or Snooze's, which would
+        # parse a delay again and rewrite the child's message.
+        error.delay = delay  # type: ignore[attr-defined]
+    return error
 
 
 def describe_exit(code: int | None) -> str:

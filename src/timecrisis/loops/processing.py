@@ -50,7 +50,7 @@ from pydantic import ValidationError
 from timecrisis._logging import child
 from timecrisis.context import JobContext, JobState
 from timecrisis.definitions import JobDefinition, to_json_result
-from timecrisis.errors import NonRetryableError
+from timecrisis.errors import NonRetryableError, Retry, Snooze
 from timecrisis.execution.failures import failure_kind, failure_traceback
 from timecrisis.execution.inprocess import run_in_process
 from timecrisis.hooks import call_hook
@@ -556,6 +556,9 @@ class JobProcessor:
             self._budget.record(time.monotonic() - began)
             if running.abandoned:
                 return
+            if isinstance(exc, Snooze):  # not a failure: the handler gives the job back
+                await self._snooze(running, exc)
+                return
             await self._fail(running, exc)
             return
         took = time.monotonic() - began
@@ -615,6 +618,7 @@ class JobProcessor:
             retryable=retryable,
             kind=failure_kind(exc),
             traceback=failure_traceback(exc),
+            retry_in=exc.delay if isinstance(exc, Retry) else None,
         )
         backoff = ErrorBackoff(cap=2.0)
         outcome = None
@@ -650,6 +654,54 @@ class JobProcessor:
         await call_hook(
             self._logger, "on_job_failed", self.runtime.hooks.on_job_failed, outcome.job, exc
         )
+
+    async def _snooze(self, running: RunningJob, snooze: Snooze) -> None:
+        """The handler raised `Snooze`: the job goes back to pending, due after the delay, the
+        attempt not charged; no `on_job_failed` (nothing failed). A write that keeps failing
+        leaves the job to lease expiry, as for a failure."""
+        job = running.job
+        backoff = ErrorBackoff(cap=2.0)
+        snoozed: Job | None = None
+        for attempt in range(_FAIL_WRITE_ATTEMPTS):
+            try:
+                snoozed = await self.runtime.storage.snooze_job(running.ref, snooze.delay)
+                break
+            except Exception as write_error:  # noqa: BLE001 - retry, then leave it to the reaper
+                if attempt + 1 == _FAIL_WRITE_ATTEMPTS:
+                    self._logger.error(
+                        "could not snooze job %s (%s: %s); the leader will take it back when "
+                        "its lease expires",
+                        job.id,
+                        type(write_error).__name__,
+                        write_error,
+                    )
+                    self._forget(running)
+                    self._wake.set()
+                    return
+                await asyncio.sleep(backoff.next_delay())
+        self._forget(running)
+        self._wake.set()
+        if snoozed is None:
+            self._logger.warning(
+                "job %s (%s) snoozed after its lease was lost; nothing was recorded",
+                job.id,
+                job.type,
+            )
+            return
+        if snoozed.status is JobStatus.PENDING:
+            self._due.add_store_time(snoozed.run_at)  # wake at its run_at, not the interval
+            self._logger.info(
+                "job %s (%s) snoozed until %s%s; attempt %d not charged",
+                job.id,
+                job.type,
+                snoozed.run_at.isoformat(),
+                f" ({snooze.reason})" if snooze.reason else "",
+                job.attempts,
+            )
+        else:
+            self._logger.info(
+                "job %s (%s) snoozed after cancel_job: ended canceled", job.id, job.type
+            )
 
     def _log_failure(self, job: Job, failure: Failure, outcome: FailOutcome) -> None:
         """WARNING for an attempt that will be retried (or whose job was canceled meanwhile),

@@ -9,7 +9,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from timecrisis.models import BackoffStrategy, JsonValue
 from timecrisis.retry import next_retry_at
@@ -116,14 +116,19 @@ def decide_failure(
     max_retry_delay: float,
     expires_at: datetime | None,
     cancel_requested: bool = False,
+    retry_in: timedelta | None = None,
 ) -> FailureDecision:
     """The retry-or-dead-letter rule: `max_retries=N` allows N+1 attempts; an attempt that would
     start at or after `expires_at` is never scheduled. A job that `cancel_job` asked to stop is
-    neither retried nor dead-lettered: it ends `canceled` (DESIGN §4, cancel is final)."""
+    neither retried nor dead-lettered: it ends `canceled` (DESIGN §4, cancel is final).
+    `retry_in` (a handler's `Retry(delay)`) replaces the backoff's wait, nothing else."""
     if cancel_requested:
         return FailureDecision(False, None, error, False, now, canceled=True)
     if retryable and attempts <= max_retries:
-        run_at = next_retry_at(now, backoff_strategy, attempts, retry_delay, max_retry_delay)
+        if retry_in is not None:
+            run_at = now + retry_in
+        else:
+            run_at = next_retry_at(now, backoff_strategy, attempts, retry_delay, max_retry_delay)
         if expires_at is None or run_at < expires_at:
             return FailureDecision(True, run_at, error, False, None)
         reason = f"{error} (not retried: the job expires at {expires_at.isoformat()})"

@@ -19,10 +19,11 @@ Rules every backend follows (the conformance suite in `tests/storage/` pins each
 - **Times** returned are aware UTC datetimes. JSON values round-trip exactly.
 - **Cancel is final.** Once `cancel_job` has asked a running job to stop, no end of that run
   puts the job back to `pending`: a release (`release_jobs`, the worker stopping or handing a
-  prefetched job back), a failure (`fail_job`, the handler raised after the request) and a lease
-  recovery (`recover_expired_leases`, its worker died) all end the job `canceled`, finished
-  then, never retried and never dead-lettered. Each run is still recorded as what happened to
-  it (`released`, `failed` with its error). Only `retry_job` brings a canceled job back.
+  prefetched job back; `snooze_job`, the handler raised `Snooze`), a failure (`fail_job`, the
+  handler raised after the request) and a lease recovery (`recover_expired_leases`, its worker
+  died) all end the job `canceled`, finished then, never retried and never dead-lettered.
+  Each run is still recorded as what happened to it (`released`, `failed` with its error).
+  Only `retry_job` brings a canceled job back.
 """
 
 from __future__ import annotations
@@ -167,7 +168,10 @@ class Failure:
       `error`, `timeout`, `crashed`, `non_retryable` or `canceled`; the store itself writes
       `lease_expired` in `recover_expired_leases` and `expired` in `expire_jobs`);
     - `traceback` (the formatted traceback of the handler's exception, or None) becomes the
-      run's `traceback`; the job keeps none (read it from its runs).
+      run's `traceback`; the job keeps none (read it from its runs);
+    - `retry_in` (the handler raised `Retry(delay)`): a retry runs at the store's now +
+      `retry_in` instead of the backoff's time (still within `max_retries`, still never at
+      or past `expires_at`).
 
     `retryable=False` dead-letters the job whatever attempts are left."""
 
@@ -176,6 +180,7 @@ class Failure:
     retryable: bool = True
     kind: FailureKind = FailureKind.ERROR
     traceback: str | None = None
+    retry_in: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,8 +478,9 @@ class JobStorage(Protocol):
         """Record a failed run (run `failed` with `error`, `failure_kind`, `traceback`,
         `finished_at`, `duration`; the job's `fail_reason` and `failure_kind`) and decide:
         if retryable and `attempts <= max_retries`, the job goes back to `pending` with `run_at`
-        from `timecrisis.retry.next_retry_at` (unless that is at or past `expires_at`: then it
-        is dead-lettered as expired); else it becomes `failed`, `finished_at = now`, dead-lettered.
+        = now + `failure.retry_in` when given, else from `timecrisis.retry.next_retry_at`
+        (unless that is at or past `expires_at`: then it is dead-lettered as expired); else it
+        becomes `failed`, `finished_at = now`, dead-lettered.
         A job with a cancel request becomes `canceled` instead (`finished_at = now`, not
         dead-lettered, never retried): the handler raised after being asked to stop.
         `fail_reason` = the error. Lock cleared. `worker` stays set when the job ends `failed`
@@ -487,6 +493,14 @@ class JobStorage(Protocol):
         cancel request is not given back: it becomes `canceled` (`finished_at = now`, the
         attempt stays charged: it ran), its run `released` too. True for both; False for a
         stale token."""
+        ...
+
+    async def snooze_job(self, ref: ClaimRef, delay: timedelta) -> Job | None:
+        """The handler raised `Snooze(delay)`: give the job back like `release_jobs` (`pending`,
+        `attempts - 1`, lock cleared, run `released`) but with `run_at = now + delay` on the
+        store's clock, `worker` cleared. A job with a cancel request ends `canceled` instead
+        (`finished_at = now`, the attempt stays charged), its run `released` too. Returns the
+        job as it now is, or None for a stale token."""
         ...
 
     async def update_progress(self, ref: ClaimRef, percent: float) -> bool:

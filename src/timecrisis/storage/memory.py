@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from timecrisis.clock import Clock, SystemClock
-from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
+from timecrisis.models import Job, JobLog, JobRun, JobStatus, Metrics, ScheduledJob, WorkerInfo
 from timecrisis.storage._common import dump_json, to_utc
 from timecrisis.storage._memory.claims import Claims
 from timecrisis.storage._memory.coordination import LockTable, WorkerTable
@@ -190,6 +190,13 @@ class InMemoryJobStorage:
         if any(released):
             self._wakeups.notify()
         return released
+
+    async def snooze_job(self, ref: ClaimRef, delay: timedelta) -> Job | None:
+        with self._lock:
+            job = self._claims.snooze(ref, delay, self._now())
+        if job is not None and job.status is JobStatus.PENDING and delay <= timedelta(0):
+            self._wakeups.notify()  # due at once: another worker may take it now
+        return job
 
     async def update_progress(self, ref: ClaimRef, percent: float) -> bool:
         with self._lock:

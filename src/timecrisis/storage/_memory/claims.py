@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from timecrisis.models import FailureKind, JobStatus, RunStatus
+from timecrisis.models import FailureKind, Job, JobStatus, RunStatus
 from timecrisis.storage._common import decide_failure, lease_expired_error, new_id
 from timecrisis.storage._memory.jobs import JobTable
 from timecrisis.storage._memory.rows import JobRow, RunRow
@@ -116,7 +116,13 @@ class Claims:
         if row is None:
             return None
         return self._fail_attempt(
-            row, failure.error, failure.retryable, now, failure.kind, failure.traceback
+            row,
+            failure.error,
+            failure.retryable,
+            now,
+            failure.kind,
+            failure.traceback,
+            retry_in=failure.retry_in,
         )
 
     def release(self, refs: Sequence[ClaimRef], now: datetime) -> list[bool]:
@@ -136,6 +142,22 @@ class Claims:
                 self._table.move(row, JobStatus.PENDING, now)
             released.append(True)
         return released
+
+    def snooze(self, ref: ClaimRef, delay: timedelta, now: datetime) -> Job | None:
+        """`release` with `run_at = now + delay` (the handler raised `Snooze`)."""
+        row = self._claimed(ref)
+        if row is None:
+            return None
+        self._current_run(row).finish(RunStatus.RELEASED, now)
+        row.clear_claim()
+        if row.cancel_requested:  # cancel is final: it ran, and it ends here
+            self._table.move(row, JobStatus.CANCELED, now)
+        else:
+            row.attempts -= 1  # a snooze is not charged
+            row.worker = None
+            row.run_at = now + delay
+            self._table.move(row, JobStatus.PENDING, now)
+        return row.to_record()
 
     def recover_expired_leases(self, now: datetime, limit: int) -> list[FailOutcome]:
         # Running jobs are bounded by the cluster's concurrency, so scanning them is cheap.
@@ -185,6 +207,8 @@ class Claims:
         now: datetime,
         kind: FailureKind,
         traceback: str | None,
+        *,
+        retry_in: timedelta | None = None,
     ) -> FailOutcome:
         decision = decide_failure(
             now=now,
@@ -197,6 +221,7 @@ class Claims:
             max_retry_delay=row.max_retry_delay,
             expires_at=row.expires_at,
             cancel_requested=row.cancel_requested,
+            retry_in=retry_in,
         )
         self._current_run(row).finish(
             RunStatus.FAILED, now, error=error, kind=kind, traceback=traceback

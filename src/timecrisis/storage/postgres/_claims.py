@@ -201,6 +201,24 @@ async def release_jobs(
     return results
 
 
+async def snooze_job(
+    conn: Conn, ctx: Context, ref: ClaimRef, delay: timedelta, now: datetime | None
+) -> Job | None:
+    row = await fetch_one(
+        conn,
+        ctx.queries["snooze_job"],
+        {
+            "now": now,
+            "channel": ctx.channel,
+            "delay": delay,
+            "id": ref.job_id,
+            "token": ref.token,
+            "run": ref.run_id,
+        },
+    )
+    return None if row is None else job_from_row(row)
+
+
 async def update_progress(conn: Conn, ctx: Context, ref: ClaimRef, percent: float) -> bool:
     row = await fetch_one(
         conn,
@@ -224,7 +242,12 @@ class _Decided:
 
 
 def _decide(
-    row: Row, error: str, retryable: bool, kind: FailureKind, traceback: str | None
+    row: Row,
+    error: str,
+    retryable: bool,
+    kind: FailureKind,
+    traceback: str | None,
+    retry_in: timedelta | None = None,
 ) -> _Decided:
     decision = decide_failure(
         now=utc(row["now"]),
@@ -237,6 +260,7 @@ def _decide(
         max_retry_delay=row["max_retry_delay"],
         expires_at=opt_utc(row["expires_at"]),
         cancel_requested=row["cancel_requested"],
+        retry_in=retry_in,
     )
     return _Decided(row["id"], row["run_id"], error, decision, kind, traceback)
 
@@ -276,7 +300,9 @@ async def fail_job(
     )
     if row is None:
         return None
-    decided = _decide(row, failure.error, failure.retryable, failure.kind, failure.traceback)
+    decided = _decide(
+        row, failure.error, failure.retryable, failure.kind, failure.traceback, failure.retry_in
+    )
     [outcome] = await _apply(conn, ctx, [decided], now)
     return outcome
 

@@ -394,6 +394,34 @@ WITH input AS (
 )
 SELECT id, (SELECT count(*) FROM wake) AS notified FROM released
 
+-- snooze_job --
+-- The handler raised `Snooze`: give the job back as `release_jobs` does, the attempt not
+-- charged, but due `delay` from now. A job with a cancel request is not given back (cancel is
+-- final): it ends canceled, finished now, the attempt kept. The run is `released` either way.
+-- Listeners are woken only when the job is due at once (a later run_at is the snoozing
+-- worker's to wake for).
+WITH job AS (
+    UPDATE {schema}.jobs AS j
+    SET status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'pending' END,
+        attempts = CASE WHEN j.cancel_requested THEN j.attempts ELSE j.attempts - 1 END,
+        run_at = CASE WHEN j.cancel_requested THEN j.run_at
+                      ELSE {now} + %(delay)s::interval END,
+        finished_at = CASE WHEN j.cancel_requested THEN {now} ELSE j.finished_at END,
+        worker = CASE WHEN j.cancel_requested THEN j.worker END, lock_token = NULL,
+        lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
+    WHERE j.id = %(id)s AND j.lock_token = %(token)s AND j.status = 'running'
+    RETURNING j.*
+), runs AS (
+    UPDATE {schema}.job_runs AS r
+    SET status = 'released', finished_at = {now},
+        duration = extract(epoch FROM {now} - r.started_at)
+    FROM job
+    WHERE r.id = %(run)s AND r.job_id = job.id
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM job WHERE job.status = 'pending' AND job.run_at <= {now}
+)
+SELECT job.*, (SELECT count(*) FROM wake) AS notified FROM job
+
 -- update_progress --
 -- Set the job's and its run's progress, if the token is current. Extends nothing.
 WITH job AS (

@@ -35,7 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from timecrisis.clock import Clock
 from timecrisis.errors import StorageError
-from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
+from timecrisis.models import Job, JobLog, JobRun, JobStatus, Metrics, ScheduledJob, WorkerInfo
 from timecrisis.storage._wakeups import WakeupHub
 from timecrisis.storage.base import (
     DEFAULT_WORKER_TTL,
@@ -341,6 +341,13 @@ class PostgresJobStorage:
         if any(results):
             self._wake_local()
         return results
+
+    async def snooze_job(self, ref: ClaimRef, delay: timedelta) -> Job | None:
+        async with self._session.connection("snooze") as conn:
+            job = await claims.snooze_job(conn, self._ctx, ref, delay, self._now())
+        if job is not None and job.status is JobStatus.PENDING and delay <= timedelta(0):
+            self._wake_local()
+        return job
 
     async def update_progress(self, ref: ClaimRef, percent: float) -> bool:
         async with self._session.connection("update_progress") as conn:

@@ -295,6 +295,37 @@ def release_jobs(conn: sqlite3.Connection, refs: Sequence[ClaimRef], now: dateti
     return released
 
 
+def snooze_job(
+    conn: sqlite3.Connection, ref: ClaimRef, delay: timedelta, now: datetime
+) -> Job | None:
+    """`release_jobs` for one job with `run_at = now + delay` (the handler raised `Snooze`)."""
+    claim = _take(_current_claims(conn, [ref.job_id]), ref)
+    if claim is None:
+        return None
+    now_us = to_us(now)
+    conn.execute(
+        "UPDATE job_runs SET status = 'released', finished_at = ?, "
+        "duration = (? - started_at) / 1e6 WHERE id = ?",
+        (now_us, now_us, claim.run_id),
+    )
+    if claim.cancel_requested:  # cancel is final: it ran, and it ends here
+        row = conn.execute(
+            "UPDATE jobs SET status = 'canceled', finished_at = ?, lock_token = NULL, "
+            "lock_expires_at = NULL, run_id = NULL, cancel_requested = 0, cancel_terminate = 0 "
+            f"WHERE id = ? RETURNING {JOB_COLUMNS}",
+            (now_us, ref.job_id),
+        ).fetchone()
+    else:  # a snooze is not charged
+        row = conn.execute(
+            "UPDATE jobs SET status = 'pending', attempts = attempts - 1, run_at = ?, "
+            "worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL, "
+            f"cancel_requested = 0 WHERE id = ? RETURNING {JOB_COLUMNS}",
+            (to_us(now + delay), ref.job_id),
+        ).fetchone()
+    job: Job = job_from_row(row)
+    return job
+
+
 def update_progress(conn: sqlite3.Connection, ref: ClaimRef, percent: float) -> bool:
     row = conn.execute(
         "UPDATE jobs SET progress = ? WHERE id = ? AND lock_token = ? AND status = 'running' "
@@ -325,7 +356,14 @@ def fail_job(conn: sqlite3.Connection, failure: Failure, now: datetime) -> FailO
     if row is None:
         return None
     return _fail_attempt(
-        conn, row, failure.error, failure.retryable, now, failure.kind, failure.traceback
+        conn,
+        row,
+        failure.error,
+        failure.retryable,
+        now,
+        failure.kind,
+        failure.traceback,
+        retry_in=failure.retry_in,
     )
 
 
@@ -363,6 +401,8 @@ def _fail_attempt(
     now: datetime,
     kind: FailureKind,
     traceback: str | None,
+    *,
+    retry_in: timedelta | None = None,
 ) -> FailOutcome:
     (seq, run_id, _worker, _lease, attempts, max_retries, strategy, delay, max_delay, expires,
      cancel_requested) = row  # fmt: skip
@@ -378,6 +418,7 @@ def _fail_attempt(
         max_retry_delay=max_delay,
         expires_at=opt_dt(expires),
         cancel_requested=bool(cancel_requested),
+        retry_in=retry_in,
     )
     now_us = to_us(now)
     conn.execute(

@@ -35,7 +35,7 @@ from typing import Any
 
 from timecrisis.clock import Clock, SystemClock
 from timecrisis.errors import StorageError
-from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
+from timecrisis.models import Job, JobLog, JobRun, JobStatus, Metrics, ScheduledJob, WorkerInfo
 from timecrisis.storage._wakeups import WakeupHub
 from timecrisis.storage.base import (
     DEFAULT_WORKER_TTL,
@@ -242,6 +242,12 @@ class SQLiteJobStorage:
         if any(released):
             self._hub.notify()
         return released
+
+    async def snooze_job(self, ref: ClaimRef, delay: timedelta) -> Job | None:
+        job = await self._db.write(lambda conn, now: _claims.snooze_job(conn, ref, delay, now))
+        if job is not None and job.status is JobStatus.PENDING and delay <= timedelta(0):
+            self._hub.notify()  # due at once: another worker may take it now
+        return job
 
     async def update_progress(self, ref: ClaimRef, percent: float) -> bool:
         return await self._db.write(lambda conn, now: _claims.update_progress(conn, ref, percent))
