@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -620,27 +620,11 @@ class JobProcessor:
             traceback=failure_traceback(exc),
             retry_in=exc.delay if isinstance(exc, Retry) else None,
         )
-        backoff = ErrorBackoff(cap=2.0)
-        outcome = None
-        for attempt in range(_FAIL_WRITE_ATTEMPTS):
-            try:
-                outcome = await self.runtime.storage.fail_job(failure)
-                break
-            except Exception as write_error:  # noqa: BLE001 - retry, then leave it to the reaper
-                if attempt + 1 == _FAIL_WRITE_ATTEMPTS:
-                    self._logger.error(
-                        "could not record the failure of job %s (%s: %s); the leader will take "
-                        "it back when its lease expires",
-                        job.id,
-                        type(write_error).__name__,
-                        write_error,
-                    )
-                    self._forget(running)
-                    self._wake.set()
-                    return
-                await asyncio.sleep(backoff.next_delay())
-        self._forget(running)
-        self._wake.set()
+        written, outcome = await self._write_end(
+            running, "record the failure of", lambda: self.runtime.storage.fail_job(failure)
+        )
+        if not written:
+            return
         if outcome is None:
             self._logger.warning(
                 "job %s (%s) failed after its lease was lost; the failure was not recorded",
@@ -655,32 +639,47 @@ class JobProcessor:
             self._logger, "on_job_failed", self.runtime.hooks.on_job_failed, outcome.job, exc
         )
 
-    async def _snooze(self, running: RunningJob, snooze: Snooze) -> None:
-        """The handler raised `Snooze`: the job goes back to pending, due after the delay, the
-        attempt not charged; no `on_job_failed` (nothing failed). A write that keeps failing
-        leaves the job to lease expiry, as for a failure."""
-        job = running.job
+    async def _write_end(
+        self, running: RunningJob, what: str, write: Callable[[], Awaitable[T]]
+    ) -> tuple[bool, T | None]:
+        """Write how a run ended (a failure, a snooze), retrying a failing store a few times;
+        then forget the run either way. `(False, None)` when every try failed: the lease then
+        expires and the leader takes the job back (at-least-once, never lost)."""
         backoff = ErrorBackoff(cap=2.0)
-        snoozed: Job | None = None
         for attempt in range(_FAIL_WRITE_ATTEMPTS):
             try:
-                snoozed = await self.runtime.storage.snooze_job(running.ref, snooze.delay)
-                break
+                result = await write()
             except Exception as write_error:  # noqa: BLE001 - retry, then leave it to the reaper
                 if attempt + 1 == _FAIL_WRITE_ATTEMPTS:
                     self._logger.error(
-                        "could not snooze job %s (%s: %s); the leader will take it back when "
-                        "its lease expires",
-                        job.id,
+                        "could not %s job %s (%s: %s); the leader will take it back when its "
+                        "lease expires",
+                        what,
+                        running.job.id,
                         type(write_error).__name__,
                         write_error,
                     )
                     self._forget(running)
                     self._wake.set()
-                    return
+                    return False, None
                 await asyncio.sleep(backoff.next_delay())
-        self._forget(running)
-        self._wake.set()
+            else:
+                self._forget(running)
+                self._wake.set()
+                return True, result
+        raise AssertionError("unreachable: the last attempt returns")
+
+    async def _snooze(self, running: RunningJob, snooze: Snooze) -> None:
+        """The handler raised `Snooze`: the job goes back to pending, due after the delay, the
+        attempt not charged; no `on_job_failed` (nothing failed). A write that keeps failing
+        leaves the job to lease expiry, as for a failure."""
+        running.failing = True  # a renewal racing this write proves no lost lease
+        job = running.job
+        written, snoozed = await self._write_end(
+            running, "snooze", lambda: self.runtime.storage.snooze_job(running.ref, snooze.delay)
+        )
+        if not written:
+            return
         if snoozed is None:
             self._logger.warning(
                 "job %s (%s) snoozed after its lease was lost; nothing was recorded",
