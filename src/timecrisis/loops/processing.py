@@ -47,6 +47,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from timecrisis import _tracing
 from timecrisis._logging import child
 from timecrisis.context import JobContext, JobState
 from timecrisis.definitions import JobDefinition, to_json_result
@@ -473,7 +474,8 @@ class JobProcessor:
         await call_hook(self._logger, "on_job_started", hooks.on_job_started, job)
         began = time.monotonic()
         try:
-            result = await self._run_handler(running)
+            with _tracing.attempt(job, self.runtime.worker, running.state):  # no-op without OTel
+                result = await self._run_handler(running)
         except asyncio.CancelledError:
             if running.abandoned:
                 return  # stop() or a lost lease cancelled us on purpose; they handle the job

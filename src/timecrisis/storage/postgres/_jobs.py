@@ -58,6 +58,7 @@ def _row(job: NewJob) -> list[Any]:
         _interval(job.delay),
         _iso(job.expires_at),
         _interval(job.expires_in),
+        job.headers,  # a JSON object in the row's array; `->>` gives its text back
     ]
 
 

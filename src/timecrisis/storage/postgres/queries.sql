@@ -34,18 +34,18 @@ WITH input AS (
            r.j->>9 AS scheduled_job_id, (r.j->>10)::timestamptz AS fire_at,
            r.j->>11 AS unique_key, (r.j->>12)::timestamptz AS run_at,
            (r.j->>13)::interval AS delay, (r.j->>14)::timestamptz AS expires_at,
-           (r.j->>15)::interval AS expires_in, r.n
+           (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers, r.n
     FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(j, n)
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
-        expires_at, created_at
+        expires_at, created_at, headers
     )
     SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
            t.unique_key, coalesce({now} + t.delay, t.run_at, {now}),
-           coalesce({now} + t.expires_in, t.expires_at), {now}
+           coalesce({now} + t.expires_in, t.expires_at), {now}, t.headers
     FROM input AS t
     ORDER BY t.n
     {on_conflict}
