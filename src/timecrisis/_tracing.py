@@ -28,12 +28,16 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from timecrisis.execution.failures import failure_kind, failure_traceback
 from timecrisis.execution.fork_errors import ForkedHandlerError
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
+    from opentelemetry.context import Context
     from opentelemetry.trace import Span
 
     from timecrisis.context import JobState
@@ -157,7 +161,7 @@ class _Otel:
     def __init__(self) -> None:
         from opentelemetry import context, propagate, trace
 
-        self._context = context
+        self.context = context
         self._propagate = propagate
         self._trace = trace
         self.tracer = trace.get_tracer(SYSTEM, _version())
@@ -180,13 +184,11 @@ class _Otel:
             self._propagate.inject(headers)  # nothing when the span does not record
             yield _Sent(span, headers or None, count)
 
-    @contextlib.contextmanager
-    def attempt(self, job: Job, worker: str, state: JobState) -> Iterator[None]:
+    def attempt(self, job: Job, worker: str, state: JobState) -> _Attempt:
         trace = self._trace
         # The job's stored context, or an empty one: never the worker task's own.
-        parent = self._propagate.extract(job.headers or {}, context=self._context.Context())
+        parent = self._propagate.extract(job.headers or {}, context=self.context.Context())
         creation = trace.get_current_span(parent).get_span_context()
-        links = [trace.Link(creation)] if creation.is_valid else None
         attributes: dict[str, str | int] = {
             MESSAGING_SYSTEM: SYSTEM,
             OPERATION_NAME: "process",
@@ -200,31 +202,17 @@ class _Otel:
         }
         if job.scheduled_job_id is not None:
             attributes[SCHEDULE] = job.scheduled_job_id
-        token = self._context.attach(parent)  # the enqueuer's baggage reaches the handler too
-        try:
-            with self.tracer.start_as_current_span(
-                f"process {job.type}",
-                context=parent,
-                kind=trace.SpanKind.CONSUMER,
-                attributes=attributes,
-                links=links,
-                record_exception=False,  # recorded below, with the failure kind
-                set_status_on_exception=False,
-            ) as span:
-                try:
-                    yield
-                except asyncio.CancelledError:
-                    self._interrupted(span, state)
-                    raise
-                except Exception as exc:
-                    self._failed(span, exc)
-                    raise
-                if state.cancelled:  # the handler returned after cancel_job: ends canceled
-                    span.set_attribute(FAILURE_KIND, "canceled")
-        finally:
-            self._context.detach(token)
+        span = self.tracer.start_span(
+            f"process {job.type}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes=attributes,
+            links=[trace.Link(creation)] if creation.is_valid else None,
+        )
+        # Current while the handler runs, over the enqueuer's context: its baggage too.
+        return _Attempt(self, span, trace.set_span_in_context(span, parent), state)
 
-    def _failed(self, span: Span, exc: Exception) -> None:
+    def failed(self, span: Span, exc: Exception) -> None:
         """The attempt failed as the worker records it: same kind, same traceback."""
         span.set_attribute(FAILURE_KIND, str(failure_kind(exc)))
         span.set_attribute(ERROR_TYPE, _error_type(exc))
@@ -233,7 +221,7 @@ class _Otel:
         span.record_exception(exc, attributes=extra)
         self._error(span, f"{type(exc).__name__}: {exc}")
 
-    def _interrupted(self, span: Span, state: JobState) -> None:
+    def interrupted(self, span: Span, state: JobState) -> None:
         """The run's task was cancelled: its lease was lost (a failure), `cancel_job(
         terminate=True)` interrupted it, or `stop()` gave it back to the queue (neither is an
         error)."""
@@ -248,6 +236,44 @@ class _Otel:
 
     def _error(self, span: Span, description: str) -> None:
         span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, description))
+
+
+class _Attempt:
+    """The span of one attempt, current between enter and exit. A class, not a generator: an
+    exception thrown into a generator gains its frame, and the recorded stack trace must be the
+    run's own (`failure_traceback`), from the handler's frames on."""
+
+    __slots__ = ("_context", "_otel", "_span", "_state", "_token")
+
+    def __init__(self, otel: _Otel, span: Span, context: Context, state: JobState) -> None:
+        self._otel = otel
+        self._span = span
+        self._context = context
+        self._state = state
+        self._token: Token[Context] | None = None
+
+    def __enter__(self) -> None:
+        self._token = self._otel.context.attach(self._context)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span, otel = self._span, self._otel
+        try:
+            if exc is None:
+                if self._state.cancelled:  # returned after cancel_job: the job ends canceled
+                    span.set_attribute(FAILURE_KIND, "canceled")
+            elif isinstance(exc, asyncio.CancelledError):
+                otel.interrupted(span, self._state)
+            elif isinstance(exc, Exception):
+                otel.failed(span, exc)
+        finally:
+            if self._token is not None:
+                otel.context.detach(self._token)
+            span.end()
 
 
 def _error_type(exc: BaseException) -> str:
