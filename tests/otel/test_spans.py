@@ -23,8 +23,10 @@ from timecrisis import (
     JobStatus,
     JobStorage,
     NonRetryableError,
+    StorageError,
     _tracing,
 )
+from timecrisis.context import JobState
 from timecrisis.storage._common import new_id
 from timecrisis.storage.base import NewJob
 
@@ -308,3 +310,52 @@ async def test_with_the_api_alone_nothing_is_recorded_or_stored() -> None:
         job = await scheduler.wait_for_job(await scheduler.enqueue("quiet", {}), timeout=10)
 
     assert job.status is JobStatus.COMPLETED and job.headers is None
+
+
+async def test_an_enqueue_the_store_refuses_is_an_error_span(
+    traced: Traced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = InMemoryJobStorage()
+    scheduler = JobScheduler(storage, **FAST)
+    _register_noop(scheduler, "lost")
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(storage, "insert_jobs", refuse)
+    with pytest.raises(StorageError, match="disk full"):
+        await scheduler.enqueue("lost", {})
+
+    send = traced.one("send lost")
+    assert send.status.status_code is StatusCode.ERROR
+    assert [e.name for e in send.events] == ["exception"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected", "status"),
+    [
+        ("lease_lost", {"timecrisis.failure_kind": "lease_expired"}, StatusCode.ERROR),
+        ("terminate", {"timecrisis.failure_kind": "canceled"}, StatusCode.UNSET),
+        ("shutting_down", {"timecrisis.job.released": True}, StatusCode.UNSET),
+    ],
+)
+async def test_an_interrupted_attempt_says_why(
+    traced: Traced, flag: str, expected: dict[str, object], status: StatusCode
+) -> None:
+    """The worker cancels a run's task when its lease is lost, when `cancel_job(terminate=True)`
+    interrupts it, and when `stop()` gives it back: only the first is a failure."""
+    storage = InMemoryJobStorage()
+    [result] = await storage.insert_jobs([NewJob(id=new_id(), type="t", data={})])
+    job = await storage.get_job(result.id)
+    assert job is not None
+    state = JobState()
+    setattr(state, flag, True)
+
+    with pytest.raises(asyncio.CancelledError), _tracing.attempt(job, "w", state):
+        raise asyncio.CancelledError
+
+    [span] = traced.consumers()
+    assert {k: v for k, v in attrs(span).items() if k in expected} == expected
+    assert span.status.status_code is status
+    assert span.end_time is not None
+    assert trace.get_current_span() is trace.INVALID_SPAN  # the attempt's context was detached
