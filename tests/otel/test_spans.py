@@ -14,11 +14,13 @@ from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from tests.fork import handlers
 from tests.otel.support import Traced, attrs
 from tests.scheduler.conftest import FAST, Payload, SchedulerFactory, eventually
 from timecrisis import (
     InMemoryJobStorage,
     JobContext,
+    JobDefinition,
     JobScheduler,
     JobStatus,
     JobStorage,
@@ -359,3 +361,30 @@ async def test_an_interrupted_attempt_says_why(
     assert span.status.status_code is status
     assert span.end_time is not None
     assert trace.get_current_span() is trace.INVALID_SPAN  # the attempt's context was detached
+
+
+async def test_a_fork_mode_failure_reads_as_the_childs_own(traced: Traced) -> None:
+    """The attempt span is in the worker, around the child; a handler's error keeps its own
+    class and the traceback printed in the child, a dead child is `crashed`."""
+    scheduler = JobScheduler(InMemoryJobStorage(), **FAST)
+    scheduler.register_job(
+        JobDefinition(
+            type="crash", schema=handlers.Work, handle=handlers.crash, concurrency=None,
+            fork_mode=True,
+        )
+    )  # fmt: skip
+    async with scheduler:
+        raised = await scheduler.enqueue("crash", {"kind": "raise", "n": 7})
+        exited = await scheduler.enqueue("crash", {"kind": "exit"})
+        for job_id in (raised, exited):
+            await scheduler.wait_for_job(job_id, timeout=30)
+
+    spans = {attrs(s)["messaging.message.id"]: s for s in traced.named("process crash")}
+    [run] = await scheduler.get_job_runs(raised)
+    assert attrs(spans[raised])["timecrisis.failure_kind"] == "error"
+    assert attrs(spans[raised])["error.type"] == "ValueError"
+    [event] = spans[raised].events
+    assert dict(event.attributes or {})["exception.stacktrace"] == run.traceback
+    assert "in crash" in str(run.traceback)
+    assert attrs(spans[exited])["timecrisis.failure_kind"] == "crashed"
+    assert spans[exited].status.status_code is StatusCode.ERROR
