@@ -68,7 +68,9 @@ class EnqueueOptions:
             expires_in=None if expires_in is None else parse_job_duration(expires_in),
         )
 
-    def new_job(self, definition: JobDefinition[Any], data: Any) -> NewJob:
+    def new_job(
+        self, definition: JobDefinition[Any], data: Any, headers: dict[str, str] | None = None
+    ) -> NewJob:
         return NewJob(
             id=new_id(),
             type=definition.type,
@@ -84,6 +86,7 @@ class EnqueueOptions:
             delay=self.delay,
             expires_at=self.expires_at,
             expires_in=self.expires_in,
+            headers=headers,
         )
 
 

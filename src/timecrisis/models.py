@@ -89,6 +89,10 @@ class Job(_Record):
     dead_lettered: bool = False
     retry_delay: float = 10.0
     max_retry_delay: float = 86400.0
+    # Propagation headers written at enqueue by OpenTelemetry's propagators (W3C `traceparent`,
+    # `tracestate`, `baggage`), for the worker's attempt spans (docs/otel.md). None when the
+    # enqueuing process did not trace, and for jobs fired by a schedule.
+    headers: dict[str, str] | None = None
 
 
 class JobRun(_Record):

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
+from timecrisis import _tracing
 from timecrisis._bounds import lookup_key, text_problem
 from timecrisis._logging import resolve_logger
 from timecrisis.definitions import Handler, JobDefinition, schema_from_handler
@@ -327,8 +328,10 @@ class JobScheduler:
             return []
         if unique_key is not None and len(payloads) > 1:
             raise JobValidationError("unique_key applies to one job; enqueue them one by one")
-        jobs = [options.new_job(definition, payload) for payload in payloads]
-        results = await self.storage.insert_jobs(jobs, connection=connection)
+        with _tracing.sending(definition.type, len(payloads)) as send:  # no-op without OTel
+            jobs = [options.new_job(definition, payload, send.headers) for payload in payloads]
+            results = await self.storage.insert_jobs(jobs, connection=connection)
+            send.sent(results)
         processor = self._processor
         if processor is not None and any(r.created for r in results):
             # A delayed job wakes this worker at its due time; workers elsewhere find it by

@@ -47,6 +47,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
+from timecrisis import _tracing
 from timecrisis._logging import child
 from timecrisis.context import JobContext, JobState
 from timecrisis.definitions import JobDefinition, to_json_result
@@ -547,7 +548,8 @@ class JobProcessor:
         began = time.monotonic()
         self._logger.debug("job %s (%s) started", job.id, job.type)
         try:
-            result = await self._run_handler(running)
+            with _tracing.attempt(job, self.runtime.worker, running.state):  # no-op without OTel
+                result = await self._run_handler(running)
         except asyncio.CancelledError:
             if running.abandoned:
                 return  # stop() or a lost lease cancelled us on purpose; they handle the job

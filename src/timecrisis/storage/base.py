@@ -86,6 +86,9 @@ class NewJob:
     # Set when a schedule fires: (scheduled_job_id, schedule_fire_at) is unique across all jobs.
     scheduled_job_id: str | None = None
     schedule_fire_at: datetime | None = None
+    # Message headers stored with the job and returned as `Job.headers`: the trace context of
+    # the enqueue (`timecrisis._tracing`). Strings only; None stores nothing.
+    headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,7 @@ class JobTable:
             run_at=item.run_at,
             expires_at=item.expires_at,
             created_at=now,
+            headers=None if job.headers is None else dict(job.headers),
         )
         self.rows[row.id] = row
         self.runs[row.id] = []

@@ -68,6 +68,7 @@ class JobRow:
     lease_expires_at: datetime | None = None
     cancel_requested: bool = False
     cancel_terminate: bool = False  # the cancel request asks to interrupt the handler
+    headers: dict[str, str] | None = None  # the store's own copy (see `to_record`)
     # Bumped on every status change; index entries remember it, so an entry made for an
     # earlier state of the job is recognised as stale and dropped (lazy deletion).
     version: int = 0
@@ -103,6 +104,8 @@ class JobRow:
             dead_lettered=self.dead_lettered,
             retry_delay=self.retry_delay,
             max_retry_delay=self.max_retry_delay,
+            # A fresh dict per read, like the decoded payload: callers may mutate what they get.
+            headers=None if self.headers is None else dict(self.headers),
         )
 
 

@@ -58,11 +58,12 @@ def _row(job: NewJob) -> list[Any]:
         _interval(job.delay),
         _iso(job.expires_at),
         _interval(job.expires_in),
+        job.headers,  # a JSON object in the row's array; `->>` gives its text back
     ]
 
 
 def _insert_params(jobs: Sequence[NewJob], now: datetime | None, channel: str) -> dict[str, Any]:
-    # All rows in one JSON text: one json.dumps call instead of sixteen psycopg array dumps.
+    # All rows in one JSON text: one json.dumps call instead of seventeen psycopg array dumps.
     return {"now": now, "channel": channel, "rows": dump_json([_row(j) for j in jobs])}
 
 

@@ -56,6 +56,7 @@ def job_from_row(row: Row) -> Job:
         retry_delay=row["retry_delay"],
         max_retry_delay=row["max_retry_delay"],
         failure_kind=_kind(row["failure_kind"]),
+        headers=row["headers"],
     )
 
 

@@ -25,7 +25,7 @@ SELECT {now}
 -- that transaction commits; it is sent once per statement, and only if a row was inserted.
 WITH input AS (
     -- One JSON text parameter, a row per job as a JSON array (see `_jobs._row`): psycopg
-    -- dumps one string instead of sixteen arrays, the dominant client cost of an enqueue.
+    -- dumps one string instead of seventeen arrays, the dominant client cost of an enqueue.
     -- jsonb, parsed once (a `json` value is re-parsed by every ->>); the payload rides in it
     -- as a string of JSON text, so the `json` column keeps that text exactly.
     SELECT r.j->>0 AS id, r.j->>1 AS type, (r.j->>2)::json AS data, (r.j->>3)::int AS priority,
@@ -34,18 +34,18 @@ WITH input AS (
            r.j->>9 AS scheduled_job_id, (r.j->>10)::timestamptz AS fire_at,
            r.j->>11 AS unique_key, (r.j->>12)::timestamptz AS run_at,
            (r.j->>13)::interval AS delay, (r.j->>14)::timestamptz AS expires_at,
-           (r.j->>15)::interval AS expires_in, r.n
+           (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers, r.n
     FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(j, n)
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
-        expires_at, created_at
+        expires_at, created_at, headers
     )
     SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
            t.unique_key, coalesce({now} + t.delay, t.run_at, {now}),
-           coalesce({now} + t.expires_in, t.expires_at), {now}
+           coalesce({now} + t.expires_in, t.expires_at), {now}, t.headers
     FROM input AS t
     ORDER BY t.n
     {on_conflict}

@@ -34,8 +34,8 @@ from timecrisis.storage.sqlite._rows import (
 _INSERT = (
     "INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy, "
     "retry_delay, max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, "
-    "run_at, expires_at, created_at) "
-    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "run_at, expires_at, created_at, headers) "
+    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # A job whose unique key or schedule tick is already held is skipped, not an error; the
 # conflict targets repeat the partial indexes' WHERE so SQLite matches them. A duplicate `id`
@@ -86,6 +86,7 @@ def _insert_args(job: NewJob, now: datetime, now_us: int) -> tuple[Any, ...]:
         to_us(resolve_run_at(job, now)),
         opt_us(resolve_expires_at(job, now)),
         now_us,
+        None if job.headers is None else dump_json(job.headers),
     )
 
 
