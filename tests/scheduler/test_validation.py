@@ -102,7 +102,7 @@ def test_the_decorator_needs_a_model_annotation_or_an_explicit_schema(
     scheduler = JobScheduler(store)
     with pytest.raises(TypeError, match="pydantic model"):
 
-        @scheduler.job("untyped", concurrency=None)
+        @scheduler.job("untyped", concurrency=None)  # type: ignore[type-var] # mypy sees it too
         async def untyped(data: dict[str, int], ctx: JobContext) -> None:
             return None
 

@@ -77,6 +77,15 @@ class Session:
         self._healing = False
         self._claims = _ClaimPool(self._conninfo, self._kwargs, schema)
 
+    @property
+    def conninfo(self) -> str:
+        return self._conninfo
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The options every pooled connection is opened with."""
+        return self._kwargs
+
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def init(self) -> None:
