@@ -77,6 +77,25 @@ from timecrisis.storage.postgres.listener import NotificationListener
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
 
 
+# Any statement: on a connection that is not in autocommit mode, psycopg opens the transaction
+# before it, as it would before the caller's own next statement.
+_OPEN_TRANSACTION = b"SELECT 1"
+
+
+def _would_open_a_transaction(
+    connection: psycopg.Connection[Any] | AsyncConnection[Any],
+) -> bool:
+    """Whether the caller's connection is outside autocommit with no transaction open yet (the
+    first write in a Django `atomic()` block, a fresh psycopg connection): its next statement
+    opens the transaction the caller will commit or roll back. `connection.transaction()` would
+    instead open one of its own and commit it at once, so the job would outlive the caller's
+    rollback. Opening it first makes the insert a savepoint of the caller's transaction."""
+    return (
+        not connection.autocommit
+        and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    )
+
+
 class InvalidSchemaNameError(StorageError, ValueError):
     """The schema name is not a plain lowercase identifier."""
 
@@ -222,6 +241,8 @@ class PostgresJobStorage:
             # A savepoint inside the caller's transaction (a transaction of its own if there is
             # none): a failed insert leaves the caller's transaction usable, their rollback
             # undoes the jobs, and the NOTIFY is delivered only when they commit.
+            if _would_open_a_transaction(connection):
+                await connection.execute(_OPEN_TRANSACTION)
             async with connection.transaction():
                 return await jobs.insert_jobs(connection, self._ctx, batch, self._now())
         except psycopg.Error as exc:
@@ -234,6 +255,8 @@ class PostgresJobStorage:
         in the calling thread: a savepoint inside their transaction (a transaction of its own if
         there is none), as in the async case. The schema must exist (`init()` ran once)."""
         try:
+            if _would_open_a_transaction(connection):
+                connection.execute(_OPEN_TRANSACTION)
             with connection.transaction():
                 return jobs.insert_jobs_sync(connection, self._ctx, list(jobs_), self._now())
         except psycopg.Error as exc:
