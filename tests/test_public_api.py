@@ -14,6 +14,7 @@ DESIGN_NAMES = {
     "TimeCrisisError", "JobDefinitionNotFoundError", "JobAlreadyRegisteredError",
     "DistributedLockError", "JobValidationError", "InvalidScheduleError", "InvalidDurationError",
     "StorageError", "NonRetryableError",
+    "JobType",  # DESIGN §4
 }  # fmt: skip
 
 
@@ -53,3 +54,13 @@ def test_job_status_values() -> None:
     assert [s.value for s in timecrisis.RunStatus] == [
         "running", "completed", "failed", "released"
     ]  # fmt: skip
+
+
+def test_the_testing_helpers_have_their_own_module() -> None:
+    from timecrisis.testing import TestContext
+
+    assert issubclass(TestContext, timecrisis.JobContext)
+    for name in ("enqueue_sync", "enqueue_many_sync", "schedule_sync", "get_job_sync"):
+        assert callable(getattr(timecrisis.JobScheduler, name)), name
+    for name in ("wait_for_job_sync", "cancel_job_sync", "retry_job_sync", "periodic", "drain"):
+        assert callable(getattr(timecrisis.JobScheduler, name)), name

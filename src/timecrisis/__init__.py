@@ -27,6 +27,7 @@ from timecrisis.errors import (
     TimeCrisisError,
 )
 from timecrisis.execution.fork_errors import ForkedHandlerError, ForkedProcessError
+from timecrisis.job_type import JobType
 from timecrisis.models import (
     Job,
     JobLog,
@@ -89,6 +90,7 @@ __all__ = [
     "JobStatus",
     "JobStorage",
     "JobTimeoutError",
+    "JobType",
     "JobValidationError",
     "LeaseExpiredError",
     "ManualClock",
