@@ -22,6 +22,10 @@ class JobType(Generic[ModelT]):
     `await send_email(data, ctx)` (or `send_email(data, ctx)` for a plain `def`) runs the
     handler directly, e.g. with a `timecrisis.testing.TestContext`."""
 
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[..., Any]
+
     def __init__(
         self,
         scheduler: JobScheduler,

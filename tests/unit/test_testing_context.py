@@ -44,7 +44,8 @@ async def test_records_logs_and_progress() -> None:
 
 async def test_cancel_and_shut_down_set_the_flags() -> None:
     cancelled = TestContext()
-    assert not cancelled.is_cancelled
+    flags_before = (cancelled.is_cancelled, cancelled.is_shutting_down)
+    assert flags_before == (False, False)
     cancelled.cancel()
     assert cancelled.is_cancelled and not cancelled.is_shutting_down
     assert await handler(Order(id=2), cancelled) == "stopped early"
