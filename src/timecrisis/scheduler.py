@@ -851,10 +851,7 @@ class JobScheduler:
                 await self.start()
             try:
                 async with asyncio.timeout(limit):
-                    while await self._drain_has_work(started):
-                        if self._processor is not None:
-                            self._processor.wake()
-                        await asyncio.sleep(0.01)
+                    await self._drain_until_quiet(started)
             except TimeoutError:
                 timed_out = True
                 raise TimeoutError(
@@ -866,6 +863,24 @@ class JobScheduler:
                 await self.stop(force=timed_out)
         jobs = [await self.storage.get_job(job_id) for job_id in started]
         return [j for j in jobs if j is not None and j.status in FINISHED_STATUSES]
+
+    async def _drain_until_quiet(self, started: dict[str, None]) -> None:
+        # Quiet = nothing to do in two checks `_DRAIN_QUIET` apart: one check reads pending and
+        # running jobs in two queries, and a job claimed between them is in neither; a claim
+        # in flight has marked jobs running that the processor does not hold yet.
+        quiet_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._processor is not None:
+                self._processor.wake()  # a retry that just became due: claim it now
+            busy = self._processor is not None and bool(self._processor.running)
+            if busy or await self._drain_has_work(started):
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = loop.time()
+            elif loop.time() - quiet_since >= _DRAIN_QUIET:
+                return
+            await asyncio.sleep(0.01)
 
     async def _drain_has_work(self, started: dict[str, None]) -> bool:
         now = await self.storage.now()
@@ -895,6 +910,7 @@ class _DeclaredSchedule:
 
 
 _SYNC_STATE_LOCK = threading.RLock()
+_DRAIN_QUIET = 0.05  # seconds with nothing to do before drain() calls it done
 
 
 def _loop_bound_clone(storage: JobStorage) -> Callable[[], JobStorage] | None:
