@@ -5,11 +5,15 @@ own loop; no thread left behind once the scheduler is closed."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+from tests.pg_support import drop_schema, fresh_schema, require_postgres
 from tests.scheduler.conftest import Payload, SchedulerFactory
 from timecrisis import (
     JobContext,
@@ -166,3 +170,48 @@ async def test_the_twins_keep_the_async_signatures() -> None:
         twin = getattr(JobScheduler, f"{name}_sync")
         assert inspect.signature(twin) == inspect.signature(getattr(JobScheduler, name)), name
         assert not inspect.iscoroutinefunction(twin)
+
+
+EXIT_SCRIPT = """
+import sys, threading
+from pydantic import BaseModel
+from timecrisis import JobContext, JobScheduler, storage_from_url
+
+class Payload(BaseModel):
+    n: int
+
+scheduler = JobScheduler(storage_from_url(sys.argv[1]))
+
+@scheduler.job("double", concurrency=None)
+async def double(data: Payload, ctx: JobContext) -> int:
+    return data.n * 2
+
+job_id = double.enqueue_sync({"n": 1})
+assert scheduler.get_job_sync(job_id) is not None
+print(sorted(t.name.split("-")[0] + "-" + t.name.split("-")[1] for t in threading.enumerate()
+             if t.name.startswith("timecrisis-sync")))
+# No close: the interpreter must still exit at once, cleanly.
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_unclosed_producer_exits_cleanly(kind: str, tmp_path: Path) -> None:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'exit.db'}"
+    else:
+        schema = fresh_schema()
+        url = f"{require_postgres()}?schema={schema}"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", EXIT_SCRIPT, url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        if kind == "postgres":
+            drop_schema(require_postgres(), schema)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['timecrisis-sync']"  # it ran on the private loop
+    assert done.stderr == ""
