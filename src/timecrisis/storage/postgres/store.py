@@ -107,7 +107,10 @@ class PostgresJobStorage:
     `max_pool_size` connections, opened by `init()` and closed by `close()`), or an
     `AsyncConnectionPool` of yours (used as it is, opened if needed, never closed by the store).
     `schema`: where the tables live. `clock`: for tests only; by default every time comparison
-    uses the database's `now()`.
+    uses the database's `now()`. `connect_timeout` (seconds, default 10 unless the DSN sets
+    one): how long one connection attempt may take; a store whose first use finds the server
+    unreachable fails within it, with libpq's reason ("Connection refused", "timeout
+    expired") in the `StorageError`.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class PostgresJobStorage:
         clock: Clock | None = None,
         min_pool_size: int = 1,
         max_pool_size: int = 10,
+        connect_timeout: float | None = None,
     ) -> None:
         if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
             raise InvalidSchemaNameError(
@@ -127,7 +131,11 @@ class PostgresJobStorage:
         self.schema = schema
         self._clock = clock
         self._session = Session(
-            dsn_or_pool, schema=schema, min_pool_size=min_pool_size, max_pool_size=max_pool_size
+            dsn_or_pool,
+            schema=schema,
+            min_pool_size=min_pool_size,
+            max_pool_size=max_pool_size,
+            connect_timeout=connect_timeout,
         )
         self._pool_sizes = (self._session.pool.min_size, self._session.pool.max_size)
         channel = f"timecrisis_{schema}"
