@@ -252,7 +252,7 @@ class JobScheduler:
         try:
             return self._definitions[job_type]
         except KeyError:
-            raise JobDefinitionNotFoundError(job_type) from None
+            raise JobDefinitionNotFoundError(job_type, self._definitions) from None
 
     @property
     def job_definitions(self) -> dict[str, JobDefinition[Any]]:

@@ -190,3 +190,18 @@ async def test_wait_for_job_raises_for_unknown_ids_and_times_out(scheduler: JobS
     job_id = await scheduler.enqueue("typed", {}, delay=timedelta(hours=1))
     with pytest.raises(TimeoutError):
         await scheduler.wait_for_job(job_id, timeout=0.05)
+
+
+def test_an_unknown_type_suggests_the_closest_registered_one(store: JobStorage) -> None:
+    scheduler = JobScheduler(store)
+
+    @scheduler.job("send-email", concurrency=None)
+    async def send_email(data: Payload, ctx: JobContext) -> None:
+        return None
+
+    with pytest.raises(JobDefinitionNotFoundError, match="did you mean 'send-email'"):
+        scheduler.get_job_definition("send_email")
+    with pytest.raises(JobDefinitionNotFoundError) as raised:
+        scheduler.get_job_definition("resize-image")
+    assert "did you mean" not in str(raised.value)
+    assert raised.value.job_type == "resize-image"
