@@ -8,10 +8,13 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
+import pytest
 from pydantic import BaseModel
 
 from tests.defaults.conftest import DefaultSchedulerFactory
-from timecrisis import JobContext, JobScheduler, JobStatus
+from tests.pg_support import require_postgres
+from timecrisis import JobContext, JobScheduler, JobStatus, JobStorage, PostgresJobStorage
 
 WAIT = 20.0  # a safety net, never a timing assertion
 
@@ -105,3 +108,31 @@ async def test_drain_runs_the_retry(default_scheduler: DefaultSchedulerFactory) 
     assert set(finished) == {flaky, square}
     assert (finished[flaky].status, finished[flaky].result) == (JobStatus.COMPLETED, 2)
     assert finished[square].result == 25
+
+
+async def test_enqueue_sync_in_the_callers_transaction(
+    store: JobStorage, default_scheduler: DefaultSchedulerFactory
+) -> None:
+    scheduler = default_scheduler()
+    _register(scheduler)
+    if not isinstance(store, PostgresJobStorage):  # no transactions to join: a TypeError
+        with pytest.raises(TypeError, match="connection"):
+            await asyncio.to_thread(scheduler.enqueue_sync, "square", {"n": 1}, connection=object())
+        assert await scheduler.list_jobs() == []
+        await asyncio.to_thread(scheduler.close_sync)
+        return
+    dsn = require_postgres()  # the store's database (its schema is a store option)
+
+    def in_a_transaction() -> tuple[str, str]:
+        with psycopg.connect(dsn) as conn:
+            kept = scheduler.enqueue_sync("square", {"n": 6}, connection=conn)
+            conn.commit()
+            lost = scheduler.enqueue_sync("square", {"n": 7}, connection=conn)
+            conn.rollback()
+        return kept, lost
+
+    async with scheduler:
+        kept, lost = await asyncio.to_thread(in_a_transaction)
+        done = await scheduler.wait_for_job(kept, timeout=WAIT)
+    assert (done.status, done.result) == (JobStatus.COMPLETED, 36)
+    assert await scheduler.get_job(lost) is None
