@@ -35,8 +35,10 @@ def _register(scheduler: JobScheduler) -> None:
         return ctx.attempt
 
 
-def _sync_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("timecrisis-sync")]
+def _sync_threads(*schedulers: JobScheduler) -> list[str]:
+    """The private-loop threads of these schedulers (other tests' may still be alive)."""
+    names = {f"timecrisis-sync-{s.worker}" for s in schedulers}
+    return [t.name for t in threading.enumerate() if t.name in names]
 
 
 async def test_threads_enqueue_through_a_producer_and_a_worker_runs_them(
@@ -56,7 +58,7 @@ async def test_threads_enqueue_through_a_producer_and_a_worker_runs_them(
     done = [await worker.wait_for_job(i, timeout=WAIT) for i in ids]
     assert sorted(j.result for j in done) == sorted(n * n for n in range(40))
     await asyncio.to_thread(producer.close_sync)
-    assert _sync_threads() == []
+    assert _sync_threads(producer) == []
 
 
 async def test_twins_of_a_started_worker_from_its_threads(
@@ -77,7 +79,7 @@ async def test_twins_of_a_started_worker_from_its_threads(
                 lambda: [f.result() for f in [pool.submit(produce_and_wait) for _ in range(4)]]
             )
     assert results == [81] * 4
-    assert _sync_threads() == []  # the started worker's own loop served them
+    assert _sync_threads(worker) == []  # the started worker's own loop served them
 
 
 async def test_start_upserts_declared_schedules(

@@ -51,6 +51,7 @@ async def test_the_handle_enqueues_and_runs(
         ]
     assert [j.result for j in done] == ["a@b.co", "c@d.co", "e@f.co", "g@h.co", "i@j.co"]
     assert {j.status for j in done} == {JobStatus.COMPLETED}
+    await scheduler.close()  # and the twins' private thread
 
 
 async def test_calling_the_handle_runs_the_handler(

@@ -26,8 +26,10 @@ from timecrisis import (
 WAIT = 30.0  # a safety net, never a timing assertion
 
 
-def _sync_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("timecrisis-sync")]
+def _sync_threads(*schedulers: JobScheduler) -> list[str]:
+    """The private-loop threads of these schedulers (other tests' may still be alive)."""
+    names = {f"timecrisis-sync-{s.worker}" for s in schedulers}
+    return [t.name for t in threading.enumerate() if t.name in names]
 
 
 def _register(scheduler: JobScheduler) -> None:
@@ -67,7 +69,7 @@ async def test_many_threads_enqueue_at_once_without_a_loop(
         done = await worker.wait_for_job(ids[-1], timeout=WAIT)
     assert (done.status, done.result) == (JobStatus.COMPLETED, 2 * done.data["n"])
     await asyncio.to_thread(producer.close_sync)
-    assert _sync_threads() == []
+    assert _sync_threads(producer) == []
 
 
 async def test_twins_called_on_a_running_loop_of_the_callers(
@@ -100,7 +102,7 @@ async def test_twins_called_on_a_running_loop_of_the_callers(
         done = await asyncio.to_thread(scheduler.wait_for_job_sync, third, WAIT)
     assert (done.status, done.result) == (JobStatus.COMPLETED, 12)
     await scheduler.close()
-    assert _sync_threads() == []
+    assert _sync_threads(scheduler) == []
 
 
 async def test_a_thread_with_its_own_event_loop(
@@ -118,7 +120,7 @@ async def test_a_thread_with_its_own_event_loop(
     job_id = await asyncio.to_thread(in_a_thread_with_a_loop)
     assert (await scheduler.get_job(job_id)) is not None
     await asyncio.to_thread(scheduler.close_sync)
-    assert _sync_threads() == []
+    assert _sync_threads(scheduler) == []
 
 
 async def test_on_a_started_scheduler_the_twins_use_its_loop(
@@ -152,7 +154,7 @@ async def test_on_a_started_scheduler_the_twins_use_its_loop(
     assert run.error.startswith("RuntimeError: a *_sync method was called on the scheduler's own")
     assert "await" in run.error
     # Routed to the running loop: no private loop was ever started.
-    assert _sync_threads() == []
+    assert _sync_threads(scheduler) == []
 
 
 async def test_the_twins_keep_the_async_signatures() -> None:
