@@ -15,12 +15,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import w1_enqueue, w3_latency, w5_history
+from benchmarks import w1_enqueue, w3_latency, w5_history, w6_sync
 from benchmarks.config import Counts, counts
 from benchmarks.systems import Memory, Postgres, SQLite, System
 from benchmarks.w2_drain import drain
 
-WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "fork")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "fork", "w6")
 OURS = ("memory", "sqlite", "postgres")
 PEERS = ("procrastinate", "saq")
 
@@ -67,6 +67,8 @@ async def measure(workload: str, name: str, c: Counts, workdir: Path) -> dict[st
             )
         if workload == "w5":
             return await w5_history.run(system, c, workdir, budget)
+        if workload == "w6":
+            return await w6_sync.run(system, c, workdir)
         if workload == "fork":
             return await drain(
                 system, jobs=c.fork_jobs, workers=1, fork=True, timeout=budget, workdir=workdir

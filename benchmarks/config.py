@@ -41,6 +41,7 @@ class Counts:
     w4_jobs: int
     w5_history: int  # completed jobs already in the store
     fork_jobs: int
+    w6_per_thread: int  # enqueue_sync calls per thread (8 threads), and enqueues per task
     runs: int  # medians of this many runs
     case_timeout: float  # seconds one case (one subprocess) may take, setup included
     prefill_timeout: float  # seconds the one-off W5 history prefill may take
@@ -54,6 +55,7 @@ FULL = Counts(
     w4_jobs=20_000,
     w5_history=1_000_000,
     fork_jobs=1_000,
+    w6_per_thread=1_000,
     runs=3,
     case_timeout=420.0,  # the slowest peer drains W4's 20,000 jobs at ~100/s on a busy box
     prefill_timeout=900.0,
@@ -67,6 +69,7 @@ QUICK = Counts(
     w4_jobs=2_000,
     w5_history=50_000,
     fork_jobs=100,
+    w6_per_thread=200,
     runs=1,
     case_timeout=60.0,
     prefill_timeout=300.0,

@@ -22,6 +22,11 @@ Cases = dict[str, dict[str, Any]]
 def brief(workload: str, result: dict[str, Any]) -> str:
     if workload == "w1":
         return f"{result['one_per_s']:,.0f}/s one by one, {result['many_per_s']:,.0f}/s batched"
+    if workload == "w6":
+        return (
+            f"{result['sync_per_s']:,.0f}/s enqueue_sync from 8 threads, "
+            f"{result['async_per_s']:,.0f}/s enqueue from 8 tasks"
+        )
     if workload == "w3":
         return (
             f"p50 {result['p50_ms']:.1f} p95 {result['p95_ms']:.1f} "
@@ -81,6 +86,8 @@ ROWS: list[Row] = [
     ),
     ("fork mode drain (jobs/s)", lambda c, s: _rate(_m(c, "fork", s, "jobs_per_s"))),
     ("fork mode overhead (ms/job)", _fork_overhead),
+    ("W6 enqueue_sync, 8 threads (jobs/s)", lambda c, s: _rate(_m(c, "w6", s, "sync_per_s"))),
+    ("W6 enqueue, 8 tasks on one loop (jobs/s)", lambda c, s: _rate(_m(c, "w6", s, "async_per_s"))),
 ]
 
 

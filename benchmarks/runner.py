@@ -47,6 +47,7 @@ SYSTEMS: dict[str, tuple[str, ...]] = {
     "w4": ("sqlite", "postgres", *PEERS),
     "w5": ("sqlite", "postgres"),
     "fork": OURS,
+    "w6": OURS,
 }
 _PEER_MODULES = {"procrastinate": "procrastinate", "saq": "saq"}
 

@@ -15,7 +15,7 @@ DESIGN_NAMES = {
     "DistributedLockError", "JobValidationError", "InvalidScheduleError", "InvalidDurationError",
     "StorageError", "NonRetryableError",
     # DESIGN §4
-    "Retry", "Snooze",
+    "Retry", "Snooze", "JobType",
 }  # fmt: skip
 
 
@@ -61,3 +61,13 @@ def test_failure_kind_values() -> None:
     assert [k.value for k in timecrisis.FailureKind] == [
         "error", "timeout", "lease_expired", "expired", "crashed", "non_retryable", "canceled"
     ]  # fmt: skip
+
+
+def test_the_testing_helpers_have_their_own_module() -> None:
+    from timecrisis.testing import TestContext
+
+    assert issubclass(TestContext, timecrisis.JobContext)
+    for name in ("enqueue_sync", "enqueue_many_sync", "schedule_sync", "get_job_sync"):
+        assert callable(getattr(timecrisis.JobScheduler, name)), name
+    for name in ("wait_for_job_sync", "cancel_job_sync", "retry_job_sync", "periodic", "drain"):
+        assert callable(getattr(timecrisis.JobScheduler, name)), name

@@ -29,6 +29,7 @@ from timecrisis.errors import (
     TimeCrisisError,
 )
 from timecrisis.execution.fork_errors import ForkedHandlerError, ForkedProcessError
+from timecrisis.job_type import JobType
 from timecrisis.models import (
     FailureKind,
     Job,
@@ -93,6 +94,7 @@ __all__ = [
     "JobStatus",
     "JobStorage",
     "JobTimeoutError",
+    "JobType",
     "JobValidationError",
     "LeaseExpiredError",
     "ManualClock",

@@ -7,6 +7,8 @@ value and builds its own message, so the message always names what was wrong.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +27,13 @@ class TimeCrisisError(Exception):
 class JobDefinitionNotFoundError(TimeCrisisError, LookupError):
     """No job definition is registered for this type."""
 
-    def __init__(self, job_type: str) -> None:
+    def __init__(self, job_type: str, registered: Iterable[str] = ()) -> None:
         self.job_type = job_type
-        super().__init__(f"no job definition is registered for type {job_type!r}")
+        message = f"no job definition is registered for type {job_type!r}"
+        close = difflib.get_close_matches(str(job_type), list(registered), n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        super().__init__(message)
 
 
 class JobAlreadyRegisteredError(TimeCrisisError, ValueError):

@@ -4,12 +4,16 @@ the loops together; every distributed decision is delegated to one atomic storag
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import signal
 import socket
+import sys
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import Future
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -19,7 +23,9 @@ from pydantic import BaseModel
 from timecrisis import _tracing
 from timecrisis._bounds import lookup_key, text_problem
 from timecrisis._logging import resolve_logger
-from timecrisis.definitions import Handler, JobDefinition, schema_from_handler
+from timecrisis._sync import SyncBridge, blocking_twin, running_loop, wait_for
+from timecrisis.context import JobContext
+from timecrisis.definitions import Handler, JobDefinition, ModelT, schema_from_handler
 from timecrisis.durations import Duration, parse_duration, parse_job_duration
 from timecrisis.enqueueing import EnqueueOptions
 from timecrisis.errors import (
@@ -35,7 +41,9 @@ from timecrisis.hooks import (
     JobFailedHook,
     JobHook,
     LeadershipHook,
+    call_hook,
 )
+from timecrisis.job_type import JobType
 from timecrisis.loops._periodic import PeriodicLoop
 from timecrisis.loops._stopping import FLOOR, GRACE, StopBudget
 from timecrisis.loops.leader import LeaderElector
@@ -58,10 +66,10 @@ from timecrisis.models import (
     ScheduledJob,
     WorkerInfo,
 )
-from timecrisis.schedules import first_fire_at, parse_schedule
+from timecrisis.schedules import ParsedSchedule, first_fire_at, parse_schedule
 from timecrisis.storage.base import JobQuery, JobStorage, PurgeParams, ScheduleSpec
 
-F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _seconds(name: str, value: Duration) -> float:
@@ -215,33 +223,35 @@ class JobScheduler:
     @overload
     def job(
         self, type: str, *, concurrency: int | None, schema: None = None, **fields: Any
-    ) -> Callable[[F], F]: ...
+    ) -> Callable[[Callable[[ModelT, JobContext], Any]], JobType[ModelT]]: ...
 
     @overload
     def job(
-        self, type: str, *, concurrency: int | None, schema: type[BaseModel], **fields: Any
-    ) -> Callable[[F], F]: ...
+        self, type: str, *, concurrency: int | None, schema: builtins.type[ModelT], **fields: Any
+    ) -> Callable[[Callable[..., Any]], JobType[ModelT]]: ...
 
     def job(
         self,
         type: str,
         *,
         concurrency: int | None,
-        schema: type[BaseModel] | None = None,
+        schema: builtins.type[BaseModel] | None = None,
         **fields: Any,
-    ) -> Callable[[F], F]:
+    ) -> Callable[[Callable[..., Any]], JobType[Any]]:
         """Decorator form of `register_job`. Without `schema=`, the model is the annotation of the
-        handler's first parameter. Any other `JobDefinition` field is accepted as a keyword."""
+        handler's first parameter. Any other `JobDefinition` field is accepted as a keyword.
+        Returns a `JobType` handle (`.enqueue`, `.enqueue_sync`, ...); calling the handle runs
+        the handler itself."""
 
-        def decorate(handler: F) -> F:
+        def decorate(handler: Callable[..., Any]) -> JobType[Any]:
             model = schema if schema is not None else schema_from_handler(handler)
             handle: Handler = handler
-            self.register_job(
+            definition = self.register_job(
                 JobDefinition(
                     type=type, schema=model, handle=handle, concurrency=concurrency, **fields
                 )
             )
-            return handler
+            return JobType(self, definition, handler)
 
         return decorate
 
@@ -249,7 +259,7 @@ class JobScheduler:
         try:
             return self._definitions[job_type]
         except KeyError:
-            raise JobDefinitionNotFoundError(job_type) from None
+            raise JobDefinitionNotFoundError(job_type, self._definitions) from None
 
     @property
     def job_definitions(self) -> dict[str, JobDefinition[Any]]:
@@ -382,9 +392,7 @@ class JobScheduler:
         they are stored with the schedule, so the leader that fires a tick need not know the
         type. Registering again (a new priority deployed) updates them and keeps the next tick.
         The `timeout` is not stored: the worker that runs a job applies its own definition's."""
-        problem = text_problem(name) or (None if name.strip() else "must not be blank")
-        if problem is not None:
-            raise InvalidScheduleError(f"schedule name {problem}: {name!r}")
+        _check_schedule_name(name)
         if enabled is not None and not isinstance(enabled, bool):
             raise InvalidScheduleError(f"enabled must be a bool or None, got {enabled!r}")
         definition = self.get_job_definition(type)
@@ -557,6 +565,7 @@ class JobScheduler:
                 raise RuntimeError("the scheduler is already running")
             self._force_requested = False
             await self.storage.init()
+            await self._before_loops()  # declared schedules; the loop the sync twins use
             runtime = self._runtime
             # Not a fixed-size pool: threads abandoned by timeouts must not eat the capacity.
             runtime.threads = HandlerThreads(self.logger)
@@ -694,6 +703,7 @@ class JobScheduler:
         """`stop()`, then release the storage."""
         await self.stop()
         await self.storage.close()
+        self._shutdown_sync_bridge()
 
     async def __aenter__(self) -> JobScheduler:
         await self.start()
@@ -765,6 +775,255 @@ class JobScheduler:
                 loop = self._loops.get(name)
                 if loop is not None:
                     loop.wake()
+
+    # ---- sync callers, declared schedules, testing (DESIGN §4) ----------------------------------
+    #
+    # Set at class level so `__init__` need not change: each instance assigns its own on first
+    # use (under `_SYNC_STATE_LOCK`, since twins may be called from many threads at once).
+
+    _home_loop: asyncio.AbstractEventLoop | None = None
+    _sync_bridge: SyncBridge | None = None
+    _sync_delegate: JobScheduler | None = None
+    _sync_delegate_source: JobStorage | None = None
+    _declared: dict[str, _DeclaredSchedule] | None = None
+
+    enqueue_sync = blocking_twin(enqueue)
+    enqueue_many_sync = blocking_twin(enqueue_many)
+    schedule_sync = blocking_twin(schedule)
+    get_job_sync = blocking_twin(get_job)
+    wait_for_job_sync = blocking_twin(wait_for_job)
+    cancel_job_sync = blocking_twin(cancel_job)
+    retry_job_sync = blocking_twin(retry_job)
+
+    def close_sync(self) -> None:
+        """Blocking `close()`: stop (if started), close the store the twins used, and stop the
+        twins' thread. For sync code that only enqueues; idempotent. At interpreter exit this
+        happens by itself."""
+        home = self._home_loop
+        if self._processor is not None and home is not None and home.is_running():
+            wait_for(self.close(), home)
+            return
+        if self._sync_delegate is None and self._sync_bridge is not None:
+            # Memory and SQLite: the twins used the store itself, on the private loop.
+            self._sync_bridge.run(self.storage.close())
+        self._shutdown_sync_bridge()
+
+    def _run_blocking(self, factory: Callable[[JobScheduler], Coroutine[Any, Any, T]]) -> T:
+        """Run `factory(scheduler)` for a blocking twin (see `timecrisis._sync`): on the loop
+        this scheduler works on while it is started, else on the private loop, with a clone of
+        a PostgreSQL store."""
+        home = self._home_loop
+        if self._processor is not None and home is not None and home.is_running():
+            return wait_for(factory(self), home)
+        caller = running_loop()
+        bridge = self._bridge()
+        if caller is not None and caller is bridge.loop:
+            raise RuntimeError("a *_sync method cannot be called from the sync bridge's loop")
+        return bridge.run(factory(self._delegate()))
+
+    def _bridge(self) -> SyncBridge:
+        with _SYNC_STATE_LOCK:
+            if self._sync_bridge is None:
+                self._sync_bridge = SyncBridge(f"timecrisis-sync-{self.worker}")
+            return self._sync_bridge
+
+    def _delegate(self) -> JobScheduler:
+        """Whom the private loop calls: this scheduler, or, on PostgreSQL, a never-started twin
+        sharing this one's registry, on a clone of the store (its pool must not be shared with
+        whatever loop the store is used on)."""
+        storage = self.storage
+        clone = _loop_bound_clone(storage)
+        if clone is None:
+            return self
+        with _SYNC_STATE_LOCK:
+            if self._sync_delegate is not None and self._sync_delegate_source is storage:
+                return self._sync_delegate
+            previous = self._sync_delegate
+            twin = JobScheduler(clone(), worker=self.worker, logger=self.logger)
+            twin._definitions = self._definitions  # shared by reference: later registrations
+            twin._runtime.definitions = self._definitions
+            self._sync_delegate, self._sync_delegate_source = twin, storage
+            bridge = self._bridge()
+        if previous is not None:  # `configure(storage=...)` changed the store since
+            bridge.run(previous.storage.close())
+        bridge.set_cleanup(twin.storage.close)
+        return twin
+
+    def _shutdown_sync_bridge(self) -> None:
+        bridge = self._sync_bridge
+        if bridge is not None:
+            bridge.shutdown()
+        self._sync_delegate = self._sync_delegate_source = None
+
+    # Declared schedules.
+
+    def periodic(
+        self,
+        name: str,
+        type: str,
+        data: Any,
+        *,
+        schedule_type: str,
+        schedule_value: str,
+        time_zone: str | None = None,
+        allow_overlap: bool = True,
+    ) -> None:
+        """Declare a schedule; `start()` upserts every declared schedule before its loops run
+        (the `schedule()` rules: an unchanged schedule keeps its next fire time and its
+        enabled flag), so `timecrisis worker app:scheduler` brings its schedules with it.
+
+        Checked now (the type must be registered; payload and schedule must be valid). Declared
+        on a started scheduler, it is upserted at once as well. Declaring a name twice is an
+        `InvalidScheduleError`."""
+        _check_schedule_name(name)
+        declared = self._declared if self._declared is not None else {}
+        self._declared = declared
+        if name in declared:
+            raise InvalidScheduleError(f"schedule {name!r} is already declared")
+        definition = self.get_job_definition(type)
+        definition.validate_payload(data)
+        parsed = parse_schedule(schedule_type, schedule_value, time_zone)
+        declaration = _DeclaredSchedule(name, type, data, parsed, bool(allow_overlap))
+        declared[name] = declaration
+        home = self._home_loop
+        if self._processor is not None and home is not None and home.is_running():
+            future = asyncio.run_coroutine_threadsafe(self._upsert_declared([declaration]), home)
+            future.add_done_callback(self._log_late_declaration)
+
+    @property
+    def declared_schedules(self) -> list[str]:
+        """The names of the schedules declared with `periodic()`, in declaration order."""
+        return list(self._declared or {})
+
+    async def _before_loops(self) -> None:
+        """Called by `start()` once the store is ready, before any loop runs."""
+        self._home_loop = asyncio.get_running_loop()
+        await self._upsert_declared(list((self._declared or {}).values()))
+
+    async def _upsert_declared(self, declarations: Sequence[_DeclaredSchedule]) -> None:
+        for d in declarations:
+            try:
+                await self.schedule(
+                    d.name,
+                    d.type,
+                    d.data,
+                    schedule_type=d.parsed.schedule_type,
+                    schedule_value=d.parsed.schedule_value,
+                    time_zone=d.parsed.time_zone,
+                    allow_overlap=d.allow_overlap,
+                )
+            except InvalidScheduleError as exc:
+                if d.parsed.schedule_type != "exact":
+                    raise
+                # A one-off declared in code outlives its moment: the next boot must not fail.
+                self.logger.warning("declared schedule %r not upserted: %s", d.name, exc)
+
+    def _log_late_declaration(self, future: Future[None]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:
+            self.logger.error("declared schedule could not be upserted: %s", exc)
+
+    # Testing.
+
+    async def drain(self, timeout: Duration = 30) -> list[Job]:
+        """Run, in this process, every job due now or becoming due while this runs (retries
+        included), until no job of a type registered here is pending-and-due or running and no
+        job this drain ran waits for a retry; return the jobs it finished (completed, failed or
+        canceled), in the order they started. Starts the scheduler if needed (and stops it
+        afterwards). Raises `TimeoutError` after `timeout`. For tests: see README, "Testing
+        your jobs"."""
+        limit = parse_job_duration(timeout, positive=True).total_seconds()
+        started: dict[str, None] = {}  # an ordered set of the ids this process started
+        original = self._runtime.hooks
+
+        async def record(job: Job) -> None:
+            started[job.id] = None
+            await call_hook(self.logger, "on_job_started", original.on_job_started, job)
+
+        self._runtime.hooks = dataclasses.replace(original, on_job_started=record)
+        owns_start = not self._running
+        timed_out = False
+        try:
+            if owns_start:
+                await self.start()
+            try:
+                async with asyncio.timeout(limit):
+                    await self._drain_until_quiet(started)
+            except TimeoutError:
+                timed_out = True
+                raise TimeoutError(
+                    f"drain(timeout={timeout!r}): jobs were still pending or running"
+                ) from None
+        finally:
+            self._runtime.hooks = original
+            if owns_start:
+                await self.stop(force=timed_out)
+        jobs = [await self.storage.get_job(job_id) for job_id in started]
+        return [j for j in jobs if j is not None and j.status in FINISHED_STATUSES]
+
+    async def _drain_until_quiet(self, started: dict[str, None]) -> None:
+        # Quiet = nothing to do in two checks `_DRAIN_QUIET` apart: one check reads pending and
+        # running jobs in two queries, and a job claimed between them is in neither; a claim
+        # in flight has marked jobs running that the processor does not hold yet.
+        quiet_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._processor is not None:
+                self._processor.wake()  # a retry that just became due: claim it now
+            busy = self._processor is not None and bool(self._processor.running)
+            if busy or await self._drain_has_work(started):
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = loop.time()
+            elif loop.time() - quiet_since >= _DRAIN_QUIET:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _drain_has_work(self, started: dict[str, None]) -> bool:
+        now = await self.storage.now()
+        page = 1000
+        for status in (JobStatus.RUNNING, JobStatus.PENDING):
+            jobs = await self.storage.list_jobs(JobQuery(status=status, limit=page))
+            if len(jobs) == page:
+                return True  # more than a page waits: certainly not drained
+            for job in jobs:
+                if job.type not in self._definitions:
+                    continue  # another process's work: this one cannot run it
+                if status is JobStatus.RUNNING or job.id in started:
+                    return True
+                due = job.run_at <= now and (job.expires_at is None or job.expires_at > now)
+                if due:
+                    return True
+        return False
+
+
+def _check_schedule_name(name: object) -> None:
+    problem = text_problem(name) or (None if str(name).strip() else "must not be blank")
+    if problem is not None:
+        raise InvalidScheduleError(f"schedule name {problem}: {name!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _DeclaredSchedule:
+    name: str
+    type: str
+    data: Any
+    parsed: ParsedSchedule
+    allow_overlap: bool
+
+
+_SYNC_STATE_LOCK = threading.RLock()
+_DRAIN_QUIET = 0.05  # seconds with nothing to do before drain() calls it done
+
+
+def _loop_bound_clone(storage: JobStorage) -> Callable[[], JobStorage] | None:
+    """`storage.clone` for a store whose connections belong to one event loop (PostgreSQL);
+    None for the thread-safe, loop-agnostic ones (memory, SQLite)."""
+    module = sys.modules.get("timecrisis.storage.postgres.store")
+    if module is None or not isinstance(storage, module.PostgresJobStorage):
+        return None  # the PostgreSQL module is not even loaded: this is not a PostgreSQL store
+    clone: Callable[[], JobStorage] = storage.clone
+    return clone
 
 
 def _status(value: JobStatus | str | None) -> JobStatus | None:

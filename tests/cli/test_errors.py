@@ -162,3 +162,21 @@ def test_every_command_has_help_with_an_example() -> None:
         assert result.exit_code == 0, (path, result.output)
         assert "Example" in result.output, path
         assert result.output.startswith(f"Usage: timecrisis {' '.join(path)}"), path
+
+
+def test_a_missing_storage_names_both_ways_to_give_it() -> None:
+    result = run_cli("jobs", "list")
+    assert_one_line_error(result, 2, "--storage", "TIMECRISIS_STORAGE", "before it")
+
+
+def test_storage_before_the_command_works_like_after_it(tmp_path: pathlib.Path) -> None:
+    """The Celery habit: `timecrisis --storage URL jobs list`."""
+    url = f"sqlite:///{tmp_path / 'missing.db'}"
+    before = run_cli("--storage", url, "jobs", "list")
+    assert_one_line_error(before, 1, "no SQLite database at")  # it reached the store
+    assert run_cli("--storage", "memory://", "jobs", "list", "--json").json() == []
+    # The command's own option wins over the group's, which wins over the environment.
+    both = run_cli("--storage", url, "jobs", "list", "--storage", "memory://", "--json")
+    assert both.json() == []
+    env = run_cli("--storage", "memory://", "jobs", "list", "--json", TIMECRISIS_STORAGE=url)
+    assert env.json() == []

@@ -209,3 +209,33 @@ async def test_ctrl_c_ends_metrics_watch_cleanly(tmp_path: pathlib.Path) -> None
     async with asyncio.timeout(WAIT):
         _, errors = await watch.communicate()
     assert (watch.returncode, errors) == (0, b"")
+
+
+async def test_the_worker_brings_the_schedules_its_app_declares(
+    store_url: str, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    """`scheduler.periodic(...)` in the app module: `timecrisis worker` upserts the schedules at
+    start, with no separate script, and fires them."""
+    reader = JobScheduler(storage_from_url(store_url))
+    try:
+        await reader.storage.init()
+        worker = await start_worker("tests.cli.periodic_app:scheduler", "--storage", store_url)
+
+        async def declared() -> bool:
+            names = {s.name for s in await reader.list_scheduled_jobs()}
+            return names == {"nightly-report", "often"}
+
+        await eventually(declared)
+        nightly = await reader.get_scheduled_job("nightly-report")
+        assert nightly is not None
+        assert (nightly.schedule_value, nightly.time_zone) == ("0 3 * * *", "Europe/Paris")
+
+        async def fired() -> bool:
+            jobs = await reader.list_jobs(status=JobStatus.COMPLETED)
+            return any(job.result == "often" for job in jobs)
+
+        await eventually(fired)
+        worker.process.send_signal(signal.SIGTERM)
+        assert await worker.finish() == 0
+    finally:
+        await reader.close()

@@ -106,6 +106,24 @@ async def test_a_rolled_back_enqueue_leaves_no_job(
     assert not await _order_exists(admin, schema, order_id)
 
 
+async def test_an_enqueue_as_the_first_statement_joins_the_implicit_transaction(
+    store: PostgresJobStorage,
+    app_conn: psycopg.AsyncConnection[tuple[object, ...]],
+    admin: Admin,
+    schema: str,
+) -> None:
+    """Not in autocommit and no statement yet (the first write of a Django `atomic()` block):
+    the job belongs to the transaction the caller then rolls back, not to one of its own."""
+    assert not app_conn.autocommit
+    job = NewJob(id=new_id(), type="t", data={})
+    await store.insert_jobs([job], connection=app_conn)
+    order_id = await _order(app_conn, schema)
+    await app_conn.rollback()
+
+    assert await store.get_job(job.id) is None
+    assert not await _order_exists(admin, schema, order_id)
+
+
 async def test_the_wakeup_is_sent_only_when_the_caller_commits(
     store: PostgresJobStorage,
     app_conn: psycopg.AsyncConnection[tuple[object, ...]],
@@ -167,10 +185,7 @@ async def test_a_unique_key_held_elsewhere_is_reported_inside_the_transaction(
     assert (result.id, result.created) == (holder.id, False)
 
 
-async def test_connection_must_be_an_async_psycopg_connection(
-    store: PostgresJobStorage, pg_url: str
-) -> None:
-    with psycopg.connect(pg_url) as sync_conn, pytest.raises(TypeError, match="AsyncConnection"):
-        await store.insert_jobs([NewJob(id=new_id(), type="t", data={})], connection=sync_conn)
-    with pytest.raises(TypeError):
+async def test_connection_must_be_a_psycopg_connection(store: PostgresJobStorage) -> None:
+    # A blocking psycopg.Connection is accepted too: tests/postgres/test_sync_enqueue.py.
+    with pytest.raises(TypeError, match="AsyncConnection"):
         await store.insert_jobs([NewJob(id=new_id(), type="t", data={})], connection="dsn")

@@ -156,7 +156,7 @@ def test_the_decorator_needs_a_model_annotation_or_an_explicit_schema(
     scheduler = JobScheduler(store)
     with pytest.raises(TypeError, match="pydantic model"):
 
-        @scheduler.job("untyped", concurrency=None)
+        @scheduler.job("untyped", concurrency=None)  # type: ignore[type-var] # mypy sees it too
         async def untyped(data: dict[str, int], ctx: JobContext) -> None:
             return None
 
@@ -272,3 +272,18 @@ async def test_wait_for_job_raises_for_unknown_ids_and_times_out(scheduler: JobS
     job_id = await scheduler.enqueue("typed", {}, delay=timedelta(hours=1))
     with pytest.raises(TimeoutError):
         await scheduler.wait_for_job(job_id, timeout=0.05)
+
+
+def test_an_unknown_type_suggests_the_closest_registered_one(store: JobStorage) -> None:
+    scheduler = JobScheduler(store)
+
+    @scheduler.job("send-email", concurrency=None)
+    async def send_email(data: Payload, ctx: JobContext) -> None:
+        return None
+
+    with pytest.raises(JobDefinitionNotFoundError, match="did you mean 'send-email'"):
+        scheduler.get_job_definition("send_email")
+    with pytest.raises(JobDefinitionNotFoundError) as raised:
+        scheduler.get_job_definition("resize-image")
+    assert "did you mean" not in str(raised.value)
+    assert raised.value.job_type == "resize-image"

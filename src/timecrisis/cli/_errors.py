@@ -56,7 +56,7 @@ def run_cli(group: click.Group) -> NoReturn:
         _exit(EXIT_USAGE)
     except click.UsageError as error:
         hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
-        _print_error(f"{one_line(error.format_message())}{hint}")
+        _print_error(f"{one_line(_usage_message(error))}{hint}")
         _exit(EXIT_USAGE)
     except click.ClickException as error:
         _print_error(one_line(error.format_message()))
@@ -79,6 +79,20 @@ def run_cli(group: click.Group) -> NoReturn:
             )
         _exit(EXIT_FAILURE)
     _exit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(error: click.UsageError) -> str:
+    """Click's message, with the two ways to give a missing store."""
+    if (
+        isinstance(error, click.MissingParameter)
+        and error.param is not None
+        and error.param.name == "storage_url"
+    ):
+        return (
+            "Missing option '--storage' URL: give it after the command's name or before it "
+            "(timecrisis --storage URL jobs list), or set TIMECRISIS_STORAGE"
+        )
+    return error.format_message()
 
 
 def _print_error(message: str) -> None:

@@ -41,6 +41,7 @@ from timecrisis.execution._protocol import (
     read_frame_blocking,
 )
 from timecrisis.execution._targets import load_helper, load_object
+from timecrisis.job_type import JobType
 from timecrisis.models import JsonValue, LogLevel
 
 EXIT_WORKER_GONE = 75
@@ -289,6 +290,9 @@ def run(sock: socket.socket) -> int:
             handler = load_helper(start["helper_path"])
         else:
             handler = load_object(start["handler"], start["main"])
+            # `@scheduler.job` bound the module's name to a JobType: run what it wraps.
+            if isinstance(handler, JobType):
+                handler = handler.definition.handle
         schema = cast("type[BaseModel]", load_object(start["schema"], start["main"]))
     except Exception as exc:  # noqa: BLE001 - reported to the worker, which fails the attempt
         channel.send(_error_report(exc, "load"))

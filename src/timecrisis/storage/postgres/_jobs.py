@@ -6,11 +6,13 @@ transaction for a transactional enqueue) and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from psycopg.errors import UniqueViolation
+from psycopg.rows import DictRow, dict_row
 
 from timecrisis.errors import StorageError
 from timecrisis.models import FINISHED_STATUSES, Job
@@ -78,19 +80,55 @@ async def insert_jobs(
 ) -> list[InsertResult]:
     """Insert `jobs` in order; for each skipped one, the id of the job holding its key. With
     unique keys or schedule ticks this takes several statements: run it in a transaction."""
+    plan = _insert_plan(ctx, jobs, now)
+    rows: list[DictRow] | None = None
+    while True:
+        try:
+            query, params = plan.send(rows)  # type: ignore[arg-type] # None starts the plan
+        except StopIteration as done:
+            results: list[InsertResult] = done.value
+            return results
+        rows = await fetch_all(conn, query, params)
+
+
+def insert_jobs_sync(
+    conn: psycopg.Connection[Any], ctx: Context, jobs: Sequence[NewJob], now: datetime | None
+) -> list[InsertResult]:
+    """`insert_jobs` on a blocking connection (`enqueue_sync(..., connection=conn)`): the same
+    statements, in the same order, decided by the same plan."""
+    plan = _insert_plan(ctx, jobs, now)
+    rows: list[DictRow] | None = None
+    while True:
+        try:
+            query, params = plan.send(rows)  # type: ignore[arg-type] # None starts the plan
+        except StopIteration as done:
+            results: list[InsertResult] = done.value
+            return results
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query, params)
+            rows = cur.fetchall()
+
+
+_Statement = tuple[bytes, dict[str, Any]]
+_Plan = Generator[_Statement, list[DictRow], list[InsertResult]]
+
+
+def _insert_plan(ctx: Context, jobs: Sequence[NewJob], now: datetime | None) -> _Plan:
+    """The insert as a conversation: it yields each statement, receives its rows, and returns
+    the results. Written once for the async and the blocking connection (no I/O in here)."""
     ids = [job.id for job in jobs]
     if len(set(ids)) != len(ids):
         raise StorageError("a batch of jobs repeats an id")
     if not may_conflict(jobs):
         # Nothing to skip: any conflict (an id that exists) fails the statement, so the batch.
-        await fetch_all(conn, ctx.queries["insert_jobs"], _insert_params(jobs, now, ctx.channel))
+        yield ctx.queries["insert_jobs"], _insert_params(jobs, now, ctx.channel)
         return [InsertResult(job_id, True) for job_id in ids]
     results: list[InsertResult | None] = [None] * len(jobs)
     todo = list(range(len(jobs)))
     statement = ctx.queries["insert_jobs_skipping_taken"]
     for _ in range(_MAX_INSERT_ROUNDS):
         batch = [jobs[i] for i in todo]
-        rows = await fetch_all(conn, statement, _insert_params(batch, now, ctx.channel))
+        rows = yield statement, _insert_params(batch, now, ctx.channel)
         created = {row["id"] for row in rows}
         skipped = []
         for i in todo:
@@ -100,7 +138,7 @@ async def insert_jobs(
                 skipped.append(i)
         if not skipped:
             break
-        todo = await _name_holders(conn, ctx, jobs, skipped, results)
+        todo = yield from _name_holders(ctx, jobs, skipped, results)
         if not todo:
             break
     else:
@@ -108,17 +146,15 @@ async def insert_jobs(
     return [r for r in results if r is not None]
 
 
-async def _name_holders(
-    conn: Conn,
+def _name_holders(
     ctx: Context,
     jobs: Sequence[NewJob],
     skipped: list[int],
     results: list[InsertResult | None],
-) -> list[int]:
+) -> Generator[_Statement, list[DictRow], list[int]]:
     """Fill in the holders of skipped jobs; return the ones whose holder vanished."""
     chosen = [jobs[i] for i in skipped]
-    rows = await fetch_all(
-        conn,
+    rows = yield (
         ctx.queries["find_holders"],
         {
             "ns": skipped,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -45,6 +46,7 @@ class Session:
         schema: str,
         min_pool_size: int,
         max_pool_size: int,
+        connect_timeout: float | None = None,
     ) -> None:
         self._schema = schema
         self.pool: AsyncConnectionPool[Any]
@@ -58,6 +60,8 @@ class Session:
             self._conninfo, self._kwargs = dsn_or_pool.conninfo, dict(dsn_or_pool.kwargs or {})
         elif isinstance(dsn_or_pool, str) and dsn_or_pool.strip():
             self._conninfo, self._kwargs = dsn_or_pool, _own_pool_kwargs(dsn_or_pool)
+            if connect_timeout is not None:
+                self._kwargs["connect_timeout"] = _timeout_seconds(connect_timeout)
             self.pool = AsyncConnectionPool(
                 dsn_or_pool,
                 min_size=min_pool_size,
@@ -77,6 +81,15 @@ class Session:
         self._healing = False
         self._claims = _ClaimPool(self._conninfo, self._kwargs, schema)
 
+    @property
+    def conninfo(self) -> str:
+        return self._conninfo
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The options every pooled connection is opened with."""
+        return self._kwargs
+
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def init(self) -> None:
@@ -93,9 +106,17 @@ class Session:
         if self._closed:
             raise StorageError("this PostgreSQL store is closed")
         try:
-            await self.pool.open(wait=self.owns_pool)
-            async with self.pool.connection() as conn:
-                await migrate(conn, self._schema)
+            if self.owns_pool:
+                # One direct connection first: an unreachable server fails within
+                # connect_timeout with libpq's reason ("Connection refused"), where the pool
+                # would retry in the background for 30 s and report only its own timeout.
+                async with await AsyncConnection.connect(self._conninfo, **self._kwargs) as conn:
+                    await migrate(conn, self._schema)
+                await self.pool.open(wait=True)
+            else:
+                await self.pool.open(wait=False)
+                async with self.pool.connection() as conn:
+                    await migrate(conn, self._schema)
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL initialisation failed: {exc}") from exc
         self._ready = True
@@ -246,6 +267,13 @@ def _side_connection_options(conninfo: str, kwargs: dict[str, Any]) -> dict[str,
     if "connect_timeout" not in conninfo_to_dict(conninfo):
         options.setdefault("connect_timeout", _CONNECT_TIMEOUT)
     return options
+
+
+def _timeout_seconds(value: float) -> int:
+    """libpq's connect_timeout is whole seconds (and treats 1 as 2): round up, at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"connect_timeout must be a positive number of seconds, got {value!r}")
+    return max(1, math.ceil(value))
 
 
 def _is_connection_problem(exc: psycopg.Error) -> bool:

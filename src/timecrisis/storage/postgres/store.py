@@ -33,6 +33,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from timecrisis._sync import unwrap_connection
 from timecrisis.clock import Clock
 from timecrisis.errors import StorageError
 from timecrisis.models import Job, JobLog, JobRun, JobStatus, Metrics, ScheduledJob, WorkerInfo
@@ -77,6 +78,25 @@ from timecrisis.storage.postgres.listener import NotificationListener
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
 
 
+# Any statement: on a connection that is not in autocommit mode, psycopg opens the transaction
+# before it, as it would before the caller's own next statement.
+_OPEN_TRANSACTION = b"SELECT 1"
+
+
+def _would_open_a_transaction(
+    connection: psycopg.Connection[Any] | AsyncConnection[Any],
+) -> bool:
+    """Whether the caller's connection is outside autocommit with no transaction open yet (the
+    first write in a Django `atomic()` block, a fresh psycopg connection): its next statement
+    opens the transaction the caller will commit or roll back. `connection.transaction()` would
+    instead open one of its own and commit it at once, so the job would outlive the caller's
+    rollback. Opening it first makes the insert a savepoint of the caller's transaction."""
+    return (
+        not connection.autocommit
+        and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    )
+
+
 class InvalidSchemaNameError(StorageError, ValueError):
     """The schema name is not a plain lowercase identifier."""
 
@@ -88,7 +108,10 @@ class PostgresJobStorage:
     `max_pool_size` connections, opened by `init()` and closed by `close()`), or an
     `AsyncConnectionPool` of yours (used as it is, opened if needed, never closed by the store).
     `schema`: where the tables live. `clock`: for tests only; by default every time comparison
-    uses the database's `now()`.
+    uses the database's `now()`. `connect_timeout` (seconds, default 10 unless the DSN sets
+    one): how long one connection attempt may take; a store whose first use finds the server
+    unreachable fails within it, with libpq's reason ("Connection refused", "timeout
+    expired") in the `StorageError`.
     """
 
     def __init__(
@@ -99,6 +122,7 @@ class PostgresJobStorage:
         clock: Clock | None = None,
         min_pool_size: int = 1,
         max_pool_size: int = 10,
+        connect_timeout: float | None = None,
     ) -> None:
         if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
             raise InvalidSchemaNameError(
@@ -108,8 +132,13 @@ class PostgresJobStorage:
         self.schema = schema
         self._clock = clock
         self._session = Session(
-            dsn_or_pool, schema=schema, min_pool_size=min_pool_size, max_pool_size=max_pool_size
+            dsn_or_pool,
+            schema=schema,
+            min_pool_size=min_pool_size,
+            max_pool_size=max_pool_size,
+            connect_timeout=connect_timeout,
         )
+        self._pool_sizes = (self._session.pool.min_size, self._session.pool.max_size)
         channel = f"timecrisis_{schema}"
         self._ctx = Context(Queries(schema), schema, channel)
         self._hub = WakeupHub()
@@ -187,13 +216,20 @@ class PostgresJobStorage:
         self, jobs_: Sequence[NewJob], *, connection: Any = None
     ) -> list[InsertResult]:
         if connection is not None and not isinstance(connection, AsyncConnection):
-            raise TypeError(
-                "connection= must be a psycopg AsyncConnection (your open transaction), "
-                f"got {type(connection).__name__}"
-            )
+            connection = unwrap_connection(connection)  # a Django connection: its psycopg one
+            if not isinstance(connection, psycopg.Connection):
+                raise TypeError(
+                    "connection= must be a psycopg Connection or AsyncConnection (your open "
+                    f"transaction), or a Django connection; got {type(connection).__name__}"
+                )
         batch = list(jobs_)
         if not batch:
             return []
+        if isinstance(connection, psycopg.Connection):
+            await self._session.init()  # the schema must exist before the caller's insert
+            # Blocking I/O: off the loop, which other callers share (enqueue_sync's caller is
+            # blocked meanwhile, so the connection is still used by one thread at a time).
+            return await asyncio.to_thread(self.insert_jobs_sync, batch, connection=connection)
         if connection is not None:
             return await self._insert_in_callers_transaction(connection, batch)
         if jobs.may_conflict(batch):
@@ -214,10 +250,47 @@ class PostgresJobStorage:
             # A savepoint inside the caller's transaction (a transaction of its own if there is
             # none): a failed insert leaves the caller's transaction usable, their rollback
             # undoes the jobs, and the NOTIFY is delivered only when they commit.
+            if _would_open_a_transaction(connection):
+                await connection.execute(_OPEN_TRANSACTION)
             async with connection.transaction():
                 return await jobs.insert_jobs(connection, self._ctx, batch, self._now())
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL insert failed: {exc}") from exc
+
+    def insert_jobs_sync(
+        self, jobs_: Sequence[NewJob], *, connection: psycopg.Connection[Any]
+    ) -> list[InsertResult]:
+        """`insert_jobs` in the caller's blocking transaction (`enqueue_sync(..., connection=)`),
+        in the calling thread: a savepoint inside their transaction (a transaction of its own if
+        there is none), as in the async case. The schema must exist (`init()` ran once)."""
+        try:
+            if _would_open_a_transaction(connection):
+                connection.execute(_OPEN_TRANSACTION)
+            with connection.transaction():
+                return jobs.insert_jobs_sync(connection, self._ctx, list(jobs_), self._now())
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL insert failed: {exc}") from exc
+
+    def clone(self) -> PostgresJobStorage:
+        """A new store on the same database, schema and clock, with a pool of its own (same
+        connection settings and sizes; opened by its `init()`, closed by its `close()`).
+
+        A pool belongs to the event loop that opened it; the sync twins (docs/sync.md) run on a
+        loop of their own, so they use a clone rather than this store, whichever loop it is in
+        use on. A pool you passed in is not shared: its `configure`/`reset` callbacks are not
+        copied."""
+        session = self._session
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            session.conninfo,
+            kwargs=dict(session.kwargs),
+            min_size=self._pool_sizes[0],
+            max_size=self._pool_sizes[1],
+            open=False,
+            name=f"timecrisis-{self.schema}-sync",
+        )
+        twin = PostgresJobStorage(pool, schema=self.schema, clock=self._clock)
+        twin._session.owns_pool = True  # so its init() waits for it and its close() closes it
+        return twin
 
     async def cancel_job(self, job_id: str, *, terminate: bool = False) -> CancelOutcome:
         async with self._session.connection("cancel") as conn:
