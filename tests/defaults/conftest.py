@@ -10,20 +10,14 @@ as a whole stays under two minutes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.pg_support import adrop_schema, fresh_schema, require_postgres
+# `store` is the end-to-end suite's: memory, SQLite and PostgreSQL (a fresh schema per test).
 from tests.scheduler.conftest import stop_or_dump
-from timecrisis import (
-    InMemoryJobStorage,
-    JobScheduler,
-    JobStorage,
-    PostgresJobStorage,
-    SQLiteJobStorage,
-)
+from tests.scheduler.conftest import store as store
+from timecrisis import JobScheduler, JobStorage
 
 # Options a test may still pass: they name the worker or size its pool, never a loop's pace.
 ALLOWED_OPTIONS = frozenset(
@@ -38,27 +32,6 @@ ALLOWED_OPTIONS = frozenset(
 )
 
 DefaultSchedulerFactory = Callable[..., JobScheduler]
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStorage]:
-    """The reference store, the embedded default and PostgreSQL (a fresh schema per test)."""
-    if request.param == "memory":
-        storage: JobStorage = InMemoryJobStorage()
-        yield storage
-        await storage.close()
-    elif request.param == "sqlite":
-        storage = SQLiteJobStorage(tmp_path / "jobs.db")
-        yield storage
-        await storage.close()
-    else:
-        url, schema = require_postgres(), fresh_schema()
-        storage = PostgresJobStorage(url, schema=schema)
-        try:
-            yield storage
-        finally:
-            await storage.close()
-            await adrop_schema(url, schema)
 
 
 @pytest.fixture
