@@ -127,7 +127,7 @@ WITH doomed AS (
     SELECT seq, id FROM {schema}.jobs
     WHERE finished_at IS NOT NULL AND finished_at <= {now} - %(age)s
       AND status = ANY(%(statuses)s::text[])
-    ORDER BY finished_at
+    ORDER BY finished_at, seq  -- ties in enqueue order, as on every store (not by heap position)
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), runs AS (
@@ -324,7 +324,7 @@ SELECT id, run_id, worker, lock_expires_at, attempts, max_retries, backoff_strat
        retry_delay, max_retry_delay, expires_at, cancel_requested, {now} AS now
 FROM {schema}.jobs
 WHERE status = 'running' AND lock_expires_at <= {now}
-ORDER BY lock_expires_at, id
+ORDER BY lock_expires_at, seq  -- ties in enqueue order, as on every store (ids are random)
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 
