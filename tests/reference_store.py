@@ -739,8 +739,9 @@ class ReferenceJobStorage:
             dead = sorted(w.name for w in self.workers if w.expires_at < now)
             self.workers = [w for w in self.workers if w.name not in dead]
             for job in self.jobs:
-                if job.status is JobStatus.RUNNING and job.worker in dead:
-                    job.lease_expires_at = now  # recoverable at once
+                ended = job.lease_expires_at is not None and job.lease_expires_at <= now
+                if job.status is JobStatus.RUNNING and job.worker in dead and not ended:
+                    job.lease_expires_at = now  # recoverable at once; an earlier expiry stays
             return dead
 
     # ---- schedules ---------------------------------------------------------------------------

@@ -480,16 +480,17 @@ ORDER BY w.name
 
 -- prune_workers --
 -- Delete the workers whose own deadline passed (a row from before workers wrote one: its last
--- heartbeat + DEFAULT_WORKER_TTL) and end the leases of the jobs they hold, so the reaper recovers
--- those at once instead of waiting out the lease.
+-- heartbeat + DEFAULT_WORKER_TTL) and end the leases of the jobs they hold now (an earlier expiry
+-- is kept, as on every store), so the reaper recovers those at once instead of waiting out the
+-- lease.
 WITH gone AS (
     DELETE FROM {schema}.workers
     WHERE coalesce(expires_at, last_heartbeat + %(default_ttl)s) < {now}
     RETURNING name
 ), ended AS (
-    UPDATE {schema}.jobs SET lock_expires_at = {now} - interval '1 microsecond'
+    UPDATE {schema}.jobs SET lock_expires_at = {now}
     WHERE status = 'running' AND worker IN (SELECT name FROM gone)
-      AND lock_expires_at > {now} - interval '1 microsecond'
+      AND lock_expires_at > {now}
 )
 SELECT name FROM gone ORDER BY name
 
