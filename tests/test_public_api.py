@@ -59,3 +59,22 @@ def test_failure_kind_values() -> None:
     assert [k.value for k in timecrisis.FailureKind] == [
         "error", "timeout", "lease_expired", "expired", "crashed", "non_retryable", "canceled"
     ]  # fmt: skip
+
+
+# Every public name, exactly: adding or dropping one is a decision, made here on purpose (other
+# branches that export new names add them to this set).
+EXPORTED = {
+    "Clock", "DistributedLockError", "FailureKind", "ForkedHandlerError", "ForkedProcessError",
+    "InMemoryJobStorage", "InvalidDurationError", "InvalidScheduleError", "InvalidStorageUrlError",
+    "Job", "JobAlreadyRegisteredError", "JobContext", "JobDefinition", "JobDefinitionNotFoundError",
+    "JobExpiredError", "JobLog", "JobNotFoundError", "JobRun", "JobScheduler", "JobStatus",
+    "JobStorage", "JobTimeoutError", "JobValidationError", "LeaseExpiredError", "ManualClock",
+    "Metrics", "NonRetryableError", "PostgresJobStorage", "RunStatus", "SQLiteJobStorage",
+    "ScheduledJob", "StorageError", "SystemClock", "TimeCrisisError", "TypeMetrics", "WorkerInfo",
+    "__version__", "preview_schedule", "storage_from_url",
+}  # fmt: skip
+
+
+def test_all_is_pinned_exactly() -> None:
+    assert set(timecrisis.__all__) == EXPORTED
+    assert len(timecrisis.__all__) == len(EXPORTED)  # no name listed twice
