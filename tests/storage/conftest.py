@@ -18,7 +18,7 @@ from tests.storage.harness import StoreHarness
 from timecrisis.clock import ManualClock
 from timecrisis.storage.base import JobStorage
 
-ALL_BACKENDS = ("memory", "sqlite", "postgres")
+ALL_BACKENDS = ("memory", "sqlite", "postgres", "reference")
 
 
 def selected_backends() -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.storage.factories import (
+    EMAIL,
     LEASE,
     START,
     claim,
@@ -19,7 +20,7 @@ from tests.storage.factories import (
 )
 from timecrisis.clock import ManualClock
 from timecrisis.models import JobStatus, RunStatus
-from timecrisis.storage.base import JobQuery, JobStorage, NewLogEntry, PurgeParams
+from timecrisis.storage.base import JobQuery, JobStorage, NewJob, NewLogEntry, PurgeParams
 
 # ---- recover_expired_leases -------------------------------------------------------------------
 
@@ -91,6 +92,21 @@ async def test_recovery_takes_at_most_the_limit_oldest_leases_first(
     assert [o.job.id for o in first] == [ids[1], ids[3]]
     assert sorted(o.job.id for o in rest) == sorted([ids[0], ids[2]])
     assert await storage.recover_expired_leases() == []
+
+
+async def test_leases_that_expire_together_are_recovered_in_enqueue_order(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    # Ids that sort against the enqueue order: a store that breaks the tie by id is caught.
+    ids = await insert(
+        storage, *[NewJob(f"job-{9 - n}", EMAIL, {}, max_retries=1) for n in range(3)]
+    )
+    await claim(storage, limit=3)  # one claim: one lease expiry for all three
+    clock.advance(LEASE)
+
+    recovered = [await storage.recover_expired_leases(limit=1) for _ in range(3)]
+
+    assert [[o.job.id for o in outcomes] for outcomes in recovered] == [[i] for i in ids]
 
 
 async def test_a_recovered_job_frees_its_type_slot(storage: JobStorage, clock: ManualClock) -> None:
@@ -280,6 +296,20 @@ async def test_purge_with_a_limit_takes_the_oldest_first(
 
     assert await storage.get_job(ids[2]) is None
     assert await storage.get_job(ids[0]) is not None
+
+
+async def test_purge_with_a_limit_takes_jobs_that_finished_together_in_enqueue_order(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    ids = await insert(storage, *[NewJob(f"job-{9 - n}", EMAIL, {}) for n in range(3)])
+    for job_id in reversed(ids):  # the same finish time; the rows written newest first
+        await storage.cancel_job(job_id)
+    clock.advance(1)
+
+    for purged in range(1, 4):
+        assert await storage.purge_jobs(PurgeParams(limit=1)) == 1
+        left = [job_id for job_id in ids if await storage.get_job(job_id) is not None]
+        assert left == ids[purged:]
 
 
 async def test_purge_deletes_the_runs_and_logs_of_purged_jobs(

@@ -151,3 +151,31 @@ async def test_pruning_a_worker_ends_its_leases_so_its_jobs_are_recovered_at_onc
     assert [o.job.id for o in recovered] == [dead_job]
     assert (await get(storage, dead_job)).status is JobStatus.PENDING
     assert (await get(storage, live_job)).status is JobStatus.RUNNING
+
+
+async def test_pruning_a_worker_ends_its_leases_at_the_stores_now(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    await insert(storage, new_job())
+    await storage.heartbeat_worker("dead", running=1, is_leader=False, ttl=MINUTE)
+    await claim_one(storage, worker="dead", lease_ttl=timedelta(hours=1))
+    clock.advance(seconds(120.5))  # half a second: an instant no rounding lands on by chance
+
+    assert await storage.prune_workers() == ["dead"]
+    [outcome] = await storage.recover_expired_leases()
+
+    assert (START + seconds(120.5)).isoformat() in outcome.error  # the lease ended "now"
+
+
+async def test_pruning_a_worker_keeps_a_lease_that_had_already_expired(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    await insert(storage, new_job())
+    await storage.heartbeat_worker("dead", running=1, is_leader=False, ttl=MINUTE)
+    await claim_one(storage, worker="dead", lease_ttl=seconds(30))
+    clock.advance(120)
+
+    assert await storage.prune_workers() == ["dead"]
+    [outcome] = await storage.recover_expired_leases()
+
+    assert (START + seconds(30)).isoformat() in outcome.error  # not moved later to "now"

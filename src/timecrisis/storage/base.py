@@ -315,7 +315,9 @@ class PurgeParams:
         )
     )
     older_than: timedelta = timedelta(0)
-    limit: int | None = None  # delete at most this many (the leader purges in slices)
+    # Delete at most this many (the leader purges in slices): the oldest `finished_at` first,
+    # jobs that finished at the same instant in enqueue order.
+    limit: int | None = None
 
 
 RUN_DURATION_BUCKETS: tuple[float, ...] = (
@@ -520,7 +522,9 @@ class JobStorage(Protocol):
         """Running jobs whose lease expired (their worker died or lost contact): fail the attempt
         exactly as `fail_job` would, with an error that says the lease expired, `failure_kind`
         `lease_expired` and no traceback, and return the outcomes (a job with a cancel request
-        ends `canceled`, as in `fail_job`). Their old tokens are dead from here on."""
+        ends `canceled`, as in `fail_job`). At most `limit`: the oldest lease expiry first,
+        leases that expired at the same instant in enqueue order. Their old tokens are dead
+        from here on."""
         ...
 
     async def expire_jobs(self, limit: int = 100) -> list[Job]:

@@ -182,9 +182,12 @@ class Claims:
         ]
 
     def end_leases_of(self, workers: set[str], now: datetime) -> None:
-        """Make the jobs of dead workers recoverable at once instead of at lease expiry."""
+        """Make the jobs of dead workers recoverable at once instead of at lease expiry (a
+        lease that expired earlier keeps its expiry: the reaper reports when it really ended)."""
         for row in self._table.running.values():
-            if row.worker in workers:
+            if row.worker in workers and (
+                row.lease_expires_at is None or row.lease_expires_at > now
+            ):
                 row.lease_expires_at = now
 
     def _claimed(self, ref: ClaimRef) -> JobRow | None:

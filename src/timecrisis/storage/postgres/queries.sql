@@ -127,7 +127,7 @@ WITH doomed AS (
     SELECT seq, id FROM {schema}.jobs
     WHERE finished_at IS NOT NULL AND finished_at <= {now} - %(age)s
       AND status = ANY(%(statuses)s::text[])
-    ORDER BY finished_at
+    ORDER BY finished_at, seq  -- ties in enqueue order, as on every store (not by heap position)
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), runs AS (
@@ -324,7 +324,7 @@ SELECT id, run_id, worker, lock_expires_at, attempts, max_retries, backoff_strat
        retry_delay, max_retry_delay, expires_at, cancel_requested, {now} AS now
 FROM {schema}.jobs
 WHERE status = 'running' AND lock_expires_at <= {now}
-ORDER BY lock_expires_at, id
+ORDER BY lock_expires_at, seq  -- ties in enqueue order, as on every store (ids are random)
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 
@@ -508,16 +508,17 @@ ORDER BY w.name
 
 -- prune_workers --
 -- Delete the workers whose own deadline passed (a row from before workers wrote one: its last
--- heartbeat + DEFAULT_WORKER_TTL) and end the leases of the jobs they hold, so the reaper recovers
--- those at once instead of waiting out the lease.
+-- heartbeat + DEFAULT_WORKER_TTL) and end the leases of the jobs they hold now (an earlier expiry
+-- is kept, as on every store), so the reaper recovers those at once instead of waiting out the
+-- lease.
 WITH gone AS (
     DELETE FROM {schema}.workers
     WHERE coalesce(expires_at, last_heartbeat + %(default_ttl)s) < {now}
     RETURNING name
 ), ended AS (
-    UPDATE {schema}.jobs SET lock_expires_at = {now} - interval '1 microsecond'
+    UPDATE {schema}.jobs SET lock_expires_at = {now}
     WHERE status = 'running' AND worker IN (SELECT name FROM gone)
-      AND lock_expires_at > {now} - interval '1 microsecond'
+      AND lock_expires_at > {now}
 )
 SELECT name FROM gone ORDER BY name
 

@@ -228,7 +228,7 @@ def purge_jobs(conn: sqlite3.Connection, params: PurgeParams, now: datetime) -> 
     cursor = conn.execute(
         "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_finished "
         "WHERE finished_at IS NOT NULL "
-        f"AND finished_at <= ? AND status IN {marks} ORDER BY finished_at LIMIT ?)",
+        f"AND finished_at <= ? AND status IN {marks} ORDER BY finished_at, seq LIMIT ?)",
         (to_us(now - params.older_than), *statuses, -1 if params.limit is None else params.limit),
     )
     return cursor.rowcount
