@@ -441,7 +441,7 @@ class ReferenceJobStorage:
                     builder.add(
                         job.type, run.status, runs=1, retries=int(run.attempt > 1),
                         bucket=None if run.duration is None else duration_bucket(run.duration),
-                        duration_sum=run.duration or 0.0, failure_kind=run.failure_kind,
+                        duration_sum_us=run.duration_us or 0, failure_kind=run.failure_kind,
                     )  # fmt: skip
             return builder.build()
 

@@ -584,10 +584,9 @@ def _test_case(backend: str) -> Any:
 
 
 STEPS = 40
-# FINDING (open, for the lead): with more examples PostgreSQL's `get_metrics().average_duration`
-# differs in the last float digit (22.500002000000002 vs 22.500002): it averages float
-# seconds in SQL where memory/SQLite/the reference divide a sum of whole microseconds. Not
-# normalised here; at 30 examples the seed-derived runs have passed so far.
+# PostgreSQL once averaged float seconds in SQL and differed in the last digit
+# (22.500002000000002 vs 22.500002); every store now sums whole microseconds
+# (`_common.average_seconds`). Fewer PostgreSQL examples only because each step costs more there.
 EXAMPLES = {"memory": 100, "sqlite": 50, "postgres": 30}
 _REAL = [name for name in selected_backends() if name != "reference"]
 TestMemoryAgrees = _test_case("memory") if "memory" in _REAL else None

@@ -147,3 +147,10 @@ def lease_expired_error(worker: str | None, lease_expires_at: datetime | None) -
 
 def expired_reason(expires_at: datetime) -> str:
     return f"JobExpiredError: the job expired at {expires_at.isoformat()} before it could start"
+
+
+def average_seconds(total_us: int, count: int) -> float | None:
+    """The average duration of `count` runs that took `total_us` microseconds in all. Every
+    store sums whole microseconds and divides here, so their averages agree to the last digit
+    (a sum of float seconds differs in the last bits from store to store)."""
+    return None if count <= 0 else total_us / count / 1_000_000

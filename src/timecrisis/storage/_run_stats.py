@@ -44,7 +44,7 @@ class _Totals:
     retries: int = 0
     failures: Counter[FailureKind] = field(default_factory=Counter)
     duration_count: int = 0
-    duration_sum: float = 0.0
+    duration_sum_us: int = 0  # whole microseconds: every store adds them up alike
     per_bucket: list[int] = field(default_factory=lambda: [0] * (INFINITE_BUCKET + 1))
 
 
@@ -62,12 +62,13 @@ class RunStatsBuilder:
         bucket: int | None,
         runs: int,
         retries: int,
-        duration_sum: float,
+        duration_sum_us: int,
         failure_kind: str | None = None,
     ) -> None:
         """`runs` runs of (`job_type`, `status`) whose durations fall in `bucket` (an index as
         `duration_bucket` gives, or None for runs without a duration), all of `failure_kind`
-        (None for runs that did not fail)."""
+        (None for runs that did not fail), whose durations add up to `duration_sum_us`
+        microseconds."""
         run_status = RunStatus(status)
         totals = self._totals.setdefault((job_type, run_status), _Totals())
         totals.runs += runs
@@ -76,7 +77,7 @@ class RunStatsBuilder:
             totals.failures[FailureKind(failure_kind)] += runs
         if bucket is not None:
             totals.duration_count += runs
-            totals.duration_sum += duration_sum
+            totals.duration_sum_us += duration_sum_us
             totals.per_bucket[bucket] += runs
 
     def build(self) -> list[RunStats]:
@@ -95,7 +96,7 @@ class RunStatsBuilder:
                     retries=totals.retries,
                     lease_losses=totals.failures[FailureKind.LEASE_EXPIRED],
                     duration_count=totals.duration_count,
-                    duration_sum=totals.duration_sum,
+                    duration_sum=totals.duration_sum_us / 1_000_000,
                     duration_buckets=tuple(cumulative),
                     failures=tuple(
                         (kind, totals.failures[kind])

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from timecrisis.models import JobStatus, Metrics, TypeMetrics
+from timecrisis.storage._common import average_seconds
 from timecrisis.storage._memory.rows import JobRow
 
 
@@ -41,7 +42,7 @@ class JobCounters:
         total_us = sum(self._duration_sum_us.values())
         return Metrics(
             **{status: sum(getattr(m, status) for m in types.values()) for status in _COUNTS},
-            average_duration=_average(total_us, total_runs),
+            average_duration=average_seconds(total_us, total_runs),
             types=types,
         )
 
@@ -59,14 +60,10 @@ class JobCounters:
             failed=self._by_status[(job_type, JobStatus.FAILED)],
             canceled=self._by_status[(job_type, JobStatus.CANCELED)],
             dead_letter=self._dead_letters[job_type],
-            average_duration=_average(
+            average_duration=average_seconds(
                 self._duration_sum_us[job_type], self._duration_count[job_type]
             ),
         )
 
 
 _COUNTS = ("running", "pending", "completed", "failed", "canceled", "dead_letter")
-
-
-def _average(sum_us: int, count: int) -> float | None:
-    return None if count <= 0 else sum_us / count / 1_000_000

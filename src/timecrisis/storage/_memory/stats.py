@@ -29,7 +29,7 @@ def run_stats(runs: Iterable[RunRow]) -> list[RunStats]:
             bucket=None if seconds is None else duration_bucket(seconds),
             runs=1,
             retries=1 if run.attempt > 1 else 0,
-            duration_sum=seconds or 0.0,
+            duration_sum_us=run.duration_us or 0,
             failure_kind=run.failure_kind,
         )
     return builder.build()

@@ -8,6 +8,7 @@ from typing import Any
 
 from timecrisis.models import JobLog, JobRun, Metrics, ScheduledJob, TypeMetrics, WorkerInfo
 from timecrisis.storage._common import (
+    average_seconds,
     canonical_json,
     dump_json,
     new_id,
@@ -257,21 +258,21 @@ async def get_metrics(conn: Conn, ctx: Context) -> Metrics:
         counts[row["status"]] = int(row["total"])
         counts["dead_letter"] = counts.get("dead_letter", 0) + int(row["dead"])
     durations = {
-        row["job_type"]: (float(row["total"] or 0.0), int(row["runs"]))
+        row["job_type"]: (int(row["total_us"] or 0), int(row["runs"]))
         for row in await fetch_all(conn, ctx.queries["run_durations"], {})
     }
     types: dict[str, TypeMetrics] = {}
     for job_type in sorted(set(per_type) | set(durations)):
         counts = per_type.get(job_type, {})
-        total, runs = durations.get(job_type, (0.0, 0))
+        total_us, runs = durations.get(job_type, (0, 0))
         types[job_type] = TypeMetrics(
             **{k: counts.get(k, 0) for k in _COUNT_FIELDS},
-            average_duration=(total / runs) if runs else None,
+            average_duration=average_seconds(total_us, runs),
         )
     all_total = sum(total for total, _ in durations.values())
     all_runs = sum(runs for _, runs in durations.values())
     return Metrics(
         **{k: sum(getattr(t, k) for t in types.values()) for k in _COUNT_FIELDS},
-        average_duration=(all_total / all_runs) if all_runs else None,
+        average_duration=average_seconds(all_total, all_runs),
         types=types,
     )

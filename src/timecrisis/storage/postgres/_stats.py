@@ -35,7 +35,7 @@ async def get_run_stats(conn: Conn, ctx: Context) -> list[RunStats]:
             bucket=row["bucket"],
             runs=int(row["runs"]),
             retries=int(row["retries"]),
-            duration_sum=float(row["duration_sum"]),
+            duration_sum_us=int(row["duration_sum_us"]),
             failure_kind=row["failure_kind"],
         )
     return builder.build()

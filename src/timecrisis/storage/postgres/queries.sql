@@ -636,8 +636,9 @@ SELECT type, status, count(*) AS total, count(*) FILTER (WHERE dead_lettered) AS
 FROM {schema}.jobs GROUP BY type, status
 
 -- run_durations --
--- Total duration and count of completed runs per type.
-SELECT job_type, sum(duration) AS total, count(*) AS runs
+-- Total duration (in whole microseconds, so the average is computed as every store does, and
+-- agrees to the last digit) and count of completed runs per type.
+SELECT job_type, sum(round(duration * 1000000))::bigint AS total_us, count(*) AS runs
 FROM {schema}.job_runs WHERE status = 'completed' GROUP BY job_type
 
 -- run_stats --
@@ -650,7 +651,7 @@ SELECT job_type, status,
        failure_kind,
        count(*) AS runs,
        count(*) FILTER (WHERE attempt > 1) AS retries,
-       coalesce(sum(duration), 0) AS duration_sum
+       coalesce(sum(round(duration * 1000000)), 0)::bigint AS duration_sum_us
 FROM {schema}.job_runs GROUP BY job_type, status, bucket, failure_kind
 
 -- count_finished_jobs --

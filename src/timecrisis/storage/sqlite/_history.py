@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from timecrisis.models import JobLog, JobRun, JobStatus, Metrics, TypeMetrics
-from timecrisis.storage._common import dump_json
+from timecrisis.storage._common import average_seconds, dump_json
 from timecrisis.storage._run_stats import (
     INFINITE_BUCKET,
     RunStatsBuilder,
@@ -80,25 +80,25 @@ def get_metrics(conn: sqlite3.Connection) -> Metrics:
         per_type = counts.setdefault(job_type, dict.fromkeys(_COUNTED, 0))
         per_type[status] = count
         per_type["dead_letter"] += int(dead)
-    durations: dict[str, tuple[float, int]] = {
-        job_type: (total, runs)
-        for job_type, total, runs in conn.execute(
-            "SELECT job_type, total(duration), count(*) FROM job_runs "
+    durations: dict[str, tuple[int, int]] = {
+        job_type: (int(total_us), runs)
+        for job_type, total_us, runs in conn.execute(
+            "SELECT job_type, total(round(duration * 1000000)), count(*) FROM job_runs "
             "WHERE status = 'completed' GROUP BY job_type"
         )
     }
     types: dict[str, TypeMetrics] = {}
     for job_type in sorted(counts.keys() | durations.keys()):
-        total, runs = durations.get(job_type, (0.0, 0))
+        total_us, runs = durations.get(job_type, (0, 0))
         types[job_type] = TypeMetrics(
             **counts.get(job_type, dict.fromkeys(_COUNTED, 0)),
-            average_duration=total / runs if runs else None,
+            average_duration=average_seconds(total_us, runs),
         )
     all_total = sum(total for total, _ in durations.values())
     all_runs = sum(runs for _, runs in durations.values())
     return Metrics(
         **{name: sum(getattr(t, name) for t in types.values()) for name in _COUNTED},
-        average_duration=all_total / all_runs if all_runs else None,
+        average_duration=average_seconds(all_total, all_runs),
         types=types,
     )
 
@@ -115,18 +115,18 @@ def get_run_stats(conn: sqlite3.Connection) -> list[RunStats]:
     builder = RunStatsBuilder()
     rows = conn.execute(
         f"SELECT job_type, status, {_BUCKET_CASE} AS bucket, failure_kind, count(*), "
-        "total(attempt > 1), total(duration) FROM job_runs "
+        "total(attempt > 1), total(round(duration * 1000000)) FROM job_runs "
         "GROUP BY job_type, status, bucket, failure_kind",
         RUN_DURATION_BUCKETS,
     )
-    for job_type, status, bucket, kind, runs, retries, duration_sum in rows:
+    for job_type, status, bucket, kind, runs, retries, duration_sum_us in rows:
         builder.add(
             job_type,
             status,
             bucket=bucket,
             runs=runs,
             retries=int(retries),
-            duration_sum=duration_sum,
+            duration_sum_us=int(duration_sum_us),
             failure_kind=kind,
         )
     return builder.build()
