@@ -9,34 +9,13 @@ from datetime import datetime, timedelta
 
 from timecrisis.clock import Clock
 from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
+from timecrisis.storage import base as b
 from timecrisis.storage._common import dump_json, to_utc
 from timecrisis.storage._memory.claims import Claims
 from timecrisis.storage._memory.coordination import LockTable, WorkerTable
 from timecrisis.storage._memory.jobs import JobTable
 from timecrisis.storage._memory.schedules import ScheduleTable
 from timecrisis.storage._memory.stats import finished_counts, run_stats
-from timecrisis.storage.base import (
-    AdvanceResult,
-    CancelOutcome,
-    ClaimedJob,
-    ClaimParams,
-    ClaimRef,
-    Completion,
-    DueSchedules,
-    FailOutcome,
-    Failure,
-    FinishedCount,
-    InsertResult,
-    JobQuery,
-    LockInfo,
-    NewJob,
-    NewLogEntry,
-    PurgeParams,
-    RenewResult,
-    RunStats,
-    ScheduleAdvance,
-    ScheduleSpec,
-)
 
 
 class MemoryBackend:
@@ -68,11 +47,11 @@ class MemoryBackend:
 
     # ---- jobs: write -------------------------------------------------------------------------
 
-    async def insert_jobs(self, jobs: Sequence[NewJob]) -> list[InsertResult]:
+    async def insert_jobs(self, jobs: Sequence[b.NewJob]) -> list[b.InsertResult]:
         with self._lock:
             return self._jobs.insert(jobs, self._now())
 
-    async def cancel_job(self, job_id: str, terminate: bool) -> CancelOutcome:
+    async def cancel_job(self, job_id: str, terminate: bool) -> b.CancelOutcome:
         with self._lock:
             return self._jobs.cancel(job_id, self._now(), terminate=terminate)
 
@@ -80,7 +59,7 @@ class MemoryBackend:
         with self._lock:
             return self._jobs.retry(job_id, self._now())
 
-    async def purge_jobs(self, params: PurgeParams) -> int:
+    async def purge_jobs(self, params: b.PurgeParams) -> int:
         with self._lock:
             return self._jobs.purge(params, self._now())
 
@@ -90,7 +69,7 @@ class MemoryBackend:
         with self._lock:
             return self._jobs.get(job_id)
 
-    async def list_jobs(self, query: JobQuery) -> list[Job]:
+    async def list_jobs(self, query: b.JobQuery) -> list[Job]:
         with self._lock:
             return self._jobs.page(query)
 
@@ -106,53 +85,55 @@ class MemoryBackend:
         with self._lock:
             return self._jobs.metrics()
 
-    async def get_run_stats(self) -> list[RunStats]:
+    async def get_run_stats(self) -> list[b.RunStats]:
         with self._lock:
             return run_stats(run for runs in self._jobs.runs.values() for run in runs)
 
-    async def count_finished_jobs(self, since: datetime, bucket: timedelta) -> list[FinishedCount]:
+    async def count_finished_jobs(
+        self, since: datetime, bucket: timedelta
+    ) -> list[b.FinishedCount]:
         with self._lock:
             return finished_counts(self._jobs.rows.values(), to_utc(since), bucket)
 
     # ---- claims ------------------------------------------------------------------------------
 
-    async def claim_jobs(self, params: ClaimParams) -> list[ClaimedJob]:
+    async def claim_jobs(self, params: b.ClaimParams) -> list[b.ClaimedJob]:
         with self._lock:
             return self._claims.claim(params, self._now())
 
-    async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
+    async def renew_claims(self, refs: Sequence[b.ClaimRef], lease_ttl: timedelta) -> b.RenewResult:
         with self._lock:
             return self._claims.renew(refs, lease_ttl, self._now())
 
-    async def complete_jobs(self, completions: Sequence[Completion]) -> list[datetime | None]:
+    async def complete_jobs(self, completions: Sequence[b.Completion]) -> list[datetime | None]:
         # Encode first: a result that is not JSON fails the call before anything changes.
         result_jsons = [dump_json(completion.result) for completion in completions]
         with self._lock:
             return self._claims.complete(completions, result_jsons, self._now())
 
-    async def fail_job(self, failure: Failure) -> FailOutcome | None:
+    async def fail_job(self, failure: b.Failure) -> b.FailOutcome | None:
         with self._lock:
             return self._claims.fail(failure, self._now())
 
-    async def release_jobs(self, refs: Sequence[ClaimRef]) -> list[bool]:
+    async def release_jobs(self, refs: Sequence[b.ClaimRef]) -> list[bool]:
         with self._lock:
             return self._claims.release(refs, self._now())
 
-    async def snooze_job(self, ref: ClaimRef, delay: timedelta) -> Job | None:
+    async def snooze_job(self, ref: b.ClaimRef, delay: timedelta) -> Job | None:
         with self._lock:
             return self._claims.snooze(ref, delay, self._now())
 
-    async def update_progress(self, ref: ClaimRef, percent: float) -> bool:
+    async def update_progress(self, ref: b.ClaimRef, percent: float) -> bool:
         with self._lock:
             return self._claims.update_progress(ref, percent)
 
-    async def append_logs(self, entries: Sequence[NewLogEntry]) -> None:
+    async def append_logs(self, entries: Sequence[b.NewLogEntry]) -> None:
         with self._lock:
             self._jobs.append_logs(entries, self._now())
 
     # ---- maintenance -------------------------------------------------------------------------
 
-    async def recover_expired_leases(self, limit: int) -> list[FailOutcome]:
+    async def recover_expired_leases(self, limit: int) -> list[b.FailOutcome]:
         with self._lock:
             return self._claims.recover_expired_leases(self._now(), limit)
 
@@ -174,7 +155,7 @@ class MemoryBackend:
         with self._lock:
             return self._locks.release(name, token)
 
-    async def get_lock(self, name: str) -> LockInfo | None:
+    async def get_lock(self, name: str) -> b.LockInfo | None:
         with self._lock:
             return self._locks.get(name, self._now())
 
@@ -203,7 +184,7 @@ class MemoryBackend:
 
     # ---- schedules ---------------------------------------------------------------------------
 
-    async def upsert_schedule(self, spec: ScheduleSpec) -> ScheduledJob:
+    async def upsert_schedule(self, spec: b.ScheduleSpec) -> ScheduledJob:
         with self._lock:
             return self._schedules.upsert(spec, self._now())
 
@@ -223,18 +204,18 @@ class MemoryBackend:
         with self._lock:
             return self._schedules.delete(name)
 
-    async def get_due_schedules(self, limit: int) -> DueSchedules:
+    async def get_due_schedules(self, limit: int) -> b.DueSchedules:
         with self._lock:
             return self._schedules.due(self._now(), limit)
 
-    async def advance_schedule(self, advance: ScheduleAdvance) -> AdvanceResult:
+    async def advance_schedule(self, advance: b.ScheduleAdvance) -> b.AdvanceResult:
         with self._lock:
             return self._advance(advance, self._now())
 
-    def _advance(self, advance: ScheduleAdvance, now: datetime) -> AdvanceResult:
+    def _advance(self, advance: b.ScheduleAdvance, now: datetime) -> b.AdvanceResult:
         schedule = self._schedules.by_id(advance.schedule_id)
         if schedule is None or schedule.next_run_at != to_utc(advance.expected_next_run_at):
-            return AdvanceResult(advanced=False)  # another leader moved it first
+            return b.AdvanceResult(advanced=False)  # another leader moved it first
         job_id: str | None = None
         skipped_overlap = False
         if advance.job is not None:
@@ -256,4 +237,4 @@ class MemoryBackend:
         if advance.disable:
             schedule.enabled = False
         schedule.updated_at = now
-        return AdvanceResult(advanced=True, job_id=job_id, skipped_overlap=skipped_overlap)
+        return b.AdvanceResult(advanced=True, job_id=job_id, skipped_overlap=skipped_overlap)

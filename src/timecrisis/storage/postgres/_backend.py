@@ -20,28 +20,7 @@ from timecrisis._sync import unwrap_connection
 from timecrisis.clock import Clock
 from timecrisis.errors import StorageError
 from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
-from timecrisis.storage.base import (
-    AdvanceResult,
-    CancelOutcome,
-    ClaimedJob,
-    ClaimParams,
-    ClaimRef,
-    Completion,
-    DueSchedules,
-    FailOutcome,
-    Failure,
-    FinishedCount,
-    InsertResult,
-    JobQuery,
-    LockInfo,
-    NewJob,
-    NewLogEntry,
-    PurgeParams,
-    RenewResult,
-    RunStats,
-    ScheduleAdvance,
-    ScheduleSpec,
-)
+from timecrisis.storage import base as b
 from timecrisis.storage.postgres import _claims as claims
 from timecrisis.storage.postgres import _coordination as coord
 from timecrisis.storage.postgres import _jobs as jobs
@@ -148,7 +127,7 @@ class PostgresBackend:
 
     # ---- jobs --------------------------------------------------------------------------------
 
-    async def insert_jobs(self, jobs_: Sequence[NewJob]) -> list[InsertResult]:
+    async def insert_jobs(self, jobs_: Sequence[b.NewJob]) -> list[b.InsertResult]:
         batch = list(jobs_)
         if jobs.may_conflict(batch):
             async with self.session.transaction("insert") as conn:
@@ -157,8 +136,8 @@ class PostgresBackend:
             return await jobs.insert_jobs(conn, self.ctx, batch, self._now())
 
     async def insert_in_transaction(
-        self, connection: Any, jobs_: Sequence[NewJob]
-    ) -> list[InsertResult]:
+        self, connection: Any, jobs_: Sequence[b.NewJob]
+    ) -> list[b.InsertResult]:
         """Insert within the caller's transaction: a psycopg `AsyncConnection` or
         `Connection`, or a Django connection (its psycopg one)."""
         if not isinstance(connection, AsyncConnection):
@@ -188,8 +167,8 @@ class PostgresBackend:
             raise StorageError(f"PostgreSQL insert failed: {exc}") from exc
 
     def insert_jobs_sync(
-        self, jobs_: Sequence[NewJob], connection: psycopg.Connection[Any]
-    ) -> list[InsertResult]:
+        self, jobs_: Sequence[b.NewJob], connection: psycopg.Connection[Any]
+    ) -> list[b.InsertResult]:
         """The blocking twin of `insert_in_transaction`, in the calling thread. The schema
         must exist (`init()` ran once)."""
         try:
@@ -200,7 +179,7 @@ class PostgresBackend:
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL insert failed: {exc}") from exc
 
-    async def cancel_job(self, job_id: str, terminate: bool) -> CancelOutcome:
+    async def cancel_job(self, job_id: str, terminate: bool) -> b.CancelOutcome:
         async with self.session.connection("cancel") as conn:
             return await jobs.cancel_job(conn, self.ctx, job_id, self._now(), terminate=terminate)
 
@@ -211,14 +190,14 @@ class PostgresBackend:
                 await self._notify(conn)
         return retried
 
-    async def purge_jobs(self, params: PurgeParams) -> int:
+    async def purge_jobs(self, params: b.PurgeParams) -> int:
         async with self.session.connection("purge") as conn:
             return await jobs.purge_jobs(conn, self.ctx, params, self._now())
 
     async def get_job(self, job_id: str) -> Job | None:
         return await self.session.read("get_job", lambda conn: jobs.get_job(conn, self.ctx, job_id))
 
-    async def list_jobs(self, query: JobQuery) -> list[Job]:
+    async def list_jobs(self, query: b.JobQuery) -> list[Job]:
         return await self.session.read(
             "list_jobs", lambda conn: jobs.list_jobs(conn, self.ctx, query)
         )
@@ -238,12 +217,14 @@ class PostgresBackend:
             "get_metrics", lambda conn: coord.get_metrics(conn, self.ctx)
         )
 
-    async def get_run_stats(self) -> list[RunStats]:
+    async def get_run_stats(self) -> list[b.RunStats]:
         return await self.session.read(
             "get_run_stats", lambda conn: stats.get_run_stats(conn, self.ctx)
         )
 
-    async def count_finished_jobs(self, since: datetime, bucket: timedelta) -> list[FinishedCount]:
+    async def count_finished_jobs(
+        self, since: datetime, bucket: timedelta
+    ) -> list[b.FinishedCount]:
         return await self.session.read(
             "count_finished_jobs",
             lambda conn: stats.count_finished_jobs(conn, self.ctx, since, bucket),
@@ -251,7 +232,7 @@ class PostgresBackend:
 
     # ---- claims ------------------------------------------------------------------------------
 
-    async def claim_jobs(self, params: ClaimParams) -> list[ClaimedJob]:
+    async def claim_jobs(self, params: b.ClaimParams) -> list[b.ClaimedJob]:
         async with self.session.claim_connection("claim") as conn:
             if not claims.needs_type_locks(params):  # one statement: atomic on its own
                 return await claims.read_claims(
@@ -262,8 +243,8 @@ class PostgresBackend:
             return await claims.read_claims(cursor)  # committed: one round trip in all
 
     async def complete_and_claim(
-        self, completions: Sequence[Completion], params: ClaimParams
-    ) -> tuple[list[datetime | None], list[ClaimedJob]]:
+        self, completions: Sequence[b.Completion], params: b.ClaimParams
+    ) -> tuple[list[datetime | None], list[b.ClaimedJob]]:
         """Both in ONE statement (no per-type limit involved) or one pipelined transaction
         (the limited claim needs its lock statement first): one round trip and one commit (one
         WAL flush) for both, where two separate calls pay two. With `synchronous_commit` on,
@@ -279,40 +260,40 @@ class PostgresBackend:
                 claimed = await claims.send_claim(conn, self.ctx, params, now)
             return await claims.read_complete(done, completions), await claims.read_claims(claimed)
 
-    async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
+    async def renew_claims(self, refs: Sequence[b.ClaimRef], lease_ttl: timedelta) -> b.RenewResult:
         async with self.session.connection("renew") as conn:
             return await claims.renew_claims(conn, self.ctx, list(refs), lease_ttl, self._now())
 
-    async def complete_jobs(self, completions: Sequence[Completion]) -> list[datetime | None]:
+    async def complete_jobs(self, completions: Sequence[b.Completion]) -> list[datetime | None]:
         async with self.session.connection("complete") as conn:
             return await claims.complete_jobs(conn, self.ctx, list(completions), self._now())
 
-    async def fail_job(self, failure: Failure) -> FailOutcome | None:
+    async def fail_job(self, failure: b.Failure) -> b.FailOutcome | None:
         async with self.session.transaction("fail") as conn:
             outcome = await claims.fail_job(conn, self.ctx, failure, self._now())
             if outcome is not None and outcome.will_retry:
                 await self._notify(conn)
         return outcome
 
-    async def release_jobs(self, refs: Sequence[ClaimRef]) -> list[bool]:
+    async def release_jobs(self, refs: Sequence[b.ClaimRef]) -> list[bool]:
         async with self.session.connection("release") as conn:  # the statement notifies
             return await claims.release_jobs(conn, self.ctx, list(refs), self._now())
 
-    async def snooze_job(self, ref: ClaimRef, delay: timedelta) -> Job | None:
+    async def snooze_job(self, ref: b.ClaimRef, delay: timedelta) -> Job | None:
         async with self.session.connection("snooze") as conn:
             return await claims.snooze_job(conn, self.ctx, ref, delay, self._now())
 
-    async def update_progress(self, ref: ClaimRef, percent: float) -> bool:
+    async def update_progress(self, ref: b.ClaimRef, percent: float) -> bool:
         async with self.session.connection("update_progress") as conn:
             return await claims.update_progress(conn, self.ctx, ref, percent)
 
-    async def append_logs(self, entries: Sequence[NewLogEntry]) -> None:
+    async def append_logs(self, entries: Sequence[b.NewLogEntry]) -> None:
         async with self.session.connection("append_logs") as conn:
             await coord.append_logs(conn, self.ctx, list(entries), self._now())
 
     # ---- maintenance -------------------------------------------------------------------------
 
-    async def recover_expired_leases(self, limit: int) -> list[FailOutcome]:
+    async def recover_expired_leases(self, limit: int) -> list[b.FailOutcome]:
         async with self.session.transaction("recover_expired_leases") as conn:
             outcomes = await claims.recover_expired_leases(conn, self.ctx, limit, self._now())
             if any(o.will_retry for o in outcomes):
@@ -337,7 +318,7 @@ class PostgresBackend:
         async with self.session.connection("release_lock") as conn:
             return await coord.release_lock(conn, self.ctx, name, token)
 
-    async def get_lock(self, name: str) -> LockInfo | None:
+    async def get_lock(self, name: str) -> b.LockInfo | None:
         return await self.session.read(
             "get_lock", lambda conn: coord.get_lock(conn, self.ctx, name, self._now())
         )
@@ -365,7 +346,7 @@ class PostgresBackend:
 
     # ---- schedules ---------------------------------------------------------------------------
 
-    async def upsert_schedule(self, spec: ScheduleSpec) -> ScheduledJob:
+    async def upsert_schedule(self, spec: b.ScheduleSpec) -> ScheduledJob:
         async with self.session.transaction("upsert_schedule") as conn:
             return await coord.upsert_schedule(conn, self.ctx, spec, self._now())
 
@@ -387,12 +368,12 @@ class PostgresBackend:
         async with self.session.connection("delete_schedule") as conn:
             return await coord.delete_schedule(conn, self.ctx, name)
 
-    async def get_due_schedules(self, limit: int) -> DueSchedules:
+    async def get_due_schedules(self, limit: int) -> b.DueSchedules:
         return await self.session.read(
             "get_due_schedules",
             lambda conn: coord.get_due_schedules(conn, self.ctx, limit, self._now()),
         )
 
-    async def advance_schedule(self, advance: ScheduleAdvance) -> AdvanceResult:
+    async def advance_schedule(self, advance: b.ScheduleAdvance) -> b.AdvanceResult:
         async with self.session.transaction("advance_schedule") as conn:
             return await coord.advance_schedule(conn, self.ctx, advance, self._now())

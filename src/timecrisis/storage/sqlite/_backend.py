@@ -12,28 +12,7 @@ from pathlib import Path
 from timecrisis.clock import Clock
 from timecrisis.errors import StorageError
 from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
-from timecrisis.storage.base import (
-    AdvanceResult,
-    CancelOutcome,
-    ClaimedJob,
-    ClaimParams,
-    ClaimRef,
-    Completion,
-    DueSchedules,
-    FailOutcome,
-    Failure,
-    FinishedCount,
-    InsertResult,
-    JobQuery,
-    LockInfo,
-    NewJob,
-    NewLogEntry,
-    PurgeParams,
-    RenewResult,
-    RunStats,
-    ScheduleAdvance,
-    ScheduleSpec,
-)
+from timecrisis.storage import base as b
 from timecrisis.storage.sqlite import _claims, _coordination, _history, _jobs, _schedules
 from timecrisis.storage.sqlite._connection import ConnectionThread
 from timecrisis.storage.sqlite._migrate import migrate, needs_migration
@@ -95,10 +74,10 @@ class SQLiteBackend:
 
     # ---- jobs: write -------------------------------------------------------------------------
 
-    async def insert_jobs(self, jobs: Sequence[NewJob]) -> list[InsertResult]:
+    async def insert_jobs(self, jobs: Sequence[b.NewJob]) -> list[b.InsertResult]:
         return await self._db.write(lambda conn, now: _jobs.insert_jobs(conn, jobs, now))
 
-    async def cancel_job(self, job_id: str, terminate: bool) -> CancelOutcome:
+    async def cancel_job(self, job_id: str, terminate: bool) -> b.CancelOutcome:
         return await self._db.write(
             lambda conn, now: _jobs.cancel_job(conn, job_id, now, terminate=terminate)
         )
@@ -106,7 +85,7 @@ class SQLiteBackend:
     async def retry_job(self, job_id: str) -> bool:
         return await self._db.write(lambda conn, now: _jobs.retry_job(conn, job_id, now))
 
-    async def purge_jobs(self, params: PurgeParams) -> int:
+    async def purge_jobs(self, params: b.PurgeParams) -> int:
         return await self._db.write(lambda conn, now: _jobs.purge_jobs(conn, params, now))
 
     # ---- jobs: read --------------------------------------------------------------------------
@@ -114,7 +93,7 @@ class SQLiteBackend:
     async def get_job(self, job_id: str) -> Job | None:
         return await self._db.read(lambda conn, now: _jobs.get_job(conn, job_id))
 
-    async def list_jobs(self, query: JobQuery) -> list[Job]:
+    async def list_jobs(self, query: b.JobQuery) -> list[Job]:
         return await self._db.read(lambda conn, now: _jobs.list_jobs(conn, query))
 
     async def get_job_runs(self, job_id: str) -> list[JobRun]:
@@ -126,29 +105,31 @@ class SQLiteBackend:
     async def get_metrics(self) -> Metrics:
         return await self._db.read(lambda conn, now: _history.get_metrics(conn))
 
-    async def get_run_stats(self) -> list[RunStats]:
+    async def get_run_stats(self) -> list[b.RunStats]:
         return await self._db.read(lambda conn, now: _history.get_run_stats(conn))
 
-    async def count_finished_jobs(self, since: datetime, bucket: timedelta) -> list[FinishedCount]:
+    async def count_finished_jobs(
+        self, since: datetime, bucket: timedelta
+    ) -> list[b.FinishedCount]:
         return await self._db.read(
             lambda conn, now: _history.count_finished_jobs(conn, since, bucket)
         )
 
     # ---- claims ------------------------------------------------------------------------------
 
-    async def claim_jobs(self, params: ClaimParams) -> list[ClaimedJob]:
+    async def claim_jobs(self, params: b.ClaimParams) -> list[b.ClaimedJob]:
         return await self._db.write(lambda conn, now: _claims.claim_jobs(conn, params, now))
 
     async def complete_and_claim(
-        self, completions: Sequence[Completion], params: ClaimParams
-    ) -> tuple[list[datetime | None], list[ClaimedJob]]:
+        self, completions: Sequence[b.Completion], params: b.ClaimParams
+    ) -> tuple[list[datetime | None], list[b.ClaimedJob]]:
         """Both in ONE write transaction: one thread hop and one BEGIN IMMEDIATE/COMMIT for
         both, where two calls pay two (the worker's completions and its next claim fall due
         together). The claim sees the completions, so a type's freed slots count at once."""
 
         def both(
             conn: sqlite3.Connection, now: datetime
-        ) -> tuple[list[datetime | None], list[ClaimedJob]]:
+        ) -> tuple[list[datetime | None], list[b.ClaimedJob]]:
             return (
                 _claims.complete_jobs(conn, completions, now),
                 _claims.claim_jobs(conn, params, now),
@@ -156,32 +137,32 @@ class SQLiteBackend:
 
         return await self._db.write(both)
 
-    async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
+    async def renew_claims(self, refs: Sequence[b.ClaimRef], lease_ttl: timedelta) -> b.RenewResult:
         return await self._db.write(
             lambda conn, now: _claims.renew_claims(conn, refs, lease_ttl, now)
         )
 
-    async def complete_jobs(self, completions: Sequence[Completion]) -> list[datetime | None]:
+    async def complete_jobs(self, completions: Sequence[b.Completion]) -> list[datetime | None]:
         return await self._db.write(lambda conn, now: _claims.complete_jobs(conn, completions, now))
 
-    async def fail_job(self, failure: Failure) -> FailOutcome | None:
+    async def fail_job(self, failure: b.Failure) -> b.FailOutcome | None:
         return await self._db.write(lambda conn, now: _claims.fail_job(conn, failure, now))
 
-    async def release_jobs(self, refs: Sequence[ClaimRef]) -> list[bool]:
+    async def release_jobs(self, refs: Sequence[b.ClaimRef]) -> list[bool]:
         return await self._db.write(lambda conn, now: _claims.release_jobs(conn, refs, now))
 
-    async def snooze_job(self, ref: ClaimRef, delay: timedelta) -> Job | None:
+    async def snooze_job(self, ref: b.ClaimRef, delay: timedelta) -> Job | None:
         return await self._db.write(lambda conn, now: _claims.snooze_job(conn, ref, delay, now))
 
-    async def update_progress(self, ref: ClaimRef, percent: float) -> bool:
+    async def update_progress(self, ref: b.ClaimRef, percent: float) -> bool:
         return await self._db.write(lambda conn, now: _claims.update_progress(conn, ref, percent))
 
-    async def append_logs(self, entries: Sequence[NewLogEntry]) -> None:
+    async def append_logs(self, entries: Sequence[b.NewLogEntry]) -> None:
         await self._db.write(lambda conn, now: _history.append_logs(conn, entries, now))
 
     # ---- maintenance -------------------------------------------------------------------------
 
-    async def recover_expired_leases(self, limit: int) -> list[FailOutcome]:
+    async def recover_expired_leases(self, limit: int) -> list[b.FailOutcome]:
         return await self._db.write(
             lambda conn, now: _claims.recover_expired_leases(conn, limit, now)
         )
@@ -204,7 +185,7 @@ class SQLiteBackend:
     async def release_lock(self, name: str, token: str) -> bool:
         return await self._db.write(lambda conn, now: _coordination.release_lock(conn, name, token))
 
-    async def get_lock(self, name: str) -> LockInfo | None:
+    async def get_lock(self, name: str) -> b.LockInfo | None:
         return await self._db.read(lambda conn, now: _coordination.get_lock(conn, name, now))
 
     # ---- workers -----------------------------------------------------------------------------
@@ -229,7 +210,7 @@ class SQLiteBackend:
 
     # ---- schedules ---------------------------------------------------------------------------
 
-    async def upsert_schedule(self, spec: ScheduleSpec) -> ScheduledJob:
+    async def upsert_schedule(self, spec: b.ScheduleSpec) -> ScheduledJob:
         return await self._db.write(lambda conn, now: _schedules.upsert_schedule(conn, spec, now))
 
     async def get_schedule(self, name: str) -> ScheduledJob | None:
@@ -246,10 +227,10 @@ class SQLiteBackend:
     async def delete_schedule(self, name: str) -> bool:
         return await self._db.write(lambda conn, now: _schedules.delete_schedule(conn, name))
 
-    async def get_due_schedules(self, limit: int) -> DueSchedules:
+    async def get_due_schedules(self, limit: int) -> b.DueSchedules:
         return await self._db.read(lambda conn, now: _schedules.get_due_schedules(conn, limit, now))
 
-    async def advance_schedule(self, advance: ScheduleAdvance) -> AdvanceResult:
+    async def advance_schedule(self, advance: b.ScheduleAdvance) -> b.AdvanceResult:
         return await self._db.write(
             lambda conn, now: _schedules.advance_schedule(conn, advance, now)
         )
