@@ -52,8 +52,8 @@ from timecrisis._logging import child
 from timecrisis.context import JobContext, JobState
 from timecrisis.definitions import JobDefinition, to_json_result
 from timecrisis.errors import NonRetryableError, Retry, Snooze
+from timecrisis.execution.executors import Executor
 from timecrisis.execution.failures import failure_kind, failure_traceback
-from timecrisis.execution.inprocess import run_in_process
 from timecrisis.hooks import call_hook
 from timecrisis.loops._due import Anchor, DueTimes
 from timecrisis.loops._periodic import ErrorBackoff, wait_for_event
@@ -92,6 +92,7 @@ def _describe(exc: BaseException) -> str:
 class RunningJob:
     claimed: ClaimedJob
     definition: JobDefinition[Any]
+    executor: Executor
     state: JobState
     task: asyncio.Task[None] | None = None
     last_renewed: float = field(default_factory=time.monotonic)
@@ -132,10 +133,6 @@ class _CompleteAndClaim(Protocol):
     async def __call__(
         self, completions: Sequence[Completion], params: ClaimParams, /
     ) -> tuple[list[datetime | None], list[ClaimedJob]]: ...
-
-
-class LeaseLostError(Exception):
-    """The job's lease was lost: another worker may run it now."""
 
 
 class _StorageOps:
@@ -180,7 +177,6 @@ class JobProcessor:
         self._hand_backs: list[RunningJob] = []
         self._hand_back_task: asyncio.Task[None] | None = None
         self._stop_budget: StopBudget | None = None  # set while stop() runs
-        self.claims_made = 0
         # When known work becomes due (retries written here, delayed enqueues made here).
         self._due = DueTimes()
         self._anchor: Anchor | None = None  # the latest reading of the store's clock
@@ -481,11 +477,11 @@ class JobProcessor:
             # The store handed out a job we still run: our lease on it ended (the reaper took
             # it back before our own renewals gave up), so that run must stop now.
             self.mark_lease_lost(stale)
-        definition = self.runtime.definitions[claimed.job.type]
-        running = RunningJob(claimed, definition, JobState())
+        job_type = claimed.job.type
+        registry = self.runtime.registry
+        running = RunningJob(claimed, registry[job_type], registry.executor(job_type), JobState())
         running.state.shutting_down = self._shutting_down
         self.running[claimed.job.id] = running
-        self.claims_made += 1
         return running
 
     def _launch(self, running: RunningJob) -> None:
@@ -601,11 +597,8 @@ class JobProcessor:
             state=running.state,
             loop=asyncio.get_running_loop(),
         )
-        runner = self.runtime.extras.get("fork_runner") if definition.fork_mode else None
         try:
-            if runner is not None:
-                return await runner(definition, job, ctx, running.state)
-            return await run_in_process(definition, payload, ctx, self.runtime.threads)
+            return await running.executor.run(definition, job, ctx, running.state)
         finally:
             running.handler_done = True
 
@@ -987,11 +980,8 @@ class JobProcessor:
         running.terminated = True
         task.cancel()
 
-    def _interruptible(self, running: RunningJob) -> bool:
-        """Whether cancelling the job's task stops its handler: an async handler in this
-        process. A fork-mode child is killed through `state.terminate` instead, so its exit is
-        collected; a thread would only be abandoned, still running, with its slot given back."""
-        definition = running.definition
-        if definition.fork_mode and self.runtime.extras.get("fork_runner") is not None:
-            return False
-        return definition.is_async
+    @staticmethod
+    def _interruptible(running: RunningJob) -> bool:
+        """Whether cancelling the job's task stops its handler (see `Executor.interruptible`):
+        a thread would only be abandoned, still running, with its slot given back."""
+        return running.executor.interruptible
