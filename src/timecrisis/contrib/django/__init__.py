@@ -22,7 +22,6 @@ from urllib.parse import quote, urlencode
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
-from django.db.utils import ConnectionDoesNotExist
 
 from timecrisis.storage.base import JobStorage
 
@@ -105,9 +104,11 @@ def storage_url(storage: JobStorage) -> str | None:
 
 def _database(alias: str) -> dict[str, Any]:
     try:
-        # The connection's settings, not settings.DATABASES: Django fills in the defaults there.
-        return dict(connections[alias].settings_dict)
-    except ConnectionDoesNotExist:
+        # Django's view of DATABASES, with its defaults filled in and the test runner's renamed
+        # test database, without loading the backend (another engine is refused below, with
+        # our message rather than its driver's ImportError).
+        return dict(connections.settings[alias])
+    except KeyError:
         known = ", ".join(map(repr, settings.DATABASES)) or "none"
         raise ImproperlyConfigured(
             f"no database {alias!r} in settings.DATABASES (defined: {known})"
