@@ -5,8 +5,8 @@ from pydantic import BaseModel
 from timecrisis import JobContext, JobScheduler
 from timecrisis.contrib.django import storage_from_settings
 
-# A short poll interval: the worker test waits for the job (LISTEN/NOTIFY wakes it anyway).
-scheduler = JobScheduler(storage_from_settings(), job_processing_interval=0.5)
+# The library's defaults, as a project would write it: the worker test runs at them.
+scheduler = JobScheduler(storage_from_settings())
 
 
 class Receipt(BaseModel):
