@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import traceback
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from click.exceptions import NoArgsIsHelpError
@@ -47,10 +47,20 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
-def run_cli(group: click.Group) -> NoReturn:
-    """Invoke `group` and turn every outcome into an exit code (the command's `main()`)."""
+def run_cli(
+    group: click.Group,
+    args: list[str] | None = None,
+    *,
+    prog_name: str = "timecrisis",
+    default_map: dict[str, Any] | None = None,
+) -> NoReturn:
+    """Invoke `group` and turn every outcome into an exit code (the command's `main()`).
+
+    `args` (default: `sys.argv[1:]`), `prog_name` and `default_map` are for a host that
+    forwards its own command line, such as `manage.py timecrisis` (timecrisis.contrib.django),
+    which supplies the project's scheduler and store as defaults."""
     try:
-        code = group.main(prog_name="timecrisis", standalone_mode=False)
+        code = group.main(args, prog_name=prog_name, standalone_mode=False, default_map=default_map)
     except NoArgsIsHelpError as error:  # `timecrisis jobs` alone: the help is the answer
         error.show()
         _exit(EXIT_USAGE)
