@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 
 async def eventually(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, every: float = 0.02
+    condition: Callable[[], Awaitable[bool]], *, timeout: float = 15.0, every: float = 0.02
 ) -> None:
     """Wait until `condition()` is true; raise `TimeoutError` after `timeout` seconds."""
     async with asyncio.timeout(timeout):

@@ -12,15 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from tests.cli.support import REPO, assert_one_line_error, cli_env, command, run_cli, scheduler_on
+from tests.waiting import eventually as wait_until
 from timecrisis import JobScheduler, JobStatus, storage_from_url
 
 WAIT = 30.0  # a safety net for waits on outcomes, never a timing assertion
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]]) -> None:
-    async with asyncio.timeout(WAIT):
-        while not await condition():
-            await asyncio.sleep(0.05)
+    await wait_until(condition, timeout=WAIT, every=0.05)
 
 
 class WorkerProcess:

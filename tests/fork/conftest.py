@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.waiting import eventually as eventually
 from timecrisis import InMemoryJobStorage, JobScheduler, JobStorage, SQLiteJobStorage
 
 FAST: dict[str, Any] = {
@@ -56,15 +56,6 @@ async def make_scheduler() -> AsyncIterator[SchedulerFactory]:
     yield factory
     for scheduler in created:
         await scheduler.stop(force=True)
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float = 15.0, every: float = 0.02
-) -> None:
-    """Wait until `condition()` holds; fail after `timeout` (a safety net, not a timing check)."""
-    async with asyncio.timeout(timeout):
-        while not await condition():
-            await asyncio.sleep(every)
 
 
 def process_exists(pid: int, *, zombies_count: bool = True) -> bool:

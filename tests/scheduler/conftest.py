@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.pg_support import adrop_schema, fresh_schema, require_postgres
+from tests.waiting import eventually as eventually
 from timecrisis import (
     InMemoryJobStorage,
     JobScheduler,
@@ -98,13 +99,3 @@ async def stop_or_dump(scheduler: JobScheduler, limit: float = 30.0) -> None:
         pytest.fail(
             f"stop(force=True) did not return within {limit} s; tasks:\n{stacks.getvalue()}"
         )
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, every: float = 0.02
-) -> None:
-    """Wait until `condition()` is true; fail after `timeout` seconds (a safety net, not a
-    timing assertion: the outcome is what is checked)."""
-    async with asyncio.timeout(timeout):
-        while not await condition():
-            await asyncio.sleep(every)
