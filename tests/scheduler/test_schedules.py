@@ -88,7 +88,15 @@ async def test_an_exact_schedule_fires_once_then_is_disabled(
             return schedule is not None and not schedule.enabled and len(fired) == 1
 
         await eventually(disabled)
-        await asyncio.sleep(0.3)
+        # The schedule loop turns over several more times (FAST: every 50 ms): a disabled
+        # exact schedule must not fire again in any of them.
+        loop = scheduler._loops["schedules"]
+        seen = loop.iterations
+
+        async def turned_over() -> bool:
+            return loop.iterations >= seen + 4
+
+        await eventually(turned_over)
     assert len(fired) == 1
 
 
@@ -198,7 +206,16 @@ async def test_allow_overlap_false_skips_ticks_while_the_previous_job_runs(
             return len(started) == 1
 
         await eventually(one)
-        await asyncio.sleep(0.4)  # ~8 ticks pass while the first job runs
+        first = await scheduler.get_scheduled_job("no-overlap")
+        assert first is not None and first.next_run_at is not None
+        later = first.next_run_at + timedelta(milliseconds=250)
+
+        async def ticks_passed() -> bool:  # the ticks are consumed (skipped), not queued
+            schedule = await scheduler.get_scheduled_job("no-overlap")
+            assert schedule is not None and schedule.next_run_at is not None
+            return schedule.next_run_at >= later
+
+        await eventually(ticks_passed)
         assert len(started) == 1
         assert len(await scheduler.list_jobs(type="exclusive")) == 1
         release.set()
@@ -222,10 +239,13 @@ async def test_two_nodes_fire_one_job_per_tick(
         await node.start()
     began = datetime.now(UTC)
     await nodes[0].schedule("t", "tick", {}, schedule_type="interval", schedule_value="100ms")
-    await asyncio.sleep(1.0)
+
+    async def several_ticks() -> bool:
+        return len(await nodes[0].list_jobs(type="tick", limit=1000)) >= 5
+
+    await eventually(several_ticks)
     jobs = await nodes[0].list_jobs(type="tick", limit=1000)
     elapsed = datetime.now(UTC) - began
-    assert len(jobs) >= 3
     # Both nodes run the schedule loop; only the leader fires, and the store keys each job by
     # (schedule, fire time): never more jobs than ticks that came due.
     assert len(jobs) <= elapsed / timedelta(milliseconds=100) + 1
