@@ -395,9 +395,9 @@ class JobScheduler:
         _check_schedule_name(name)
         if enabled is not None and not isinstance(enabled, bool):
             raise InvalidScheduleError(f"enabled must be a bool or None, got {enabled!r}")
-        definition = self.get_job_definition(type)
-        payload = definition.validate_payload(data)
-        parsed = parse_schedule(schedule_type, schedule_value, time_zone)
+        definition, payload, parsed = self._check_schedule(
+            type, data, schedule_type, schedule_value, time_zone
+        )
         now = await self.storage.now()
         next_run_at = first_fire_at(parsed, now)
         spec = ScheduleSpec(
@@ -423,6 +423,21 @@ class JobScheduler:
         if loop is not None:
             loop.wake()
         return stored.id
+
+    def _check_schedule(
+        self,
+        type: str,
+        data: Any,
+        schedule_type: str,
+        schedule_value: str,
+        time_zone: str | None,
+    ) -> tuple[JobDefinition[Any], Any, ParsedSchedule]:
+        """What `schedule()` and `periodic()` both check, in this order: the type is registered,
+        the payload is valid for it, the schedule parses. Returns the definition, the
+        validated payload and the parsed schedule."""
+        definition = self.get_job_definition(type)
+        payload = definition.validate_payload(data)
+        return definition, payload, parse_schedule(schedule_type, schedule_value, time_zone)
 
     async def get_scheduled_job(self, name: str) -> ScheduledJob | None:
         if lookup_key(name) is None:
@@ -799,8 +814,8 @@ class JobScheduler:
         """Blocking `close()`: stop (if started), close the store the twins used, and stop the
         twins' thread. For sync code that only enqueues; idempotent. At interpreter exit this
         happens by itself."""
-        home = self._home_loop
-        if self._processor is not None and home is not None and home.is_running():
+        home = self._live_home_loop()
+        if home is not None:
             wait_for(self.close(), home)
             return
         if self._sync_delegate is None and self._sync_bridge is not None:
@@ -808,12 +823,20 @@ class JobScheduler:
             self._sync_bridge.run(self.storage.close())
         self._shutdown_sync_bridge()
 
+    def _live_home_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop this scheduler was started on, while it is started and that loop runs: the
+        one a call from another thread must hand its work to. None otherwise."""
+        home = self._home_loop
+        if self._processor is not None and home is not None and home.is_running():
+            return home
+        return None
+
     def _run_blocking(self, factory: Callable[[JobScheduler], Coroutine[Any, Any, T]]) -> T:
         """Run `factory(scheduler)` for a blocking twin (see `timecrisis._sync`): on the loop
         this scheduler works on while it is started, else on the private loop, with a clone of
         a PostgreSQL store."""
-        home = self._home_loop
-        if self._processor is not None and home is not None and home.is_running():
+        home = self._live_home_loop()
+        if home is not None:
             return wait_for(factory(self), home)
         caller = running_loop()
         bridge = self._bridge()
@@ -880,13 +903,11 @@ class JobScheduler:
         self._declared = declared
         if name in declared:
             raise InvalidScheduleError(f"schedule {name!r} is already declared")
-        definition = self.get_job_definition(type)
-        definition.validate_payload(data)
-        parsed = parse_schedule(schedule_type, schedule_value, time_zone)
+        _, _, parsed = self._check_schedule(type, data, schedule_type, schedule_value, time_zone)
         declaration = _DeclaredSchedule(name, type, data, parsed, bool(allow_overlap))
         declared[name] = declaration
-        home = self._home_loop
-        if self._processor is not None and home is not None and home.is_running():
+        home = self._live_home_loop()
+        if home is not None:
             future = asyncio.run_coroutine_threadsafe(self._upsert_declared([declaration]), home)
             future.add_done_callback(self._log_late_declaration)
 

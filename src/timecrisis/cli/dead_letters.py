@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import click
 
-from timecrisis.cli._output import dump, make_console, print_json
 from timecrisis.cli._params import cursor_option, json_option, limit_option
-from timecrisis.cli._store import storage_option, with_scheduler
-from timecrisis.cli._views import print_jobs
-from timecrisis.cli.jobs import check_cursor
+from timecrisis.cli._store import storage_option
+from timecrisis.cli.jobs import print_job_page
 from timecrisis.models import Job
 from timecrisis.scheduler import JobScheduler
 
@@ -28,15 +26,14 @@ def dead_letters(storage_url: str, limit: int, cursor: str | None, as_json: bool
       timecrisis dead-letters --json | jq -r '.[] | "\\(.id) \\(.fail_reason)"'
     """
 
-    async def fetch(scheduler: JobScheduler) -> list[Job]:
-        found = await scheduler.list_dead_letters(limit=limit, cursor=cursor)
-        await check_cursor(scheduler, cursor, found)
-        return found
+    async def read(scheduler: JobScheduler) -> list[Job]:
+        return await scheduler.list_dead_letters(limit=limit, cursor=cursor)
 
-    found = with_scheduler(storage_url, fetch)
-    if as_json:
-        print_json([dump(job) for job in found])
-        return
-    print_jobs(make_console(), found, title=None, empty="the dead-letter queue is empty")
-    if len(found) == limit:
-        click.echo(f"more may follow: add --cursor {found[-1].id}", err=True)
+    print_job_page(
+        storage_url,
+        read,
+        limit=limit,
+        cursor=cursor,
+        as_json=as_json,
+        empty="the dead-letter queue is empty",
+    )

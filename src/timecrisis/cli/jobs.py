@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import click
@@ -87,10 +88,28 @@ def list_jobs(
       timecrisis jobs list --status pending --json | jq -r '.[].id'
     """
 
-    async def fetch(scheduler: JobScheduler) -> list[Job]:
-        found = await scheduler.list_jobs(
+    async def read(scheduler: JobScheduler) -> list[Job]:
+        return await scheduler.list_jobs(
             status=status, type=job_type, entity_id=entity_id, limit=limit, cursor=cursor
         )
+
+    print_job_page(storage_url, read, limit=limit, cursor=cursor, as_json=as_json, empty="no jobs")
+
+
+def print_job_page(
+    storage_url: str,
+    read: Callable[[JobScheduler], Awaitable[list[Job]]],
+    *,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    empty: str,
+) -> None:
+    """One page of a newest-first job listing (`jobs list`, `dead-letters`): `read` fetches it,
+    an unknown cursor fails, and a full page says how to ask for the next one."""
+
+    async def fetch(scheduler: JobScheduler) -> list[Job]:
+        found = await read(scheduler)
         await check_cursor(scheduler, cursor, found)
         return found
 
@@ -98,7 +117,7 @@ def list_jobs(
     if as_json:
         print_json([dump(job) for job in found])
         return
-    print_jobs(make_console(), found, title=None, empty="no jobs")
+    print_jobs(make_console(), found, title=None, empty=empty)
     if len(found) == limit:
         click.echo(f"more may follow: add --cursor {found[-1].id}", err=True)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
@@ -78,6 +79,16 @@ def _text_param(request: Request, name: str) -> str | None:
     return value or None
 
 
+async def _page(
+    dash: Dashboard, read: Callable[[int], Awaitable[list[Job]]]
+) -> tuple[list[Job], bool]:
+    """One page of jobs and whether a next page exists: `read(limit)` is asked for one row
+    more than a page, and that extra row, if it comes, is the answer."""
+    size = dash.settings.page_size
+    page = await read(size + 1)
+    return page[:size], len(page) > size
+
+
 async def jobs(dash: Dashboard, request: Request) -> Response:
     raw_status = _text_param(request, "status")
     if raw_status is not None and raw_status not in JOB_STATUSES:
@@ -94,14 +105,16 @@ async def jobs(dash: Dashboard, request: Request) -> Response:
         cursor=_text_param(request, "cursor"),
     )
     # Through the scheduler: a filter or cursor no job can have (a NUL...) is an empty page.
-    page = await dash.scheduler.list_jobs(
-        status=filters.status,
-        type=filters.type,
-        entity_id=filters.entity_id,
-        limit=dash.settings.page_size + 1,  # one more tells whether a next page exists
-        cursor=filters.cursor,
+    rows, more = await _page(
+        dash,
+        lambda limit: dash.scheduler.list_jobs(
+            status=filters.status,
+            type=filters.type,
+            entity_id=filters.entity_id,
+            limit=limit,
+            cursor=filters.cursor,
+        ),
     )
-    rows, more = page[: dash.settings.page_size], len(page) > dash.settings.page_size
     root = root_path(request)
     return dash.render(
         request,
@@ -146,8 +159,9 @@ async def job(dash: Dashboard, request: Request) -> Response:
 
 async def dead_letters(dash: Dashboard, request: Request) -> Response:
     cursor = _text_param(request, "cursor")
-    page = await dash.scheduler.list_dead_letters(limit=dash.settings.page_size + 1, cursor=cursor)
-    rows, more = page[: dash.settings.page_size], len(page) > dash.settings.page_size
+    rows, more = await _page(
+        dash, lambda limit: dash.scheduler.list_dead_letters(limit=limit, cursor=cursor)
+    )
     root = root_path(request)
     return dash.render(
         request,
