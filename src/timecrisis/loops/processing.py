@@ -69,6 +69,7 @@ from timecrisis.storage.base import (
     FailOutcome,
     Failure,
     NewLogEntry,
+    combined_claim,
 )
 
 # How often to retry writing a failure before leaving the job to lease expiry.
@@ -191,8 +192,7 @@ class JobProcessor:
         loop = asyncio.get_running_loop()
         self._stopping = False
         self._shutting_down = False
-        combine = getattr(self.runtime.storage, "complete_and_claim", None)
-        self._combine = combine if callable(combine) else None
+        self._combine = combined_claim(self.runtime.storage)  # declared, not probed
         settings = self.runtime.settings
         self._slots = asyncio.Semaphore(settings.max_concurrent_jobs)
         self._budget = PrefetchBudget(

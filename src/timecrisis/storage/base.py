@@ -366,10 +366,12 @@ WakeupCallback = Callable[[], None]
 
 
 @runtime_checkable
-class JobStorage(Protocol):
-    """The storage contract. See the module docstring for the rules every method follows."""
+class WorkerStore(Protocol):
+    """The worker contract: what a scheduler needs to run jobs (claims, leases, locks,
+    schedules, inserts). See the module docstring for the rules every method follows; each
+    method's docstring lists the fields it writes."""
 
-    # ---- lifecycle ---------------------------------------------------------------------------
+    # ---- lifecycle --------------------------------------------------------------------
 
     async def init(self) -> None:
         """Create the schema and apply pending migrations. Idempotent; safe to call from many
@@ -384,7 +386,7 @@ class JobStorage(Protocol):
         """The store's clock."""
         ...
 
-    # ---- jobs: write -------------------------------------------------------------------------
+    # ---- jobs: write ------------------------------------------------------------------
 
     async def insert_jobs(
         self, jobs: Sequence[NewJob], *, connection: Any = None
@@ -393,65 +395,36 @@ class JobStorage(Protocol):
         allows. A job whose (`type`, `unique_key`) is held by a pending or running job is not
         inserted: its result carries the holder's id and `created=False`.
 
-        New jobs are `pending`, `attempts=0`, `run_at` = the given time, now + `delay`, or now.
-        `connection`: a backend-specific transaction to insert within (PostgreSQL); other
-        backends raise `TypeError` when it is not None."""
+        Writes, per new job: every `NewJob` field as given, `status` = `pending`,
+        `attempts` = 0, `run_at` = the given time, now + `delay`, or now, `expires_at` = now +
+        `expires_in` when given, `created_at` = now and the next enqueue sequence.
+        `connection`: a backend-specific transaction to insert within, for a store whose
+        `capabilities.transactional_insert` is True (PostgreSQL); other stores raise
+        `TypeError` when it is not None."""
         ...
 
     async def cancel_job(self, job_id: str, *, terminate: bool = False) -> CancelOutcome:
-        """A pending job becomes `canceled` (finished now). A running job gets a cancel request
-        (seen by its worker through `renew_claims`) and is left running; from then on it can
-        only end `canceled` (see "Cancel is final" above). `terminate=True` is stored with the
-        request (`RenewResult.terminate_requested`); a later request without it does not
-        withdraw it. A finished job is `not_cancellable`."""
+        """A pending job becomes `canceled` (writes `status`, `finished_at` = now). A running
+        job gets a cancel request (writes `cancel_requested` = True, and the terminate flag
+        when `terminate`; seen by its worker through `renew_claims`) and is left running; from
+        then on it can only end `canceled` (see "Cancel is final" above). A later request
+        without `terminate` does not withdraw it. A finished job is `not_cancellable`."""
         ...
 
     async def retry_job(self, job_id: str) -> bool:
-        """Put a `failed` or `canceled` job back to `pending` now with a fresh set of attempts
-        (`attempts=0`, not dead-lettered, no fail_reason nor failure_kind, lock cleared). Its
-        runs and logs stay. False if the job does not exist or is not failed/canceled."""
+        """Put a `failed` or `canceled` job back to `pending` now with a fresh set of attempts.
+        Writes `status` = `pending`, `attempts` = 0, `dead_lettered` = False, `fail_reason` and
+        `failure_kind` = None, `run_at` = now, `worker` = None, `finished_at` = None, the claim
+        (token, lease, cancel request) cleared. Its runs and logs stay. False if the job does
+        not exist or is not failed/canceled."""
         ...
 
     async def purge_jobs(self, params: PurgeParams) -> int:
-        """Delete finished jobs as `PurgeParams` says; return how many."""
+        """Delete finished jobs as `PurgeParams` says, with their runs and logs; return how
+        many. Writes nothing else."""
         ...
 
-    # ---- jobs: read --------------------------------------------------------------------------
-
-    async def get_job(self, job_id: str) -> Job | None: ...
-
-    async def list_jobs(self, query: JobQuery) -> list[Job]:
-        """Newest first (enqueue sequence descending); keyset-paginated by `cursor`. An unknown
-        cursor yields an empty page."""
-        ...
-
-    async def get_job_runs(self, job_id: str) -> list[JobRun]:
-        """Runs in attempt order (creation order)."""
-        ...
-
-    async def get_job_logs(self, job_id: str) -> list[JobLog]:
-        """Logs in time order (insertion order among equal timestamps)."""
-        ...
-
-    async def get_metrics(self) -> Metrics:
-        """Counts by status (and dead-lettered), overall and per type, and the average duration
-        of completed runs. Computed with aggregates in the store, never by loading every job."""
-        ...
-
-    async def get_run_stats(self) -> list[RunStats]:
-        """Aggregates over every run the store holds, one entry per (job type, run status) that
-        has runs, ordered by type then status. One aggregate pass over the runs in the store
-        (never loading them): meant for a metrics scrape, not for a hot path."""
-        ...
-
-    async def count_finished_jobs(self, since: datetime, bucket: timedelta) -> list[FinishedCount]:
-        """Jobs whose `finished_at >= since`, counted per status in consecutive buckets of width
-        `bucket` starting at `since` (a job finished at `t` falls in bucket
-        `floor((t - since) / bucket)`). Only non-empty buckets, ordered by start then status.
-        Reads the finished-time index, so it costs the jobs in the window, not the table."""
-        ...
-
-    # ---- claims ------------------------------------------------------------------------------
+    # ---- claims -----------------------------------------------------------------------
 
     async def claim_jobs(self, params: ClaimParams) -> list[ClaimedJob]:
         """Atomically claim up to `params.limit` pending jobs whose `run_at <= now`, that are not
@@ -467,8 +440,9 @@ class JobStorage(Protocol):
         ...
 
     async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
-        """Extend the lease of each job whose token is still current (status running) to
-        now + `lease_ttl`, and touch its run. Stale refs are left alone and not in `valid`."""
+        """Extend the lease of each job whose token is still current (status running): writes
+        the job's `lease_expires_at` = now + `lease_ttl` and touches its run. Stale refs are
+        left alone and not in `valid`."""
         ...
 
     async def complete_jobs(self, completions: Sequence[Completion]) -> list[datetime | None]:
@@ -509,14 +483,16 @@ class JobStorage(Protocol):
         ...
 
     async def update_progress(self, ref: ClaimRef, percent: float) -> bool:
-        """Set the job's and the run's progress (0..100) and extend nothing. False if stale."""
+        """Writes the job's and the run's `progress` (0..100); extends nothing. False if
+        stale."""
         ...
 
     async def append_logs(self, entries: Sequence[NewLogEntry]) -> None:
-        """Persist log entries (timestamp = now), in order."""
+        """Persist log entries in order: each row gets the entry's fields and `timestamp` =
+        now. Writes nothing on the job."""
         ...
 
-    # ---- maintenance (the leader runs these) -------------------------------------------------
+    # ---- maintenance (the leader runs these) ------------------------------------------
 
     async def recover_expired_leases(self, limit: int = 100) -> list[FailOutcome]:
         """Running jobs whose lease expired (their worker died or lost contact): fail the attempt
@@ -534,76 +510,79 @@ class JobStorage(Protocol):
         Returns them."""
         ...
 
-    # ---- locks and leadership ----------------------------------------------------------------
+    # ---- locks and leadership ---------------------------------------------------------
 
     async def acquire_lock(self, name: str, owner: str, ttl: timedelta) -> str | None:
         """Take the lock `name` if it is free or expired; return a fresh token, else None.
-        Not re-entrant: a second acquire by the same owner while it holds the lock returns None."""
+        Writes the lock row: `owner`, a fresh `token`, `acquired_at` = now, `expires_at` =
+        now + ttl. Not re-entrant: a second acquire by the same owner while it holds the lock
+        returns None."""
         ...
 
     async def renew_lock(self, name: str, token: str, ttl: timedelta) -> bool:
-        """Extend the lock to now + ttl if `token` still holds it and it has not expired."""
+        """Extend the lock (writes `expires_at` = now + ttl) if `token` still holds it and it
+        has not expired."""
         ...
 
     async def release_lock(self, name: str, token: str) -> bool:
-        """Release the lock if `token` holds it."""
+        """Release the lock (deletes its row) if `token` holds it."""
         ...
 
-    async def get_lock(self, name: str) -> LockInfo | None:
-        """The lock's current holder, or None if it is free or expired."""
-        ...
-
-    # ---- workers -----------------------------------------------------------------------------
+    # ---- workers ----------------------------------------------------------------------
 
     async def heartbeat_worker(
         self, name: str, *, running: int, is_leader: bool, ttl: timedelta = DEFAULT_WORKER_TTL
     ) -> None:
-        """Create or update the worker's row (`last_heartbeat = now`, `expires_at = now + ttl`;
-        `first_seen` set on creation), so a worker whose row was removed is registered again.
-        `ttl` is the worker's own: how long it may stay silent before it counts as dead."""
+        """Create or update the worker's row: writes `last_heartbeat` = now, `expires_at` =
+        now + ttl, `running`, `is_leader`, and `first_seen` = now on creation, so a worker
+        whose row was removed is registered again. `ttl` is the worker's own: how long it may
+        stay silent before it counts as dead."""
         ...
 
-    async def remove_worker(self, name: str) -> None: ...
-
-    async def list_workers(self) -> list[WorkerInfo]:
-        """Every registered worker, by name. `running` is the number of jobs running with that
-        worker at the time of the call (read from the jobs, in the same query), not the count
-        sent with its last heartbeat."""
+    async def remove_worker(self, name: str) -> None:
+        """Delete the worker's row (its jobs are left alone). Nothing if there is none."""
         ...
 
     async def prune_workers(self) -> list[str]:
         """Delete workers whose own deadline has passed (`expires_at < now`; for a row without
         one, `last_heartbeat + DEFAULT_WORKER_TTL`), and end the leases of the jobs they hold
-        (lease expiry := now) so `recover_expired_leases` recovers them at once. Returns the
-        removed names, sorted. The caller's settings play no part: each worker decided its own
-        deadline when it sent its heartbeat."""
+        (writes their `lease_expires_at` = now) so `recover_expired_leases` recovers them at
+        once. Returns the removed names, sorted. The caller's settings play no part: each
+        worker decided its own deadline when it sent its heartbeat."""
         ...
 
-    # ---- schedules ---------------------------------------------------------------------------
+    # ---- schedules --------------------------------------------------------------------
 
     async def upsert_schedule(self, spec: ScheduleSpec) -> ScheduledJob:
-        """Create or update a schedule by name, atomically (see `ScheduleSpec`)."""
-        ...
-
-    async def get_schedule(self, name: str) -> ScheduledJob | None: ...
-
-    async def list_schedules(self) -> list[ScheduledJob]:
-        """Every schedule, by name."""
+        """Create or update a schedule by name, atomically (see `ScheduleSpec` for which fields
+        are kept). Writes every `ScheduleSpec` field, `updated_at` = now, and on creation `id`
+        and `created_at` = now."""
         ...
 
     async def set_schedule_enabled(self, name: str, enabled: bool) -> bool:
-        """False if there is no such schedule."""
+        """Writes `enabled` and `updated_at` = now. False if there is no such schedule."""
         ...
 
     async def delete_schedule(self, name: str) -> bool:
         """Delete the schedule (jobs it created stay). False if there is no such schedule."""
         ...
 
-    async def get_due_schedules(self, limit: int = 100) -> DueSchedules: ...
+    async def get_due_schedules(self, limit: int = 100) -> DueSchedules:
+        """Up to `limit` enabled schedules with `next_run_at <= now`, oldest `next_run_at`
+        first, with the store's `now` and the earliest not-yet-due `next_run_at` (see
+        `DueSchedules`). A read: writes nothing (firing is `advance_schedule`'s)."""
+        ...
 
-    async def advance_schedule(self, advance: ScheduleAdvance) -> AdvanceResult: ...
+    async def advance_schedule(self, advance: ScheduleAdvance) -> AdvanceResult:
+        """Move one schedule past a tick, compare-and-set on `expected_next_run_at` (see
+        `ScheduleAdvance`). When applied, writes the schedule's `next_run_at`, `enabled` =
+        False if `disable`, `updated_at` = now, and, when a job was inserted for the tick,
+        `last_scheduled_at` = the tick's fire time; the job is written as `insert_jobs` would,
+        with `scheduled_job_id`/`schedule_fire_at` naming the tick. Writes nothing when the
+        compare-and-set loses (`advanced=False`)."""
+        ...
 
-    # ---- wake-ups ----------------------------------------------------------------------------
+    # ---- wake-ups ---------------------------------------------------------------------
 
     def add_wakeup_listener(self, callback: WakeupCallback) -> Callable[[], None]:
         """Call `callback` (on the event loop that subscribed, never blocking) whenever new work
@@ -611,3 +590,132 @@ class JobStorage(Protocol):
         the backend can tell, from another. A hint only: listeners still poll. Returns a
         function that unsubscribes."""
         ...
+
+
+@runtime_checkable
+class StoreInspector(Protocol):
+    """Reads, metrics and statistics: what the dashboard, the CLI and the scheduler's query
+    API (`get_job`, `list_jobs`, ...) need. Every method is a read: it writes nothing."""
+
+    # ---- jobs -------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
+        """Newest first (enqueue sequence descending); keyset-paginated by `cursor`. An unknown
+        cursor yields an empty page."""
+        ...
+
+    async def get_job_runs(self, job_id: str) -> list[JobRun]:
+        """Runs in attempt order (creation order)."""
+        ...
+
+    async def get_job_logs(self, job_id: str) -> list[JobLog]:
+        """Logs in time order (insertion order among equal timestamps)."""
+        ...
+
+    # ---- metrics and statistics -------------------------------------------------------
+
+    async def get_metrics(self) -> Metrics:
+        """Counts by status (and dead-lettered), overall and per type, and the average duration
+        of completed runs. Computed with aggregates in the store, never by loading every job."""
+        ...
+
+    async def get_run_stats(self) -> list[RunStats]:
+        """Aggregates over every run the store holds, one entry per (job type, run status) that
+        has runs, ordered by type then status. One aggregate pass over the runs in the store
+        (never loading them): meant for a metrics scrape, not for a hot path."""
+        ...
+
+    async def count_finished_jobs(self, since: datetime, bucket: timedelta) -> list[FinishedCount]:
+        """Jobs whose `finished_at >= since`, counted per status in consecutive buckets of width
+        `bucket` starting at `since` (a job finished at `t` falls in bucket
+        `floor((t - since) / bucket)`). Only non-empty buckets, ordered by start then status.
+        Reads the finished-time index, so it costs the jobs in the window, not the table."""
+        ...
+
+    # ---- coordination -----------------------------------------------------------------
+
+    async def get_lock(self, name: str) -> LockInfo | None:
+        """The lock's current holder, or None if it is free or expired."""
+        ...
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker, by name. `running` is the number of jobs running with that
+        worker at the time of the call (read from the jobs, in the same query), not the count
+        sent with its last heartbeat."""
+        ...
+
+    # ---- schedules --------------------------------------------------------------------
+
+    async def get_schedule(self, name: str) -> ScheduledJob | None: ...
+
+    async def list_schedules(self) -> list[ScheduledJob]:
+        """Every schedule, by name."""
+        ...
+
+
+@runtime_checkable
+class JobStorage(WorkerStore, StoreInspector, Protocol):
+    """The whole storage contract: the worker contract plus the inspector. What the scheduler
+    takes and the three stores implement; a plain class with every method of both parts is
+    one (`isinstance(x, JobStorage)`).
+
+    A store may also declare `capabilities` (a `StoreCapabilities`); a store that declares
+    none has none of the optional features. Read them with `capabilities_of(store)`."""
+
+
+@runtime_checkable
+class CombinedClaims(Protocol):
+    """The optional call behind `StoreCapabilities.complete_and_claim`."""
+
+    async def complete_and_claim(
+        self, completions: Sequence[Completion], params: ClaimParams
+    ) -> tuple[list[datetime | None], list[ClaimedJob]]:
+        """`complete_jobs(completions)`, then `claim_jobs(params)`, in ONE transaction, with
+        the fields each writes: the claim sees the completions (a type's freed slots count at
+        once); fencing, per-type limits and claim order are those of the two calls. All or
+        nothing: on error neither happened. Returns both calls' results."""
+        ...
+
+
+class CompleteAndClaim(Protocol):
+    """A bound `complete_and_claim` (see `CombinedClaims`)."""
+
+    async def __call__(
+        self, completions: Sequence[Completion], params: ClaimParams, /
+    ) -> tuple[list[datetime | None], list[ClaimedJob]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCapabilities:
+    """What a store can do beyond `JobStorage`, declared rather than probed.
+
+    - `complete_and_claim`: the store implements `CombinedClaims` (one transaction for a
+      worker's completions and its next claim; the worker then uses it);
+    - `transactional_insert`: `insert_jobs(..., connection=)` inserts within the caller's
+      transaction (PostgreSQL); without it, a connection is a `TypeError`;
+    - `cross_process_wakeups`: wake-up listeners also hear writes made by other processes
+      (PostgreSQL LISTEN/NOTIFY, SQLite's `data_version` watcher), not only this handle's.
+    """
+
+    complete_and_claim: bool = False
+    transactional_insert: bool = False
+    cross_process_wakeups: bool = False
+
+
+NO_CAPABILITIES = StoreCapabilities()
+"""What a store that declares nothing can do: nothing optional."""
+
+
+def capabilities_of(storage: object) -> StoreCapabilities:
+    """The capabilities `storage` declares (its `capabilities` attribute), or none."""
+    declared = getattr(storage, "capabilities", None)
+    return declared if isinstance(declared, StoreCapabilities) else NO_CAPABILITIES
+
+
+def combined_claim(storage: object) -> CompleteAndClaim | None:
+    """`storage.complete_and_claim` when the store declares that capability, else None."""
+    if isinstance(storage, CombinedClaims) and capabilities_of(storage).complete_and_claim:
+        return storage.complete_and_claim
+    return None
