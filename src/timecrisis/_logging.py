@@ -4,16 +4,9 @@ to the logger the user passes (a stdlib logger or any object with debug/info/war
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 DEFAULT_LOGGER_NAME = "timecrisis"
-
-
-class LoggerLike(Protocol):
-    def debug(self, msg: str, /, *args: Any, **kwargs: Any) -> None: ...
-    def info(self, msg: str, /, *args: Any, **kwargs: Any) -> None: ...
-    def warning(self, msg: str, /, *args: Any, **kwargs: Any) -> None: ...
-    def error(self, msg: str, /, *args: Any, **kwargs: Any) -> None: ...
 
 
 class _DuckLoggerAdapter(logging.Logger):

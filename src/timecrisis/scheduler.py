@@ -36,6 +36,7 @@ from timecrisis.errors import (
     JobValidationError,
 )
 from timecrisis.execution.inprocess import HandlerThreads
+from timecrisis.execution.registry import Registry
 from timecrisis.hooks import (
     Hooks,
     JobFailedHook,
@@ -145,7 +146,8 @@ class JobScheduler:
             scheduled_job_max_stale_age=parse_job_duration(scheduled_job_max_stale_age),
             job_retention=parse_job_duration(job_retention, positive=True),
         )
-        self._definitions: dict[str, JobDefinition[Any]] = {}
+        self._registry = Registry(self.logger)
+        self._definitions = self._registry.definitions  # read-only here: add through _registry
         self._runtime = Runtime(
             storage=storage,
             worker=self.worker,
@@ -158,7 +160,7 @@ class JobScheduler:
                 on_leadership_lost=on_leadership_lost,
             ),
             settings=self.settings,
-            definitions=self._definitions,
+            registry=self._registry,
         )
         self._processor: JobProcessor | None = None
         self._elector: LeaderElector | None = None
@@ -211,11 +213,7 @@ class JobScheduler:
             raise TypeError(f"expected a JobDefinition, got {definition!r}")
         if definition.type in self._definitions:
             raise JobAlreadyRegisteredError(definition.type)
-        if definition.fork_mode:
-            from timecrisis.execution.forked import ensure_fork_runner
-
-            ensure_fork_runner(self._runtime, definition)
-        self._definitions[definition.type] = definition
+        self._registry.add(definition)  # chooses its executor; refuses a bad fork-mode type
         if self._processor is not None:
             self._processor.wake()
         return definition
@@ -583,7 +581,7 @@ class JobScheduler:
             await self._before_loops()  # declared schedules; the loop the sync twins use
             runtime = self._runtime
             # Not a fixed-size pool: threads abandoned by timeouts must not eat the capacity.
-            runtime.threads = HandlerThreads(self.logger)
+            self._registry.threads.open(HandlerThreads(self.logger))
             processor = JobProcessor(runtime)
             self._processor = processor
             elector = LeaderElector(runtime, self._on_leadership_change)
@@ -690,10 +688,7 @@ class JobScheduler:
                 self.worker,
                 f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
             )
-        if self._runtime.threads is not None:
-            # Abandoned sync handlers (timeouts) may still run: do not wait for them.
-            self._runtime.threads.shutdown()
-            self._runtime.threads = None
+        self._registry.threads.close()  # never waits for abandoned sync handlers
         self._processor = None
         self._elector = None
         self._loops = {}
@@ -863,8 +858,9 @@ class JobScheduler:
                 return self._sync_delegate
             previous = self._sync_delegate
             twin = JobScheduler(clone(), worker=self.worker, logger=self.logger)
-            twin._definitions = self._definitions  # shared by reference: later registrations
-            twin._runtime.definitions = self._definitions
+            # Shared by reference: later registrations count there too.
+            twin._registry, twin._definitions = self._registry, self._definitions
+            twin._runtime.registry = self._registry
             self._sync_delegate, self._sync_delegate_source = twin, storage
             bridge = self._bridge()
         if previous is not None:  # `configure(storage=...)` changed the store since

@@ -69,7 +69,7 @@ def test_what_a_child_cannot_import_is_refused_at_registration(
     with pytest.raises(JobValidationError, match=reason):
         scheduler.register_job(JobDefinition(**definition))
     assert "refused" not in scheduler.job_definitions
-    assert "fork_runner" not in scheduler._runtime.extras  # nothing installed on a refusal
+    assert "refused" not in scheduler._runtime.registry  # nothing recorded on a refusal
 
 
 def test_a_helper_file_must_define_handle_and_parse(tmp_path: Path) -> None:

@@ -109,24 +109,24 @@ def test_the_sleep_until_a_tick_is_capped_floored_and_counts_the_time_spent() ->
 async def test_the_worker_sleeps_until_a_store_time_it_was_told_of() -> None:
     clock = ManualClock(T0)
     processor = JobProcessor(_runtime(InMemoryJobStorage(clock=clock)))
-    assert await processor._idle_delay(5.0) == 5.0  # nothing known: the interval
+    assert await processor.claimer.idle_delay(5.0) == 5.0  # nothing known: the interval
 
     processor.note_due_at(T0 + timedelta(seconds=1))  # a 1 s retry this worker wrote
-    assert await processor._idle_delay(5.0) == pytest.approx(1.0, abs=0.05)
+    assert await processor.claimer.idle_delay(5.0) == pytest.approx(1.0, abs=0.05)
     processor.note_due_at(T0 + timedelta(seconds=30))  # later than the interval: capped
-    assert await processor._idle_delay(5.0) == pytest.approx(1.0, abs=0.05)
+    assert await processor.claimer.idle_delay(5.0) == pytest.approx(1.0, abs=0.05)
 
     # Past due: claim at once. (One reading of the store's clock serves for a while: a
     # manual clock that jumps is seen at the next reading.)
     clock.advance(2)
-    processor._anchor = None
-    assert await processor._idle_delay(5.0) == 0.0
+    processor.claimer.anchor = None
+    assert await processor.claimer.idle_delay(5.0) == 0.0
 
 
 async def test_the_worker_sleeps_until_a_delay_enqueued_here_ends() -> None:
     processor = JobProcessor(_runtime(InMemoryJobStorage()))
     processor.note_due_in(1.5)
-    assert 1.4 < await processor._idle_delay(5.0) <= 1.5
+    assert 1.4 < await processor.claimer.idle_delay(5.0) <= 1.5
 
 
 def test_a_due_time_is_forgotten_once_a_claim_was_issued_at_or_after_it() -> None:

@@ -7,9 +7,9 @@ certain. See docs/fork-mode.md for the user's view.
 
 How it fits together (each piece in its own module):
 
-- `_targets`: at registration, `ensure_fork_runner` checks that a child can import what the
-  definition runs (a module-level handler and schema, or a `fork_helper_path` file with a
-  `handle`) and refuses anything else with a `JobValidationError`.
+- `_targets`: at registration (`execution/registry.py`), `ForkExecutor.add` checks that a
+  child can import what the definition runs (a module-level handler and schema, or a
+  `fork_helper_path` file with a `handle`) and refuses anything else with a `JobValidationError`.
 - `fork_server` / `_fork_server_main`: children are forked by a small server process, a fresh
   interpreter that preloaded timecrisis and pydantic and never ran an event loop, a thread or a
   connection (spawn semantics at fork prices; the measurements are in `fork_server`).
@@ -33,7 +33,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 from timecrisis._logging import child as child_logger
 from timecrisis.context import JobContext, JobState
@@ -43,15 +43,14 @@ from timecrisis.execution._supervisor import ChildSupervisor
 from timecrisis.execution._targets import ForkTarget, fork_target, main_module_hint
 from timecrisis.execution.fork_errors import ForkedHandlerError, ForkedProcessError
 from timecrisis.execution.fork_server import ForkServer, ForkServerError, default_fork_server
-from timecrisis.loops.runtime import Runtime
 from timecrisis.models import Job, JsonValue
 
 __all__ = [
     "TERMINATE_GRACE",
-    "ForkRunner",
+    "ForkExecutor",
     "ForkedHandlerError",
     "ForkedProcessError",
-    "ensure_fork_runner",
+    "check_fork_mode_supported",
     "fork_mode_supported",
 ]
 
@@ -68,8 +67,12 @@ def fork_mode_supported() -> bool:
     return hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX")
 
 
-class ForkRunner:
-    """Runs fork-mode attempts: `runtime.extras["fork_runner"](definition, job, ctx, state)`."""
+class ForkExecutor:
+    """The `Executor` of fork-mode job types: each attempt in a fresh child process. Not
+    interruptible by task cancellation: the supervisor kills the child on `state.terminate`,
+    so its exit status is always collected."""
+
+    interruptible: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -95,7 +98,7 @@ class ForkRunner:
             target = self._targets[definition.type]
         return target
 
-    async def __call__(
+    async def run(
         self, definition: JobDefinition[Any], job: Job, ctx: JobContext, state: JobState
     ) -> JsonValue:
         target = self._target(definition)
@@ -155,16 +158,10 @@ def _start_message(target: ForkTarget, job: Job, state: JobState) -> dict[str, A
     }
 
 
-def ensure_fork_runner(runtime: Runtime, definition: JobDefinition[Any]) -> None:
-    """Called by `register_job` for a fork-mode definition: validate it (`JobValidationError`
-    with the reason) and install the runner once per scheduler."""
+def check_fork_mode_supported(definition: JobDefinition[Any]) -> None:
+    """`JobValidationError` when this platform cannot fork handlers."""
     if not fork_mode_supported():
         raise JobValidationError(
             f"job type {definition.type!r} asks for fork_mode, which needs os.fork and Unix "
             "sockets (Linux, macOS, BSD)"
         )
-    runner = runtime.extras.get("fork_runner")
-    if not isinstance(runner, ForkRunner):
-        runner = ForkRunner(runtime.logger)
-    runner.add(definition)  # raises before anything is installed
-    runtime.extras["fork_runner"] = runner

@@ -146,13 +146,26 @@ async def run_in_process(
 
     A sync handler that overruns its timeout cannot be stopped: its thread is abandoned and keeps
     running until it returns (fork mode gives hard timeouts)."""
-    timeout = definition.timeout_td
     if definition.is_async:
-        if timeout is None:
-            return await definition.handle(payload, ctx)
-        return await _within(timeout, definition.handle(payload, ctx))
+        return await run_async(definition, payload, ctx)
     if threads is None:
         raise RuntimeError("sync handlers need the scheduler's handler threads (start())")
+    return await run_in_thread(definition, payload, ctx, threads)
+
+
+async def run_async(definition: JobDefinition[Any], payload: Any, ctx: JobContext) -> Any:
+    """An `async def` handler on this loop, within its timeout."""
+    timeout = definition.timeout_td
+    if timeout is None:
+        return await definition.handle(payload, ctx)
+    return await _within(timeout, definition.handle(payload, ctx))
+
+
+async def run_in_thread(
+    definition: JobDefinition[Any], payload: Any, ctx: JobContext, threads: HandlerThreads
+) -> Any:
+    """A plain `def` handler in one of `threads`, its timeout counted from its start there."""
+    timeout = definition.timeout_td
     # copy_context: a handler sees the contextvars of the worker (tracing ids, etc.).
     run = functools.partial(contextvars.copy_context().run, definition.handle, payload, ctx)
     if timeout is None:

@@ -1,14 +1,16 @@
-"""What every loop shares: the store, this worker's identity, settings, hooks and registry."""
+"""What every loop shares: the store, this worker's identity, settings, hooks and registry
+(job types and their executors)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from timecrisis.definitions import JobDefinition
-from timecrisis.execution.inprocess import HandlerThreads
+from timecrisis.execution.registry import Registry
 from timecrisis.hooks import Hooks
 from timecrisis.storage.base import JobStorage
 
@@ -58,11 +60,16 @@ class Runtime:
     logger: logging.Logger
     hooks: Hooks
     settings: Settings
-    definitions: dict[str, JobDefinition[Any]]
-    threads: HandlerThreads | None = None
+    # The job types this node runs, each with its executor (the scheduler's, shared).
+    registry: Registry = field(default_factory=Registry)
     # Flipped by the leader loop, read by the leader-only loops.
     is_leader: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
+    # A plain mapping instead of a registry (the leader-only loops of the tests need no more).
+    definitions: InitVar[Mapping[str, JobDefinition[Any]] | None] = None
+
+    def __post_init__(self, definitions: Mapping[str, JobDefinition[Any]] | None) -> None:
+        if definitions:
+            self.registry = Registry.of(definitions)
 
     def type_limits(self) -> dict[str, int | None]:
-        return {name: d.concurrency for name, d in self.definitions.items()}
+        return self.registry.type_limits()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection, AsyncCursor
@@ -54,9 +53,3 @@ async def fetch_value(conn: Conn, query: bytes, params: Params) -> Any:
     if row is None:
         raise AssertionError("a single-row statement returned no row")
     return next(iter(row.values()))
-
-
-def now_value(row: Mapping[str, Any], column: str = "now") -> datetime:
-    value = row[column]
-    assert isinstance(value, datetime)
-    return value
