@@ -201,9 +201,7 @@ class EndWriter:
         if outcome.will_retry:  # wake at its run_at, not at the next interval
             self._note_due_at(outcome.job.run_at)
         self._log_failure(job, failure, outcome)
-        await call_hook(
-            self._logger, "on_job_failed", self.runtime.hooks.on_job_failed, outcome.job, exc
-        )
+        await self.runtime.job_failed(self._logger, outcome.job, exc)
 
     async def _write_snooze(self, running: RunningJob, snooze: Snooze) -> None:
         """The handler raised `Snooze`: the job goes back to pending, due after the delay, the

@@ -12,7 +12,6 @@ from datetime import datetime
 
 from timecrisis._logging import child
 from timecrisis.errors import InvalidScheduleError, JobExpiredError, LeaseExpiredError
-from timecrisis.hooks import call_hook
 from timecrisis.loops.runtime import Runtime
 from timecrisis.models import JobStatus, ScheduledJob
 from timecrisis.schedules import parse_schedule, plan_tick
@@ -158,13 +157,7 @@ class ExpiryStep:
                 job.type,
                 job.fail_reason,
             )
-            await call_hook(
-                self._logger,
-                "on_job_failed",
-                runtime.hooks.on_job_failed,
-                job,
-                JobExpiredError(job.fail_reason),
-            )
+            await runtime.job_failed(self._logger, job, JobExpiredError(job.fail_reason))
         return 0.0 if len(expired) == _BATCH else None
 
 
@@ -219,13 +212,7 @@ class ReaperStep:
                     outcome.error,
                     job.fail_reason,
                 )
-            await call_hook(
-                self._logger,
-                "on_job_failed",
-                runtime.hooks.on_job_failed,
-                job,
-                LeaseExpiredError(outcome.error),
-            )
+            await runtime.job_failed(self._logger, job, LeaseExpiredError(outcome.error))
         if any(o.will_retry for o in outcomes):
             if self._on_retry_due is not None:
                 for outcome in outcomes:

@@ -11,7 +11,8 @@ from typing import Any
 
 from timecrisis.definitions import JobDefinition
 from timecrisis.execution.registry import Registry
-from timecrisis.hooks import Hooks
+from timecrisis.hooks import Hooks, call_hook
+from timecrisis.models import Job
 from timecrisis.storage.base import JobStorage
 
 
@@ -73,3 +74,8 @@ class Runtime:
 
     def type_limits(self) -> dict[str, int | None]:
         return self.registry.type_limits()
+
+    async def job_failed(self, logger: logging.Logger, job: Job, error: BaseException) -> None:
+        """Tell `on_job_failed` that `job` failed with `error` (a handler's failure, an expiry,
+        a lease taken back); a hook that raises is logged on `logger` and swallowed."""
+        await call_hook(logger, "on_job_failed", self.hooks.on_job_failed, job, error)
