@@ -105,6 +105,15 @@ class Claimer:
         if not task.done():
             task.cancel()
             await asyncio.wait([task], timeout=FLOOR)
+        if not task.done():
+            # It can no longer launch a job (it checks `stopping` after every claim and gives
+            # what it got back), but a claim it commits late holds jobs until their leases
+            # expire: say so, since that shows up as jobs "running" on a stopped worker.
+            self._logger.warning(
+                "the claim loop did not end within %.1fs of the stop; a claim it still "
+                "commits is recovered when its leases expire",
+                GRACE + FLOOR,
+            )
         if task.done() and not task.cancelled():
             task.result()  # an unexpected error of the loop surfaces here, as before
 
