@@ -16,6 +16,7 @@ from timecrisis.storage.base import RUN_DURATION_BUCKETS
 from timecrisis.storage.sqlite._claims import MAX_ARMS, _merge_heads
 from timecrisis.storage.sqlite._connection import open_connection
 from timecrisis.storage.sqlite._migrate import migrate
+from timecrisis.storage.sqlite._rows import JOB_COLUMNS
 
 QUERIES = load_queries("timecrisis.storage.sqlite")
 
@@ -46,6 +47,14 @@ def test_the_merged_claim_statements_compile_for_any_number_of_types(
     conn: sqlite3.Connection, name: str, arms: int
 ) -> None:
     _compile(conn, _merge_heads(name, arms))
+
+
+def test_every_statement_that_returns_jobs_lists_the_columns_job_from_row_reads() -> None:
+    returning_jobs = [text for text in QUERIES.values() if "failure_kind, headers" in text]
+
+    assert len(returning_jobs) >= 8
+    for text in returning_jobs:
+        assert JOB_COLUMNS in " ".join(text.split()), text
 
 
 def test_the_run_stats_buckets_match_the_histogram_bounds() -> None:

@@ -22,7 +22,8 @@ Row = Sequence[Any]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-# The `jobs` columns that make a `Job`, in the order `job_from_row` reads them.
+# The `jobs` columns that make a `Job`, in the order `job_from_row` reads them: every statement
+# of queries.sql that returns jobs lists them so (tests/sqlite/test_queries_file.py checks).
 JOB_COLUMNS = (
     "id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id, "
     "scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result, "
@@ -31,17 +32,6 @@ JOB_COLUMNS = (
 )
 JOB_COLUMN_COUNT = JOB_COLUMNS.count(",") + 1
 """Where the extra columns of a `SELECT {JOB_COLUMNS}, ...` start."""
-RUN_COLUMNS = (
-    "id, job_id, attempt, status, worker, started_at, finished_at, duration, progress, error, "
-    "traceback, failure_kind"
-)
-LOG_COLUMNS = "job_id, run_id, timestamp, level, message, metadata"
-SCHEDULE_COLUMNS = (
-    "id, name, type, data, schedule_type, schedule_value, time_zone, enabled, allow_overlap, "
-    "next_run_at, last_scheduled_at, created_at, updated_at, "
-    "priority, max_retries, backoff_strategy, retry_delay, max_retry_delay"
-)
-WORKER_COLUMNS = "name, first_seen, last_heartbeat, is_leader, running, expires_at"
 
 # ---- times -----------------------------------------------------------------------------------
 
@@ -172,7 +162,7 @@ def schedule_from_row(row: Row) -> ScheduledJob:
 
 
 def worker_from_row(row: Row) -> WorkerInfo:
-    """Columns in `WORKER_COLUMNS` order, with `running` counted by the caller's query."""
+    """Columns in the order of `list_workers` (queries.sql), `running` counted by the query."""
     return WorkerInfo(
         name=row[0],
         first_seen=from_us(row[1]),

@@ -82,7 +82,7 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
 
 
 def _job_options(spec: ScheduleSpec) -> tuple[int, int, str, float, float]:
-    """The options of the jobs the schedule fires, in `SCHEDULE_COLUMNS` order."""
+    """The options of the jobs the schedule fires, in the column order of `insert_schedule`."""
     return (
         spec.priority,
         spec.max_retries,
