@@ -10,7 +10,7 @@ from tests.sqlite.conftest import StoreFactory
 from tests.storage.factories import LEASE, insert, new_job
 from timecrisis.storage.base import ClaimParams
 from timecrisis.storage.sqlite import SQLiteJobStorage
-from timecrisis.storage.sqlite._claims import _CLAIM_HEAD, _CLAIM_RETURNING, MAX_ARMS, _heads
+from timecrisis.storage.sqlite._claims import MAX_ARMS, _merge_heads
 from timecrisis.storage.sqlite._connection import open_connection
 
 
@@ -26,7 +26,7 @@ async def test_each_type_queue_head_is_read_from_the_pending_index_without_sorti
     store: SQLiteJobStorage, db_path: pathlib.Path
 ) -> None:
     await store.init()
-    sql = f"{_CLAIM_HEAD} WHERE seq IN ({_heads(3)}){_CLAIM_RETURNING}"
+    sql = _merge_heads("claim_jobs", 3)
     args: list[object] = [0, "w", 0]
     for job_type in ("a", "b", "c"):
         args += [job_type, 0, 0, 5]

@@ -22,9 +22,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, LiteralString
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 
 from timecrisis.errors import StorageError
+from timecrisis.storage._queries import load_queries
 from timecrisis.storage.postgres._keys import advisory_key
 from timecrisis.storage.postgres._sql import render
 
@@ -51,6 +52,11 @@ def available_migrations() -> tuple[Migration, ...]:
     return tuple(sorted(found, key=lambda m: m.version))
 
 
+def _query(name: str, schema: str) -> bytes:
+    """Statement `name` of queries.sql for `schema` (migrations run before any `Queries`)."""
+    return render(load_queries("timecrisis.storage.postgres")[name], schema)
+
+
 def latest_version() -> int:
     migrations = available_migrations()
     return migrations[-1].version if migrations else 0
@@ -59,15 +65,11 @@ def latest_version() -> int:
 async def current_version(conn: AsyncConnection[Any], schema: str) -> int | None:
     """The schema's version, or None when it has no migrations table yet."""
     table = f"{schema}.timecrisis_migrations"
-    cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_regclass(table),))
+    cur = await conn.execute(_query("migrations_table_exists", schema), {"table": _regclass(table)})
     row = await cur.fetchone()
     if row is None or not row[0]:
         return None
-    cur = await conn.execute(
-        sql.SQL("SELECT coalesce(max(version), 0) FROM {}.timecrisis_migrations").format(
-            sql.Identifier(schema)
-        )
-    )
+    cur = await conn.execute(_query("current_version", schema))
     row = await cur.fetchone()
     return int(row[0]) if row else 0
 
@@ -98,20 +100,13 @@ async def migrate(conn: AsyncConnection[Any], schema: str, *, target: int | None
         if version >= goal:
             return
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("migrate", schema),))
-        exists = await conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,)
-        )
+        key = advisory_key("migrate", schema)
+        await conn.execute(_query("lock_migrations", schema), {"key": key})
+        exists = await conn.execute(_query("schema_exists", schema), {"schema": schema})
         row = await exists.fetchone()
         if row is None or not row[0]:
-            await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        await conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.timecrisis_migrations ("
-                "version integer PRIMARY KEY, name text NOT NULL, "
-                "applied_at timestamptz NOT NULL DEFAULT now())"
-            ).format(sql.Identifier(schema))
-        )
+            await conn.execute(_query("create_schema", schema))
+        await conn.execute(_query("create_migrations_table", schema))
         applied = await current_version(conn, schema) or 0
         _refuse_newer(schema, applied)
         for migration in available_migrations():
@@ -119,8 +114,6 @@ async def migrate(conn: AsyncConnection[Any], schema: str, *, target: int | None
                 continue
             await conn.execute(render(migration.script, schema))
             await conn.execute(
-                sql.SQL(
-                    "INSERT INTO {}.timecrisis_migrations (version, name) VALUES (%s, %s)"
-                ).format(sql.Identifier(schema)),
-                (migration.version, migration.name),
+                _query("record_migration", schema),
+                {"version": migration.version, "name": migration.name},
             )

@@ -1,26 +1,23 @@
--- Every statement of the PostgreSQL store, by name (procrastinate's catalogue format): a
--- `-- name --` header, a description, then the SQL. `_sql.py` loads the file once and renders
--- each statement for the store's schema.
+-- Every statement of the PostgreSQL store, by name (procrastinate's catalogue format, loaded by
+-- `storage/_queries.py`): a `-- name --` header, a description, then the SQL, written out in
+-- full. The one thing filled in is {schema}, the store's schema, quoted as an identifier
+-- (`_sql.render`); replace it with a schema name and a statement runs in `psql` as it stands,
+-- parameters as `%(name)s` placeholders (or `$n` after PREPARE, as tests/postgres does).
 --
--- Placeholders rendered once per store: {schema} is the quoted schema (psycopg.sql.Identifier),
--- {now} is `coalesce(%(now)s::timestamptz, now())`: the database's clock, unless a test clock
--- is injected (River's `coalesce(@now, now())`). No statement ever compares a stored time with
--- a node's own clock, so nodes whose clocks are off by minutes stay safe.
+-- The store's clock is `coalesce(%(now)s::timestamptz, now())`: the database's clock, unless a
+-- test clock is injected (River's `coalesce(@now, now())`). No statement ever compares a stored
+-- time with a node's own clock, so nodes whose clocks are off by minutes stay safe.
 
 -- db_now --
 -- The store's clock.
-SELECT {now}
+SELECT coalesce(%(now)s::timestamptz, now())
 
 -- insert_jobs --
 -- Insert a batch in one statement, in input order (seq follows the ordinality). Relative times
 -- resolve against the store's clock with the rule of `_common.resolve_run_at` and
 -- `resolve_expires_at`: a delay wins over run_at, expires_in wins over expires_at.
--- {on_conflict} has two renderings (`_sql.py`): empty, for a batch without unique keys or
--- schedule ticks (any conflict, a repeated id included, fails the whole statement), and
--- `ON CONFLICT DO NOTHING` (`insert_jobs_skipping_taken`): a row whose unique key or schedule
--- tick is taken is skipped, and the caller looks its holder up in a later statement of the same
--- transaction (this statement's snapshot cannot see a holder that a concurrent transaction
--- committed after it began), failing the transaction if a skipped row held no key at all.
+-- For a batch without unique keys or schedule ticks: any conflict, a repeated id included,
+-- fails the whole statement (`insert_jobs_skipping_taken` is the same statement for the others).
 -- The NOTIFY rides in the statement, so inside a caller's transaction it is delivered only when
 -- that transaction commits; it is sent once per statement, and only if a row was inserted.
 WITH input AS (
@@ -44,11 +41,54 @@ WITH input AS (
     )
     SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
-           t.unique_key, coalesce({now} + t.delay, t.run_at, {now}),
-           coalesce({now} + t.expires_in, t.expires_at), {now}, t.headers
+           t.unique_key,
+           coalesce(coalesce(%(now)s::timestamptz, now()) + t.delay, t.run_at,
+                    coalesce(%(now)s::timestamptz, now())),
+           coalesce(coalesce(%(now)s::timestamptz, now()) + t.expires_in, t.expires_at),
+           coalesce(%(now)s::timestamptz, now()), t.headers
     FROM input AS t
     ORDER BY t.n
-    {on_conflict}
+    RETURNING id
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM (SELECT FROM inserted LIMIT 1) AS any_inserted
+)
+SELECT id, (SELECT count(*) FROM wake) AS notified FROM inserted
+
+-- insert_jobs_skipping_taken --
+-- `insert_jobs` (the same statement, kept in step with it) plus ON CONFLICT DO NOTHING, for a
+-- batch with unique keys or schedule ticks: a row whose unique key or schedule tick is taken is
+-- skipped, and the caller looks its holder up in a later statement of the same transaction
+-- (this statement's snapshot cannot see a holder that a concurrent transaction committed after
+-- it began), failing the transaction if a skipped row held no key at all.
+WITH input AS (
+    -- One JSON text parameter, a row per job as a JSON array (see `_jobs._row`): psycopg
+    -- dumps one string instead of seventeen arrays, the dominant client cost of an enqueue.
+    -- jsonb, parsed once (a `json` value is re-parsed by every ->>); the payload rides in it
+    -- as a string of JSON text, so the `json` column keeps that text exactly.
+    SELECT r.j->>0 AS id, r.j->>1 AS type, (r.j->>2)::json AS data, (r.j->>3)::int AS priority,
+           (r.j->>4)::int AS max_retries, r.j->>5 AS backoff, (r.j->>6)::float8 AS retry_delay,
+           (r.j->>7)::float8 AS max_retry_delay, r.j->>8 AS entity_id,
+           r.j->>9 AS scheduled_job_id, (r.j->>10)::timestamptz AS fire_at,
+           r.j->>11 AS unique_key, (r.j->>12)::timestamptz AS run_at,
+           (r.j->>13)::interval AS delay, (r.j->>14)::timestamptz AS expires_at,
+           (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers, r.n
+    FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(j, n)
+), inserted AS (
+    INSERT INTO {schema}.jobs (
+        id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
+        max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
+        expires_at, created_at, headers
+    )
+    SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
+           t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
+           t.unique_key,
+           coalesce(coalesce(%(now)s::timestamptz, now()) + t.delay, t.run_at,
+                    coalesce(%(now)s::timestamptz, now())),
+           coalesce(coalesce(%(now)s::timestamptz, now()) + t.expires_in, t.expires_at),
+           coalesce(%(now)s::timestamptz, now()), t.headers
+    FROM input AS t
+    ORDER BY t.n
+    ON CONFLICT DO NOTHING
     RETURNING id
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM (SELECT FROM inserted LIMIT 1) AS any_inserted
@@ -96,7 +136,8 @@ LIMIT %(limit)s
 WITH changed AS (
     UPDATE {schema}.jobs
     SET status = CASE WHEN status = 'pending' THEN 'canceled' ELSE status END,
-        finished_at = CASE WHEN status = 'pending' THEN {now} ELSE finished_at END,
+        finished_at = CASE WHEN status = 'pending' THEN coalesce(%(now)s::timestamptz, now())
+                           ELSE finished_at END,
         cancel_requested = cancel_requested OR status = 'running',
         cancel_terminate = cancel_terminate OR (status = 'running' AND %(terminate)s::bool)
     WHERE id = %(id)s AND status IN ('pending', 'running')
@@ -110,7 +151,8 @@ SELECT (SELECT status FROM changed) AS status,
 -- job of its type holds its unique key (then nothing changes).
 UPDATE {schema}.jobs AS j
 SET status = 'pending', attempts = 0, dead_lettered = false, fail_reason = NULL,
-    failure_kind = NULL, run_at = {now}, finished_at = NULL, worker = NULL, lock_token = NULL,
+    failure_kind = NULL, run_at = coalesce(%(now)s::timestamptz, now()), finished_at = NULL,
+    worker = NULL, lock_token = NULL,
     lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
 WHERE j.id = %(id)s AND j.status IN ('failed', 'canceled')
   AND NOT EXISTS (
@@ -125,7 +167,7 @@ RETURNING j.id
 -- another transaction holds is left for the next slice.
 WITH doomed AS (
     SELECT seq, id FROM {schema}.jobs
-    WHERE finished_at IS NOT NULL AND finished_at <= {now} - %(age)s
+    WHERE finished_at IS NOT NULL AND finished_at <= coalesce(%(now)s::timestamptz, now()) - %(age)s
       AND status = ANY(%(statuses)s::text[])
     ORDER BY finished_at, seq  -- ties in enqueue order, as on every store (not by heap position)
     LIMIT %(limit)s
@@ -145,63 +187,6 @@ SELECT count(*) FROM deleted
 -- order and two claimers can never deadlock. Held until the claim commits.
 SELECT count(pg_advisory_xact_lock(t.key))
 FROM unnest(%(keys)s::bigint[]) WITH ORDINALITY AS t(key, n)
-
--- fragment_claim_writes --
--- The writes of a claim, shared by `claim_jobs` and `complete_and_claim` (CTEs, spliced in where
--- `{fragment_claim_writes}` stands): the jobs in `chosen` become running with a fresh lock
--- token and lease, and each gets its run row. The rows are found with `id = ANY(ARRAY(...))`,
--- not by joining `chosen`: these statements run with generic plans (_session._ClaimPool), and
--- a generic plan, which cannot know the batch is small, turned that join into a hash join over
--- a sequential scan of `jobs` (14 ms for one job on 20,000 rows). An array of ids is always
--- an index probe per id.
-claimed AS (
-    UPDATE {schema}.jobs AS j
-    SET status = 'running', attempts = j.attempts + 1, started_at = {now},
-        worker = %(worker)s, lock_token = gen_random_uuid()::text,
-        lock_expires_at = {now} + %(ttl)s, run_id = {new_id},
-        cancel_requested = false, cancel_terminate = false
-    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
-    RETURNING j.*
-), runs AS (
-    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
-    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
-)
-
--- fragment_complete_writes --
--- The writes of a completion batch, shared by `complete_jobs` and `complete_and_claim`: the
--- jobs whose token is still current are locked in id order (see `renew_claims`), finished, and
--- their runs closed. `done` returns what was completed. `id = ANY(ARRAY(...))` for the reason
--- given in fragment_claim_writes. No `status = 'running'` in `done`, on purpose (as in
--- `renew_claims`): with it, a generic plan reached the jobs through jobs_running and its dead
--- entries. The token is the fence: a job has one only while it runs, since every end of a run
--- (completion, failure, release, recovery) clears it, and the row is locked from `locked` on.
-input AS (
-    SELECT *
-    FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[], %(results)s::text[],
-                %(canceled)s::bool[])
-         WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
-), locked AS MATERIALIZED (
-    SELECT j.id FROM {schema}.jobs AS j
-    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
-    ORDER BY j.id
-    FOR UPDATE OF j
-), done AS (
-    UPDATE {schema}.jobs AS j
-    SET status = CASE WHEN i.canceled THEN 'canceled' ELSE 'completed' END,
-        finished_at = {now}, result = i.result::json,
-        progress = CASE WHEN i.canceled THEN j.progress ELSE 100 END,
-        lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
-        cancel_requested = false
-    FROM input AS i
-    WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
-    RETURNING j.id, i.run_id, j.finished_at
-), done_runs AS (
-    UPDATE {schema}.job_runs AS r
-    SET status = 'completed', finished_at = d.finished_at,
-        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
-    FROM done AS d
-    WHERE r.id = d.run_id AND r.job_id = d.id
-)
 
 -- claim_jobs --
 -- Claim up to %(limit)s jobs of the worker's types in one statement.
@@ -238,15 +223,45 @@ WITH quota AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.seq
         FROM {schema}.jobs AS j
-        WHERE j.status = 'pending' AND j.type = q.type AND j.run_at <= {now}
-          AND (j.expires_at IS NULL OR j.expires_at > {now})
+        WHERE j.status = 'pending' AND j.type = q.type
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+          AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
         ORDER BY j.priority DESC, j.seq
         LIMIT greatest(q.room, 0)
         FOR UPDATE SKIP LOCKED
     ) AS c
 ), chosen AS MATERIALIZED (
     SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
-), {fragment_claim_writes}
+),
+-- The writes of a claim (also in `complete_and_claim`): the jobs in `chosen` become running
+-- with a fresh lock token and lease, and each gets its run row. The rows are found with
+-- `id = ANY(ARRAY(...))`, not by joining `chosen`: these statements run with generic plans
+-- (_session._ClaimPool), and a generic plan, which cannot know the batch is small, turned that
+-- join into a hash join over a sequential scan of `jobs` (14 ms for one job on 20,000 rows). An
+-- array of ids is always an index probe per id.
+-- The run id is made inside the statement, one per row: a version 7 UUID like
+-- `_common.new_id` (48 bits of Unix milliseconds, then the version, then the random rest of a
+-- `gen_random_uuid()`), for the same reason: ids that grow at the right edge of their index,
+-- where random ones land on a random leaf of job_runs' primary key each, and that index grows
+-- with the history kept. PostgreSQL 15 has no uuidv7(). (Measured on W5, 1,000,000 runs: within
+-- the noise of this machine, medians 2,250 and 2,270 jobs/s; it matters once the index outgrows
+-- the cache.)
+claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1,
+        started_at = coalesce(%(now)s::timestamptz, now()),
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = coalesce(%(now)s::timestamptz, now()) + %(ttl)s,
+        run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
+                                 12, '0') placing '-' from 9 for 0)
+                 || '-7' || substr(gen_random_uuid()::text, 16),
+        cancel_requested = false, cancel_terminate = false
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    RETURNING j.*
+), runs AS (
+    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
+    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
+)
 SELECT * FROM claimed ORDER BY priority DESC, seq
 
 -- renew_claims --
@@ -259,8 +274,8 @@ SELECT * FROM claimed ORDER BY priority DESC, seq
 -- is a UUID, so `lock_token = ANY(...)` matches no other job's; the exact (id, token) pairs are
 -- checked again where the rows are written. No `status = 'running'` here, on purpose: it would
 -- let the planner pick jobs_running again; a token exists only while its job runs (every end
--- of a run clears it), and the write below checks the status anyway. Only the lease moves: lock_expires_at is not indexed, so a renewal
--- is a HOT update.
+-- of a run clears it), and the write below checks the status anyway. Only the lease moves:
+-- lock_expires_at is not indexed, so a renewal is a HOT update.
 WITH input AS (
     SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS i(id, token)
 ), locked AS MATERIALIZED (
@@ -269,14 +284,48 @@ WITH input AS (
     ORDER BY j.id
     FOR UPDATE OF j
 )
-UPDATE {schema}.jobs AS j SET lock_expires_at = {now} + %(ttl)s
+UPDATE {schema}.jobs AS j SET lock_expires_at = coalesce(%(now)s::timestamptz, now()) + %(ttl)s
 FROM locked
 WHERE j.id = locked.id AND j.status = 'running'
 RETURNING j.id, j.cancel_requested, j.cancel_requested AND j.cancel_terminate AS terminate
 
 -- complete_jobs --
 -- Finish runs successfully, in one statement for the whole batch. A stale token matches nothing.
-WITH {fragment_complete_writes}
+WITH
+-- The writes of a completion batch (also in `complete_and_claim`): the jobs whose token is
+-- still current are locked in id order (see `renew_claims`), finished, and their runs closed.
+-- `done` returns what was completed. `id = ANY(ARRAY(...))` for the reason given in
+-- `claim_jobs`. No `status = 'running'` in `done`, on purpose (as in `renew_claims`): with it, a
+-- generic plan reached the jobs through jobs_running and its dead entries. The token is the
+-- fence: a job has one only while it runs, since every end of a run (completion, failure,
+-- release, recovery) clears it, and the row is locked from `locked` on.
+input AS (
+    SELECT *
+    FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[], %(results)s::text[],
+                %(canceled)s::bool[])
+         WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
+), locked AS MATERIALIZED (
+    SELECT j.id FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
+    ORDER BY j.id
+    FOR UPDATE OF j
+), done AS (
+    UPDATE {schema}.jobs AS j
+    SET status = CASE WHEN i.canceled THEN 'canceled' ELSE 'completed' END,
+        finished_at = coalesce(%(now)s::timestamptz, now()), result = i.result::json,
+        progress = CASE WHEN i.canceled THEN j.progress ELSE 100 END,
+        lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
+        cancel_requested = false
+    FROM input AS i
+    WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
+    RETURNING j.id, i.run_id, j.finished_at
+), done_runs AS (
+    UPDATE {schema}.job_runs AS r
+    SET status = 'completed', finished_at = d.finished_at,
+        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
+    FROM done AS d
+    WHERE r.id = d.run_id AND r.job_id = d.id
+)
 SELECT id, finished_at FROM done
 
 -- complete_and_claim --
@@ -287,23 +336,69 @@ SELECT id, finished_at FROM done
 -- `lock_job_types` statement before it anyway (the store then pipelines the two statements in
 -- one transaction instead). The two halves touch disjoint rows: the completions lock their own
 -- running jobs, the claim only ever takes pending ones. The first columns report the
--- completions (every one of them finishes at {now}: the statement's time); then one row per
--- claimed job, or one row of NULLs when nothing was claimed.
-WITH {fragment_complete_writes}, candidates AS MATERIALIZED (
+-- completions (every one of them finishes at the store's clock: the statement's time); then
+-- one row per claimed job, or one row of NULLs when nothing was claimed.
+WITH
+-- The writes of a completion batch, as in `complete_jobs`.
+input AS (
+    SELECT *
+    FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[], %(results)s::text[],
+                %(canceled)s::bool[])
+         WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
+), locked AS MATERIALIZED (
+    SELECT j.id FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
+    ORDER BY j.id
+    FOR UPDATE OF j
+), done AS (
+    UPDATE {schema}.jobs AS j
+    SET status = CASE WHEN i.canceled THEN 'canceled' ELSE 'completed' END,
+        finished_at = coalesce(%(now)s::timestamptz, now()), result = i.result::json,
+        progress = CASE WHEN i.canceled THEN j.progress ELSE 100 END,
+        lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
+        cancel_requested = false
+    FROM input AS i
+    WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
+    RETURNING j.id, i.run_id, j.finished_at
+), done_runs AS (
+    UPDATE {schema}.job_runs AS r
+    SET status = 'completed', finished_at = d.finished_at,
+        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
+    FROM done AS d
+    WHERE r.id = d.run_id AND r.job_id = d.id
+), candidates AS MATERIALIZED (
     SELECT c.id, c.priority, c.seq
     FROM unnest(%(types)s::text[]) AS q(type)
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.seq
         FROM {schema}.jobs AS j
-        WHERE j.status = 'pending' AND j.type = q.type AND j.run_at <= {now}
-          AND (j.expires_at IS NULL OR j.expires_at > {now})
+        WHERE j.status = 'pending' AND j.type = q.type
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+          AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
         ORDER BY j.priority DESC, j.seq
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) AS c
 ), chosen AS MATERIALIZED (
     SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
-), {fragment_claim_writes}
+),
+-- The writes of a claim, as in `claim_jobs`.
+claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1,
+        started_at = coalesce(%(now)s::timestamptz, now()),
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = coalesce(%(now)s::timestamptz, now()) + %(ttl)s,
+        run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
+                                 12, '0') placing '-' from 9 for 0)
+                 || '-7' || substr(gen_random_uuid()::text, 16),
+        cancel_requested = false, cancel_terminate = false
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    RETURNING j.*
+), runs AS (
+    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
+    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
+)
 SELECT d.completed_ids, d.completed_at, claimed.*
 FROM (SELECT array_agg(id) AS completed_ids, min(finished_at) AS completed_at FROM done) AS d
 LEFT JOIN claimed ON true
@@ -312,7 +407,7 @@ ORDER BY claimed.priority DESC, claimed.seq
 -- lock_claimed_job --
 -- The failing job, locked, with what `_common.decide_failure` needs. None for a stale token.
 SELECT id, run_id, attempts, max_retries, backoff_strategy, retry_delay, max_retry_delay,
-       expires_at, cancel_requested, {now} AS now
+       expires_at, cancel_requested, coalesce(%(now)s::timestamptz, now()) AS now
 FROM {schema}.jobs
 WHERE id = %(id)s AND lock_token = %(token)s AND status = 'running'
 FOR UPDATE
@@ -321,9 +416,10 @@ FOR UPDATE
 -- Running jobs whose lease ran out (their worker died or lost the database), locked for the
 -- reaper. SKIP LOCKED: a job its worker is finishing right now is left to that worker.
 SELECT id, run_id, worker, lock_expires_at, attempts, max_retries, backoff_strategy,
-       retry_delay, max_retry_delay, expires_at, cancel_requested, {now} AS now
+       retry_delay, max_retry_delay, expires_at, cancel_requested,
+       coalesce(%(now)s::timestamptz, now()) AS now
 FROM {schema}.jobs
-WHERE status = 'running' AND lock_expires_at <= {now}
+WHERE status = 'running' AND lock_expires_at <= coalesce(%(now)s::timestamptz, now())
 ORDER BY lock_expires_at, seq  -- ties in enqueue order, as on every store (ids are random)
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
@@ -343,8 +439,9 @@ WITH input AS (
          AS i(id, run_id, error, reason, retry_at, finished_at, dead, kind, traceback, canceled)
 ), runs AS (
     UPDATE {schema}.job_runs AS r
-    SET status = 'failed', finished_at = {now},
-        duration = extract(epoch FROM {now} - r.started_at), error = i.error,
+    SET status = 'failed', finished_at = coalesce(%(now)s::timestamptz, now()),
+        duration = extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - r.started_at),
+        error = i.error,
         failure_kind = i.kind, traceback = i.traceback
     FROM input AS i
     WHERE r.id = i.run_id AND r.job_id = i.id
@@ -376,7 +473,8 @@ WITH input AS (
     UPDATE {schema}.jobs AS j
     SET status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'pending' END,
         attempts = CASE WHEN j.cancel_requested THEN j.attempts ELSE j.attempts - 1 END,
-        finished_at = CASE WHEN j.cancel_requested THEN {now} ELSE j.finished_at END,
+        finished_at = CASE WHEN j.cancel_requested THEN coalesce(%(now)s::timestamptz, now())
+                           ELSE j.finished_at END,
         worker = CASE WHEN j.cancel_requested THEN j.worker END, lock_token = NULL,
         lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
     FROM input AS i, locked
@@ -385,8 +483,8 @@ WITH input AS (
     RETURNING j.id, i.run_id
 ), runs AS (
     UPDATE {schema}.job_runs AS r
-    SET status = 'released', finished_at = {now},
-        duration = extract(epoch FROM {now} - r.started_at)
+    SET status = 'released', finished_at = coalesce(%(now)s::timestamptz, now()),
+        duration = extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - r.started_at)
     FROM released
     WHERE r.id = released.run_id AND r.job_id = released.id
 ), wake AS (
@@ -405,20 +503,22 @@ WITH job AS (
     SET status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'pending' END,
         attempts = CASE WHEN j.cancel_requested THEN j.attempts ELSE j.attempts - 1 END,
         run_at = CASE WHEN j.cancel_requested THEN j.run_at
-                      ELSE {now} + %(delay)s::interval END,
-        finished_at = CASE WHEN j.cancel_requested THEN {now} ELSE j.finished_at END,
+                      ELSE coalesce(%(now)s::timestamptz, now()) + %(delay)s::interval END,
+        finished_at = CASE WHEN j.cancel_requested THEN coalesce(%(now)s::timestamptz, now())
+                           ELSE j.finished_at END,
         worker = CASE WHEN j.cancel_requested THEN j.worker END, lock_token = NULL,
         lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
     WHERE j.id = %(id)s AND j.lock_token = %(token)s AND j.status = 'running'
     RETURNING j.*
 ), runs AS (
     UPDATE {schema}.job_runs AS r
-    SET status = 'released', finished_at = {now},
-        duration = extract(epoch FROM {now} - r.started_at)
+    SET status = 'released', finished_at = coalesce(%(now)s::timestamptz, now()),
+        duration = extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - r.started_at)
     FROM job
     WHERE r.id = %(run)s AND r.job_id = job.id
 ), wake AS (
-    SELECT pg_notify(%(channel)s, '') FROM job WHERE job.status = 'pending' AND job.run_at <= {now}
+    SELECT pg_notify(%(channel)s, '') FROM job
+    WHERE job.status = 'pending' AND job.run_at <= coalesce(%(now)s::timestamptz, now())
 )
 SELECT job.*, (SELECT count(*) FROM wake) AS notified FROM job
 
@@ -436,9 +536,10 @@ SELECT count(*) FROM job
 
 -- lock_expired_jobs --
 -- Pending jobs past their expiry, locked for `expire_jobs`.
-SELECT id, expires_at, {now} AS now
+SELECT id, expires_at, coalesce(%(now)s::timestamptz, now()) AS now
 FROM {schema}.jobs
-WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= {now}
+WHERE status = 'pending' AND expires_at IS NOT NULL
+  AND expires_at <= coalesce(%(now)s::timestamptz, now())
 ORDER BY expires_at, seq
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
@@ -446,7 +547,8 @@ FOR UPDATE SKIP LOCKED
 -- apply_expiry --
 -- Dead-letter the expired jobs locked by `lock_expired_jobs`, each with its reason.
 UPDATE {schema}.jobs AS j
-SET status = 'failed', finished_at = {now}, dead_lettered = true, fail_reason = e.reason,
+SET status = 'failed', finished_at = coalesce(%(now)s::timestamptz, now()), dead_lettered = true,
+    fail_reason = e.reason,
     failure_kind = 'expired'
 FROM unnest(%(ids)s::text[], %(reasons)s::text[]) AS e(id, reason)
 WHERE j.id = e.id AND j.status = 'pending'
@@ -460,17 +562,18 @@ SELECT pg_notify(%(channel)s, '')
 -- Insert the lock, or take it over once expired, in one statement: two acquirers racing for
 -- the same expired lock serialize on its row, and only the first still sees it expired.
 INSERT INTO {schema}.locks AS l (name, owner, token, acquired_at, expires_at)
-VALUES (%(name)s, %(owner)s, %(token)s, {now}, {now} + %(ttl)s)
+VALUES (%(name)s, %(owner)s, %(token)s, coalesce(%(now)s::timestamptz, now()),
+        coalesce(%(now)s::timestamptz, now()) + %(ttl)s)
 ON CONFLICT (name) DO UPDATE
 SET owner = excluded.owner, token = excluded.token, acquired_at = excluded.acquired_at,
     expires_at = excluded.expires_at
-WHERE l.expires_at <= {now}
+WHERE l.expires_at <= coalesce(%(now)s::timestamptz, now())
 RETURNING token
 
 -- renew_lock --
 -- Extend a lock that this token still holds and that has not expired.
-UPDATE {schema}.locks SET expires_at = {now} + %(ttl)s
-WHERE name = %(name)s AND token = %(token)s AND expires_at > {now}
+UPDATE {schema}.locks SET expires_at = coalesce(%(now)s::timestamptz, now()) + %(ttl)s
+WHERE name = %(name)s AND token = %(token)s AND expires_at > coalesce(%(now)s::timestamptz, now())
 
 -- release_lock --
 -- Free the lock if this token holds it.
@@ -479,13 +582,14 @@ DELETE FROM {schema}.locks WHERE name = %(name)s AND token = %(token)s
 -- get_lock --
 -- The lock's holder, unless it has expired.
 SELECT name, owner, expires_at, acquired_at FROM {schema}.locks
-WHERE name = %(name)s AND expires_at > {now}
+WHERE name = %(name)s AND expires_at > coalesce(%(now)s::timestamptz, now())
 
 -- heartbeat_worker --
 -- Register the worker or refresh its heartbeat (a pruned worker registers again), with the
 -- deadline the worker chose for itself (now + its ttl).
 INSERT INTO {schema}.workers (name, first_seen, last_heartbeat, is_leader, running, expires_at)
-VALUES (%(name)s, {now}, {now}, %(leader)s, %(running)s, {now} + %(ttl)s)
+VALUES (%(name)s, coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()),
+        %(leader)s, %(running)s, coalesce(%(now)s::timestamptz, now()) + %(ttl)s)
 ON CONFLICT (name) DO UPDATE
 SET last_heartbeat = excluded.last_heartbeat, is_leader = excluded.is_leader,
     running = excluded.running, expires_at = excluded.expires_at
@@ -513,12 +617,13 @@ ORDER BY w.name
 -- lease.
 WITH gone AS (
     DELETE FROM {schema}.workers
-    WHERE coalesce(expires_at, last_heartbeat + %(default_ttl)s) < {now}
+    WHERE coalesce(expires_at, last_heartbeat + %(default_ttl)s)
+          < coalesce(%(now)s::timestamptz, now())
     RETURNING name
 ), ended AS (
-    UPDATE {schema}.jobs SET lock_expires_at = {now}
+    UPDATE {schema}.jobs SET lock_expires_at = coalesce(%(now)s::timestamptz, now())
     WHERE status = 'running' AND worker IN (SELECT name FROM gone)
-      AND lock_expires_at > {now}
+      AND lock_expires_at > coalesce(%(now)s::timestamptz, now())
 )
 SELECT name FROM gone ORDER BY name
 
@@ -536,7 +641,8 @@ INSERT INTO {schema}.scheduled_jobs (
     priority, max_retries, backoff_strategy, retry_delay, max_retry_delay
 )
 VALUES (%(id)s, %(name)s, %(type)s, %(data)s::json, %(kind)s, %(value)s, %(zone)s,
-        %(enabled)s, %(overlap)s, %(next)s, {now}, {now},
+        %(enabled)s, %(overlap)s, %(next)s, coalesce(%(now)s::timestamptz, now()),
+        coalesce(%(now)s::timestamptz, now()),
         %(priority)s, %(max_retries)s, %(backoff)s, %(retry_delay)s, %(max_retry_delay)s)
 ON CONFLICT (name) DO NOTHING
 RETURNING id
@@ -548,7 +654,7 @@ SET type = %(type)s, data = %(data)s::json, schedule_type = %(kind)s, schedule_v
     time_zone = %(zone)s, next_run_at = %(next)s, enabled = %(enabled)s,
     allow_overlap = %(overlap)s, priority = %(priority)s, max_retries = %(max_retries)s,
     backoff_strategy = %(backoff)s, retry_delay = %(retry_delay)s,
-    max_retry_delay = %(max_retry_delay)s, updated_at = {now}
+    max_retry_delay = %(max_retry_delay)s, updated_at = coalesce(%(now)s::timestamptz, now())
 WHERE id = %(id)s
 
 -- touch_schedule --
@@ -557,7 +663,8 @@ WHERE id = %(id)s
 UPDATE {schema}.scheduled_jobs
 SET enabled = %(enabled)s, schedule_value = %(value)s, allow_overlap = %(overlap)s,
     priority = %(priority)s, max_retries = %(max_retries)s, backoff_strategy = %(backoff)s,
-    retry_delay = %(retry_delay)s, max_retry_delay = %(max_retry_delay)s, updated_at = {now}
+    retry_delay = %(retry_delay)s, max_retry_delay = %(max_retry_delay)s,
+    updated_at = coalesce(%(now)s::timestamptz, now())
 WHERE id = %(id)s
 
 -- get_schedule --
@@ -570,7 +677,8 @@ SELECT * FROM {schema}.scheduled_jobs ORDER BY name
 
 -- set_schedule_enabled --
 -- Enable or disable a schedule.
-UPDATE {schema}.scheduled_jobs SET enabled = %(enabled)s, updated_at = {now}
+UPDATE {schema}.scheduled_jobs
+SET enabled = %(enabled)s, updated_at = coalesce(%(now)s::timestamptz, now())
 WHERE name = %(name)s
 
 -- delete_schedule --
@@ -580,14 +688,16 @@ DELETE FROM {schema}.scheduled_jobs WHERE name = %(name)s
 -- due_schedules --
 -- The store's now, the earliest future due time, and the due schedules oldest first, in one
 -- statement (one row with NULL schedule columns when none is due).
-SELECT {now} AS now_,
+SELECT coalesce(%(now)s::timestamptz, now()) AS now_,
        (SELECT min(next_run_at) FROM {schema}.scheduled_jobs
-        WHERE enabled AND next_run_at IS NOT NULL AND next_run_at > {now}) AS next_due_,
+        WHERE enabled AND next_run_at IS NOT NULL
+          AND next_run_at > coalesce(%(now)s::timestamptz, now())) AS next_due_,
        s.*
 FROM (SELECT) AS one
 LEFT JOIN LATERAL (
     SELECT * FROM {schema}.scheduled_jobs
-    WHERE enabled AND next_run_at IS NOT NULL AND next_run_at <= {now}
+    WHERE enabled AND next_run_at IS NOT NULL
+      AND next_run_at <= coalesce(%(now)s::timestamptz, now())
     ORDER BY next_run_at, name
     LIMIT %(limit)s
 ) AS s ON true
@@ -596,7 +706,8 @@ LEFT JOIN LATERAL (
 -- Compare and set on next_run_at. The UPDATE locks the schedule row until commit, so of two
 -- nodes acting on the same tick (both believing they lead) exactly one moves it.
 UPDATE {schema}.scheduled_jobs
-SET next_run_at = %(next)s, enabled = enabled AND NOT %(disable)s, updated_at = {now}
+SET next_run_at = %(next)s, enabled = enabled AND NOT %(disable)s,
+    updated_at = coalesce(%(now)s::timestamptz, now())
 WHERE id = %(id)s AND next_run_at = %(expected)s
 RETURNING id
 
@@ -615,7 +726,8 @@ UPDATE {schema}.scheduled_jobs SET last_scheduled_at = %(fire_at)s WHERE id = %(
 -- Persist log entries in order, stamped with the store's clock. Entries of unknown jobs are
 -- dropped (a purged job's late log line).
 INSERT INTO {schema}.job_logs (job_id, run_id, "timestamp", level, message, metadata)
-SELECT e.job_id, e.run_id, {now}, e.level, e.message, e.metadata::json
+SELECT e.job_id, e.run_id, coalesce(%(now)s::timestamptz, now()), e.level, e.message,
+       e.metadata::json
 FROM unnest(%(jobs)s::text[], %(runs)s::text[], %(levels)s::text[], %(messages)s::text[],
             %(metadata)s::text[]) WITH ORDINALITY AS e(job_id, run_id, level, message, metadata, n)
 WHERE EXISTS (SELECT 1 FROM {schema}.jobs AS j WHERE j.id = e.job_id)
@@ -643,7 +755,8 @@ FROM {schema}.job_runs WHERE status = 'completed' GROUP BY job_type
 
 -- run_stats --
 -- Runs per type, status, duration bucket and failure kind, with their retries: one pass over
--- the runs, for a metrics scrape (lease losses are the failed runs of kind lease_expired). `%(n)s - width_bucket(-duration, negated bounds)` counts
+-- the runs, for a metrics scrape (lease losses are the failed runs of kind lease_expired).
+-- `%(n)s - width_bucket(-duration, negated bounds)` counts
 -- the bounds below the duration: the index of the first bound >= it, as Prometheus' `le`.
 SELECT job_type, status,
        CASE WHEN duration IS NULL THEN NULL
@@ -662,3 +775,36 @@ SELECT floor(extract(epoch FROM finished_at - %(since)s) * 1000000 / %(width)s::
        status, count(*) AS n
 FROM {schema}.jobs WHERE finished_at >= %(since)s
 GROUP BY bucket, status ORDER BY bucket, status
+
+-- ---- migrations (_migrate.py) ---------------------------------------------------------------
+
+-- migrations_table_exists --
+-- Whether the schema has a migrations table yet (was in `_migrate.current_version`). The name
+-- is parsed as SQL: `_migrate._regclass` quotes the schema.
+SELECT to_regclass(%(table)s) IS NOT NULL
+
+-- current_version --
+-- The newest migration recorded in the schema.
+SELECT coalesce(max(version), 0) FROM {schema}.timecrisis_migrations
+
+-- lock_migrations --
+-- Migrations of one schema run one at a time, whichever node starts them (held to commit).
+SELECT pg_advisory_xact_lock(%(key)s)
+
+-- schema_exists --
+-- Whether the store's schema exists (was in `_migrate.migrate`).
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s)
+
+-- create_schema --
+-- The store's schema, made by the first migration run.
+CREATE SCHEMA {schema}
+
+-- create_migrations_table --
+-- The record of applied migrations.
+CREATE TABLE IF NOT EXISTS {schema}.timecrisis_migrations (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()
+)
+
+-- record_migration --
+-- A migration applied.
+INSERT INTO {schema}.timecrisis_migrations (version, name) VALUES (%(version)s, %(name)s)

@@ -39,6 +39,7 @@ from typing import Any
 
 from timecrisis.models import BackoffStrategy, FailureKind, Job
 from timecrisis.storage._common import decide_failure, dump_json, lease_expired_error
+from timecrisis.storage._queries import load_queries
 from timecrisis.storage.base import (
     ClaimedJob,
     ClaimParams,
@@ -51,12 +52,13 @@ from timecrisis.storage.base import (
 from timecrisis.storage.sqlite._rows import (
     JOB_COLUMN_COUNT,
     JOB_COLUMNS,
-    chunks,
-    in_list,
     job_from_row,
+    json_array,
     opt_dt,
     to_us,
 )
+
+Q = load_queries("timecrisis.storage.sqlite")
 
 # ---- claim -----------------------------------------------------------------------------------
 
@@ -69,33 +71,18 @@ _RUN_ID = JOB_COLUMN_COUNT + 2
 # gathered in slices first (see `_candidates`).
 MAX_ARMS = 200
 
-_CLAIM_HEAD = (
-    "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, worker = ?, "
-    "lock_token = timecrisis_new_id(), lock_expires_at = ?, run_id = timecrisis_new_id(), "
-    "cancel_requested = 0, cancel_terminate = 0 "
-)
-_CLAIM_RETURNING = f" RETURNING {JOB_COLUMNS}, seq, lock_token, run_id"
-# One type's claimable queue head. `status = 'pending'` is a literal so the partial index
-# applies; the expiry test keeps jobs past `expires_at` for `expire_jobs` to dead-letter.
-_ARM = (
-    "SELECT * FROM (SELECT seq, priority FROM jobs INDEXED BY jobs_pending_queue "
-    "WHERE status = 'pending' AND type = ? "
-    "AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?) "
-    "ORDER BY priority DESC, seq LIMIT ?)"
-)
-_INSERT_RUN = (
-    "INSERT INTO job_runs (id, job_id, job_type, attempt, status, worker, started_at) "
-    "VALUES (?, ?, ?, ?, 'running', ?, ?)"
-)
 
-
-@functools.lru_cache(maxsize=64)
-def _heads(arms: int) -> str:
-    """The merged queue heads of `arms` types, best first (args: per arm type, now, now,
-    quota; then the overall limit)."""
-    return (
-        f"SELECT seq FROM ({' UNION ALL '.join([_ARM] * arms)}) ORDER BY priority DESC, seq LIMIT ?"
-    )
+@functools.lru_cache(maxsize=128)
+def _merge_heads(name: str, arms: int) -> str:
+    """Statement `name` of queries.sql with its one queue-head arm (`claim_queue_head`) repeated
+    `arms` times, UNION ALL (args: per arm type, now, now, quota). The only SQL assembled at
+    run time in the claim: SQLite has no LATERAL join, so one index range per type of a list
+    needs one arm per type; a statement text per arm count keeps the statement cache warm."""
+    arm = Q["claim_queue_head"]
+    statement = Q[name]
+    if statement.count(arm) != 1:  # pragma: no cover - a queries.sql edit out of step
+        raise AssertionError(f"queries.sql: {name!r} must hold claim_queue_head exactly once")
+    return statement.replace(arm, "\nUNION ALL\n".join([arm] * arms))
 
 
 def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> list[ClaimedJob]:
@@ -109,23 +96,20 @@ def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> 
     head = [now_us, params.worker, to_us(lease_expires_at)]
     if len(quotas) <= MAX_ARMS:
         arms = [arg for job_type, quota in quotas for arg in (job_type, now_us, now_us, quota)]
-        sql = f"{_CLAIM_HEAD} WHERE seq IN ({_heads(len(quotas))}){_CLAIM_RETURNING}"
+        sql = _merge_heads("claim_jobs", len(quotas))
         rows = conn.execute(sql, [*head, *arms, params.limit]).fetchall()
     else:
         seqs = _candidates(conn, quotas, params.limit, now_us)
         if not seqs:
             return []
-        marks, padded = in_list(seqs)
-        rows = conn.execute(
-            f"{_CLAIM_HEAD} WHERE seq IN {marks}{_CLAIM_RETURNING}", [*head, *padded]
-        ).fetchall()
+        rows = conn.execute(Q["claim_jobs_by_seq"], [*head, json_array(seqs)]).fetchall()
     # RETURNING comes in no promised order; callers get the claim order.
     rows.sort(key=lambda row: (-row[_PRIORITY], row[_SEQ]))
     claimed = [
         ClaimedJob(job_from_row(row), row[_TOKEN], row[_RUN_ID], lease_expires_at) for row in rows
     ]
     conn.executemany(
-        _INSERT_RUN,
+        Q["insert_run"],
         [(c.run_id, c.job.id, c.job.type, c.job.attempts, params.worker, now_us) for c in claimed],
     )
     return claimed
@@ -134,16 +118,9 @@ def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> 
 def _quotas(conn: sqlite3.Connection, params: ClaimParams) -> list[tuple[str, int]]:
     """(type, how many jobs of it this claim may take), for every type with a free slot."""
     limited = [job_type for job_type, cap in params.type_limits.items() if cap is not None]
-    running: dict[str, int] = {}
-    for chunk in chunks(limited):
-        marks, args = in_list(chunk)
-        running.update(
-            conn.execute(
-                "SELECT type, count(*) FROM jobs INDEXED BY jobs_type_status "
-                f"WHERE status = 'running' AND type IN {marks} GROUP BY type",
-                args,
-            ).fetchall()
-        )
+    running: dict[str, int] = dict(
+        conn.execute(Q["quotas_running"], (json_array(limited),)).fetchall()
+    )
     quotas = []
     for job_type, cap in params.type_limits.items():
         free = params.limit if cap is None else min(params.limit, cap - running.get(job_type, 0))
@@ -161,10 +138,7 @@ def _candidates(
     for start in range(0, len(quotas), MAX_ARMS):
         part = quotas[start : start + MAX_ARMS]
         arms = [arg for job_type, quota in part for arg in (job_type, now_us, now_us, quota)]
-        sql = (
-            f"SELECT seq, priority FROM ({' UNION ALL '.join([_ARM] * len(part))}) "
-            "ORDER BY priority DESC, seq LIMIT ?"
-        )
+        sql = _merge_heads("claim_candidates", len(part))
         found.extend(conn.execute(sql, [*arms, limit]).fetchall())
     found.sort(key=lambda seq_priority: (-seq_priority[1], seq_priority[0]))
     return [seq for seq, _ in found[:limit]]
@@ -184,14 +158,10 @@ class _Claim:
 def _current_claims(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, _Claim]:
     """The claims held right now on the running jobs among `job_ids`."""
     claims: dict[str, _Claim] = {}
-    for chunk in chunks(list(dict.fromkeys(job_ids))):
-        marks, args = in_list(chunk)
-        for job_id, token, run_id, cancel, terminate in conn.execute(
-            "SELECT id, lock_token, run_id, cancel_requested, cancel_terminate FROM jobs "
-            f"WHERE id IN {marks} AND status = 'running'",
-            args,
-        ):
-            claims[job_id] = _Claim(token, run_id, bool(cancel), bool(cancel and terminate))
+    for job_id, token, run_id, cancel, terminate in conn.execute(
+        Q["current_claims"], (json_array(dict.fromkeys(job_ids)),)
+    ):
+        claims[job_id] = _Claim(token, run_id, bool(cancel), bool(cancel and terminate))
     return claims
 
 
@@ -212,7 +182,7 @@ def renew_claims(
     valid = {ref.job_id: claim for ref in refs if (claim := _take(claims, ref)) is not None}
     lease_us = to_us(now + lease_ttl)
     conn.executemany(
-        "UPDATE jobs SET lock_expires_at = ? WHERE id = ?",
+        Q["renew_claims"],
         [(lease_us, job_id) for job_id in valid],
     )
     return RenewResult(
@@ -243,15 +213,11 @@ def complete_jobs(
         runs.append((now_us, now_us, claim.run_id))
         finished.append(now)
     conn.executemany(
-        "UPDATE jobs SET status = ?, finished_at = ?, result = ?, "
-        "progress = CASE WHEN ? THEN progress ELSE 100 END, "
-        "lock_token = NULL, lock_expires_at = NULL, run_id = NULL, cancel_requested = 0 "
-        "WHERE id = ?",
+        Q["complete_jobs"],
         jobs,
     )
     conn.executemany(
-        "UPDATE job_runs SET status = 'completed', finished_at = ?, "
-        "duration = (? - started_at) / 1e6, progress = 100 WHERE id = ?",
+        Q["complete_job_runs"],
         runs,
     )
     return finished
@@ -275,21 +241,16 @@ def release_jobs(conn: sqlite3.Connection, refs: Sequence[ClaimRef], now: dateti
             runs.append((now_us, now_us, claim.run_id))
     # Graceful stop: the attempt is given back and `run_at` is left as it was.
     conn.executemany(
-        "UPDATE jobs SET status = 'pending', attempts = attempts - 1, worker = NULL, "
-        "lock_token = NULL, lock_expires_at = NULL, run_id = NULL, cancel_requested = 0 "
-        "WHERE id = ?",
+        Q["release_jobs"],
         jobs,
     )
     # Cancel is final: a job asked to stop is not given back, it ends here (the attempt ran).
     conn.executemany(
-        "UPDATE jobs SET status = 'canceled', finished_at = ?, lock_token = NULL, "
-        "lock_expires_at = NULL, run_id = NULL, cancel_requested = 0, cancel_terminate = 0 "
-        "WHERE id = ?",
+        Q["release_canceled_jobs"],
         canceled,
     )
     conn.executemany(
-        "UPDATE job_runs SET status = 'released', finished_at = ?, "
-        "duration = (? - started_at) / 1e6 WHERE id = ?",
+        Q["release_job_runs"],
         runs,
     )
     return released
@@ -303,56 +264,28 @@ def snooze_job(
     if claim is None:
         return None
     now_us = to_us(now)
-    conn.execute(
-        "UPDATE job_runs SET status = 'released', finished_at = ?, "
-        "duration = (? - started_at) / 1e6 WHERE id = ?",
-        (now_us, now_us, claim.run_id),
-    )
+    conn.execute(Q["release_job_runs"], (now_us, now_us, claim.run_id))
     if claim.cancel_requested:  # cancel is final: it ran, and it ends here
-        row = conn.execute(
-            "UPDATE jobs SET status = 'canceled', finished_at = ?, lock_token = NULL, "
-            "lock_expires_at = NULL, run_id = NULL, cancel_requested = 0, cancel_terminate = 0 "
-            f"WHERE id = ? RETURNING {JOB_COLUMNS}",
-            (now_us, ref.job_id),
-        ).fetchone()
+        row = conn.execute(Q["snooze_canceled_job"], (now_us, ref.job_id)).fetchone()
     else:  # a snooze is not charged
-        row = conn.execute(
-            "UPDATE jobs SET status = 'pending', attempts = attempts - 1, run_at = ?, "
-            "worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL, "
-            f"cancel_requested = 0 WHERE id = ? RETURNING {JOB_COLUMNS}",
-            (to_us(now + delay), ref.job_id),
-        ).fetchone()
+        row = conn.execute(Q["snooze_job"], (to_us(now + delay), ref.job_id)).fetchone()
     job: Job = job_from_row(row)
     return job
 
 
 def update_progress(conn: sqlite3.Connection, ref: ClaimRef, percent: float) -> bool:
-    row = conn.execute(
-        "UPDATE jobs SET progress = ? WHERE id = ? AND lock_token = ? AND status = 'running' "
-        "RETURNING run_id",
-        (percent, ref.job_id, ref.token),
-    ).fetchone()
+    row = conn.execute(Q["update_progress"], (percent, ref.job_id, ref.token)).fetchone()
     if row is None:
         return False
-    conn.execute("UPDATE job_runs SET progress = ? WHERE id = ?", (percent, row[0]))
+    conn.execute(Q["update_run_progress"], (percent, row[0]))
     return True
 
 
 # ---- failures --------------------------------------------------------------------------------
 
-# What `_common.decide_failure` needs, plus the claim it ends.
-_FAILURE_COLUMNS = (
-    "seq, run_id, worker, lock_expires_at, attempts, max_retries, backoff_strategy, "
-    "retry_delay, max_retry_delay, expires_at, cancel_requested"
-)
-
 
 def fail_job(conn: sqlite3.Connection, failure: Failure, now: datetime) -> FailOutcome | None:
-    row = conn.execute(
-        f"SELECT {_FAILURE_COLUMNS} FROM jobs WHERE id = ? AND lock_token = ? "
-        "AND status = 'running'",
-        (failure.ref.job_id, failure.ref.token),
-    ).fetchone()
+    row = conn.execute(Q["fail_job"], (failure.ref.job_id, failure.ref.token)).fetchone()
     if row is None:
         return None
     return _fail_attempt(
@@ -374,11 +307,7 @@ def recover_expired_leases(
     clearing the token in the same write kills the old claim."""
     if limit <= 0:
         return []
-    rows = conn.execute(
-        f"SELECT {_FAILURE_COLUMNS} FROM jobs INDEXED BY jobs_running_lease "
-        "WHERE status = 'running' AND lock_expires_at <= ? ORDER BY lock_expires_at, seq LIMIT ?",
-        (to_us(now), limit),
-    ).fetchall()
+    rows = conn.execute(Q["recover_expired_leases"], (to_us(now), limit)).fetchall()
     return [
         _fail_attempt(
             conn,
@@ -422,24 +351,18 @@ def _fail_attempt(
     )
     now_us = to_us(now)
     conn.execute(
-        "UPDATE job_runs SET status = 'failed', finished_at = ?, "
-        "duration = (? - started_at) / 1e6, error = ?, traceback = ?, failure_kind = ? "
-        "WHERE id = ?",
+        Q["fail_attempt_run"],
         (now_us, now_us, error, traceback, kind.value, run_id),
     )
     if decision.will_retry:
         assert decision.run_at is not None
         updated = conn.execute(
-            "UPDATE jobs SET status = 'pending', run_at = ?, fail_reason = ?, failure_kind = ?, "
-            "worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL, "
-            f"cancel_requested = 0 WHERE seq = ? RETURNING {JOB_COLUMNS}",
+            Q["fail_attempt_retry"],
             (to_us(decision.run_at), decision.fail_reason, kind.value, seq),
         ).fetchone()
     else:
         updated = conn.execute(
-            "UPDATE jobs SET status = ?, finished_at = ?, fail_reason = ?, failure_kind = ?, "
-            "dead_lettered = ?, lock_token = NULL, lock_expires_at = NULL, run_id = NULL, "
-            f"cancel_requested = 0, cancel_terminate = 0 WHERE seq = ? RETURNING {JOB_COLUMNS}",
+            Q["fail_attempt_final"],
             (
                 "canceled" if decision.canceled else "failed",
                 now_us,

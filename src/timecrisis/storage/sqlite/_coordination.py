@@ -12,15 +12,11 @@ from datetime import datetime, timedelta
 
 from timecrisis.models import WorkerInfo
 from timecrisis.storage._common import new_id
+from timecrisis.storage._queries import load_queries
 from timecrisis.storage.base import DEFAULT_WORKER_TTL, LockInfo
-from timecrisis.storage.sqlite._rows import (
-    WORKER_COLUMNS,
-    chunks,
-    from_us,
-    in_list,
-    to_us,
-    worker_from_row,
-)
+from timecrisis.storage.sqlite._rows import from_us, json_array, to_us, worker_from_row
+
+Q = load_queries("timecrisis.storage.sqlite")
 
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -32,14 +28,12 @@ def acquire_lock(
 ) -> str | None:
     """Not re-entrant: a live lock is refused whoever asks, its owner included."""
     now_us = to_us(now)
-    row = conn.execute("SELECT expires_at FROM locks WHERE name = ?", (name,)).fetchone()
+    row = conn.execute(Q["acquire_lock_expiry"], (name,)).fetchone()
     if row is not None and row[0] > now_us:
         return None
     token = new_id()
     conn.execute(
-        "INSERT INTO locks (name, owner, token, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = excluded.token, "
-        "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+        Q["acquire_lock"],
         (name, owner, token, now_us, to_us(now + ttl)),
     )
     return token
@@ -48,23 +42,17 @@ def acquire_lock(
 def renew_lock(
     conn: sqlite3.Connection, name: str, token: str, ttl: timedelta, now: datetime
 ) -> bool:
-    cursor = conn.execute(
-        "UPDATE locks SET expires_at = ? WHERE name = ? AND token = ? AND expires_at > ?",
-        (to_us(now + ttl), name, token, to_us(now)),
-    )
+    cursor = conn.execute(Q["renew_lock"], (to_us(now + ttl), name, token, to_us(now)))
     return cursor.rowcount == 1
 
 
 def release_lock(conn: sqlite3.Connection, name: str, token: str) -> bool:
-    cursor = conn.execute("DELETE FROM locks WHERE name = ? AND token = ?", (name, token))
+    cursor = conn.execute(Q["release_lock"], (name, token))
     return cursor.rowcount == 1
 
 
 def get_lock(conn: sqlite3.Connection, name: str, now: datetime) -> LockInfo | None:
-    row = conn.execute(
-        "SELECT name, owner, expires_at, acquired_at FROM locks WHERE name = ? AND expires_at > ?",
-        (name, to_us(now)),
-    ).fetchone()
+    row = conn.execute(Q["get_lock"], (name, to_us(now))).fetchone()
     return None if row is None else LockInfo(row[0], row[1], from_us(row[2]), from_us(row[3]))
 
 
@@ -83,29 +71,20 @@ def heartbeat_worker(
     writes its own deadline (now + its `ttl`)."""
     now_us = to_us(now)
     conn.execute(
-        f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (name) DO UPDATE SET last_heartbeat = excluded.last_heartbeat, "
-        "is_leader = excluded.is_leader, running = excluded.running, "
-        "expires_at = excluded.expires_at",
+        Q["heartbeat_worker"],
         (name, now_us, now_us, is_leader, running, to_us(now + ttl)),
     )
 
 
 def remove_worker(conn: sqlite3.Connection, name: str) -> None:
-    conn.execute("DELETE FROM workers WHERE name = ?", (name,))
+    conn.execute(Q["remove_worker"], (name,))
 
 
 def list_workers(conn: sqlite3.Connection) -> list[WorkerInfo]:
     """`running` is counted from the jobs table now, not the count the worker sent with its last
     heartbeat (up to a heartbeat interval old). One statement: the running jobs (few, one
     equality range of an index) are grouped once and joined to the roster."""
-    rows = conn.execute(
-        "SELECT w.name, w.first_seen, w.last_heartbeat, w.is_leader, coalesce(r.n, 0), "
-        "w.expires_at "
-        "FROM workers AS w LEFT JOIN ("
-        "SELECT worker, count(*) AS n FROM jobs WHERE status = 'running' GROUP BY worker"
-        ") AS r ON r.worker = w.name ORDER BY w.name"
-    )
+    rows = conn.execute(Q["list_workers"])
     return [worker_from_row(row) for row in rows]
 
 
@@ -116,17 +95,12 @@ def prune_workers(conn: sqlite3.Connection, now: datetime) -> list[str]:
     names = [
         row[0]
         for row in conn.execute(
-            "DELETE FROM workers WHERE coalesce(expires_at, last_heartbeat + ?) < ? RETURNING name",
+            Q["prune_workers"],
             (DEFAULT_WORKER_TTL // _MICROSECOND, now_us),
         )
     ]
     # End the leases of their jobs now (an earlier expiry is kept), so the reaper recovers
     # them at its next pass instead of waiting out the TTL.
-    for chunk in chunks(names):
-        marks, args = in_list(chunk)
-        conn.execute(
-            "UPDATE jobs SET lock_expires_at = ? WHERE status = 'running' "
-            f"AND lock_expires_at > ? AND worker IN {marks}",
-            (now_us, now_us, *args),
-        )
+    if names:
+        conn.execute(Q["prune_workers_end_leases"], (now_us, now_us, json_array(names)))
     return sorted(names)

@@ -14,21 +14,12 @@ from datetime import datetime, timedelta
 
 from timecrisis.models import JobLog, JobRun, JobStatus, Metrics, TypeMetrics
 from timecrisis.storage._common import average_seconds, dump_json
-from timecrisis.storage._run_stats import (
-    INFINITE_BUCKET,
-    RunStatsBuilder,
-    bucket_microseconds,
-    require_aware,
-)
+from timecrisis.storage._queries import load_queries
+from timecrisis.storage._run_stats import RunStatsBuilder, bucket_microseconds, require_aware
 from timecrisis.storage.base import RUN_DURATION_BUCKETS, FinishedCount, NewLogEntry, RunStats
-from timecrisis.storage.sqlite._rows import (
-    LOG_COLUMNS,
-    RUN_COLUMNS,
-    from_us,
-    log_from_row,
-    run_from_row,
-    to_us,
-)
+from timecrisis.storage.sqlite._rows import from_us, log_from_row, run_from_row, to_us
+
+Q = load_queries("timecrisis.storage.sqlite")
 
 
 def append_logs(conn: sqlite3.Connection, entries: Sequence[NewLogEntry], now: datetime) -> None:
@@ -47,25 +38,16 @@ def append_logs(conn: sqlite3.Connection, entries: Sequence[NewLogEntry], now: d
         )
         for e in entries
     ]
-    conn.executemany(
-        f"INSERT INTO job_logs ({LOG_COLUMNS}) SELECT ?, ?, ?, ?, ?, ? "
-        "WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?)",
-        rows,
-    )
+    conn.executemany(Q["append_logs"], rows)
 
 
 def get_job_runs(conn: sqlite3.Connection, job_id: str) -> list[JobRun]:
-    rows = conn.execute(
-        f"SELECT {RUN_COLUMNS} FROM job_runs WHERE job_id = ? ORDER BY seq", (job_id,)
-    )
+    rows = conn.execute(Q["get_job_runs"], (job_id,))
     return [run_from_row(row) for row in rows]
 
 
 def get_job_logs(conn: sqlite3.Connection, job_id: str) -> list[JobLog]:
-    rows = conn.execute(
-        f"SELECT {LOG_COLUMNS} FROM job_logs WHERE job_id = ? ORDER BY timestamp, seq",
-        (job_id,),
-    )
+    rows = conn.execute(Q["get_job_logs"], (job_id,))
     return [log_from_row(row) for row in rows]
 
 
@@ -74,18 +56,13 @@ _COUNTED = ("running", "pending", "completed", "failed", "canceled", "dead_lette
 
 def get_metrics(conn: sqlite3.Connection) -> Metrics:
     counts: dict[str, dict[str, int]] = {}
-    for job_type, status, count, dead in conn.execute(
-        "SELECT type, status, count(*), total(dead_lettered) FROM jobs GROUP BY type, status"
-    ):
+    for job_type, status, count, dead in conn.execute(Q["job_counts"]):
         per_type = counts.setdefault(job_type, dict.fromkeys(_COUNTED, 0))
         per_type[status] = count
         per_type["dead_letter"] += int(dead)
     durations: dict[str, tuple[int, int]] = {
         job_type: (int(total_us), runs)
-        for job_type, total_us, runs in conn.execute(
-            "SELECT job_type, total(round(duration * 1000000)), count(*) FROM job_runs "
-            "WHERE status = 'completed' GROUP BY job_type"
-        )
+        for job_type, total_us, runs in conn.execute(Q["run_durations"])
     }
     types: dict[str, TypeMetrics] = {}
     for job_type in sorted(counts.keys() | durations.keys()):
@@ -103,22 +80,9 @@ def get_metrics(conn: sqlite3.Connection) -> Metrics:
     )
 
 
-# The run's histogram bucket, as `_run_stats.duration_bucket` computes it (bounds inclusive).
-_BUCKET_CASE = (
-    "CASE WHEN duration IS NULL THEN NULL "
-    + " ".join(f"WHEN duration <= ? THEN {i}" for i in range(INFINITE_BUCKET))
-    + f" ELSE {INFINITE_BUCKET} END"
-)
-
-
 def get_run_stats(conn: sqlite3.Connection) -> list[RunStats]:
     builder = RunStatsBuilder()
-    rows = conn.execute(
-        f"SELECT job_type, status, {_BUCKET_CASE} AS bucket, failure_kind, count(*), "
-        "total(attempt > 1), total(round(duration * 1000000)) FROM job_runs "
-        "GROUP BY job_type, status, bucket, failure_kind",
-        RUN_DURATION_BUCKETS,
-    )
+    rows = conn.execute(Q["get_run_stats"], RUN_DURATION_BUCKETS)
     for job_type, status, bucket, kind, runs, retries, duration_sum_us in rows:
         builder.add(
             job_type,
@@ -138,13 +102,7 @@ def count_finished_jobs(
     require_aware(since)
     width = bucket_microseconds(bucket)
     since_us = to_us(since)
-    rows = conn.execute(
-        "SELECT (finished_at - ?) / ? AS bucket, status, count(*) "
-        "FROM jobs INDEXED BY jobs_finished "
-        "WHERE finished_at IS NOT NULL AND finished_at >= ? "
-        "GROUP BY bucket, status ORDER BY bucket, status",
-        (since_us, width, since_us),
-    )
+    rows = conn.execute(Q["count_finished_jobs"], (since_us, width, since_us))
     return [
         FinishedCount(start=from_us(since_us + index * width), status=JobStatus(status), count=n)
         for index, status, n in rows

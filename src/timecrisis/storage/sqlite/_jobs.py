@@ -19,34 +19,18 @@ from timecrisis.storage._common import (
     resolve_expires_at,
     resolve_run_at,
 )
+from timecrisis.storage._queries import load_queries
 from timecrisis.storage.base import CancelOutcome, InsertResult, JobQuery, NewJob, PurgeParams
 from timecrisis.storage.sqlite._rows import (
-    JOB_COLUMNS,
-    chunks,
     fetch_jobs,
     from_us,
-    in_list,
     job_from_row,
+    json_array,
     opt_us,
     to_us,
 )
 
-_INSERT = (
-    "INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy, "
-    "retry_delay, max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, "
-    "run_at, expires_at, created_at, headers) "
-    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-# A job whose unique key or schedule tick is already held is skipped, not an error; the
-# conflict targets repeat the partial indexes' WHERE so SQLite matches them. A duplicate `id`
-# still raises (no target covers it): that is a caller bug, and the whole batch is refused.
-_INSERT_UNLESS_HELD = (
-    _INSERT
-    + " ON CONFLICT (type, unique_key)"
-    + " WHERE unique_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING"
-    + " ON CONFLICT (scheduled_job_id, schedule_fire_at)"
-    + " WHERE scheduled_job_id IS NOT NULL DO NOTHING"
-)
+Q = load_queries("timecrisis.storage.sqlite")
 
 
 def insert_jobs(
@@ -57,9 +41,9 @@ def insert_jobs(
     now_us = to_us(now)
     rows = [_insert_args(job, now, now_us) for job in jobs]  # every ValueError before a write
     if not any(job.unique_key is not None or job.scheduled_job_id is not None for job in jobs):
-        conn.executemany(_INSERT, rows)
+        conn.executemany(Q["insert_jobs"], rows)
         return [InsertResult(job.id, True) for job in jobs]
-    conn.executemany(_INSERT_UNLESS_HELD, rows)
+    conn.executemany(Q["insert_jobs_unless_held"], rows)
     inserted = _existing_ids(conn, [job.id for job in jobs])
     return [
         InsertResult(job.id, True)
@@ -91,13 +75,7 @@ def _insert_args(job: NewJob, now: datetime, now_us: int) -> tuple[Any, ...]:
 
 
 def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in chunks(ids):
-        marks, args = in_list(chunk)
-        found.update(
-            row[0] for row in conn.execute(f"SELECT id FROM jobs WHERE id IN {marks}", args)
-        )
-    return found
+    return {row[0] for row in conn.execute(Q["existing_ids"], (json_array(ids),))}
 
 
 def _holder(conn: sqlite3.Connection, job: NewJob) -> str:
@@ -106,15 +84,11 @@ def _holder(conn: sqlite3.Connection, job: NewJob) -> str:
     row = None
     if job.scheduled_job_id is not None and job.schedule_fire_at is not None:
         row = conn.execute(
-            "SELECT id FROM jobs WHERE scheduled_job_id = ? AND schedule_fire_at = ?",
+            Q["holder_of_tick"],
             (job.scheduled_job_id, to_us(job.schedule_fire_at)),
         ).fetchone()
     if row is None and job.unique_key is not None:
-        row = conn.execute(
-            "SELECT id FROM jobs WHERE type = ? AND unique_key = ? "
-            "AND status IN ('pending', 'running')",
-            (job.type, job.unique_key),
-        ).fetchone()
+        row = conn.execute(Q["holder_of_unique_key"], (job.type, job.unique_key)).fetchone()
     if row is None:  # pragma: no cover - DO NOTHING skips a row only when one of these holds it
         raise AssertionError(f"job {job.id} was neither inserted nor held by another job")
     holder: str = row[0]
@@ -125,7 +99,7 @@ def _holder(conn: sqlite3.Connection, job: NewJob) -> str:
 
 
 def get_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
-    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = conn.execute(Q["get_job"], (job_id,)).fetchone()
     return None if row is None else job_from_row(row)
 
 
@@ -137,7 +111,7 @@ def list_jobs(conn: sqlite3.Connection, query: JobQuery) -> list[Job]:
     clauses: list[str] = []
     args: list[object] = []
     if query.cursor is not None:
-        row = conn.execute("SELECT seq FROM jobs WHERE id = ?", (query.cursor,)).fetchone()
+        row = conn.execute(Q["list_jobs_cursor"], (query.cursor,)).fetchone()
         if row is None:
             return []
         clauses.append("seq < ?")
@@ -154,12 +128,9 @@ def list_jobs(conn: sqlite3.Connection, query: JobQuery) -> list[Job]:
     if query.dead_lettered is not None:
         # A literal, not a parameter: only then can SQLite use the partial dead-letter index.
         clauses.append("dead_lettered = 1" if query.dead_lettered else "dead_lettered = 0")
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return fetch_jobs(
-        conn,
-        f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT ?",
-        [*args, query.limit],
-    )
+    # The one statement assembled here (queries.sql says why): the set filters join `true`.
+    sql = Q["list_jobs"].replace("WHERE true", " AND ".join(["WHERE true", *clauses]), 1)
+    return fetch_jobs(conn, sql, [*args, query.limit])
 
 
 # ---- operator actions ------------------------------------------------------------------------
@@ -168,50 +139,30 @@ def list_jobs(conn: sqlite3.Connection, query: JobQuery) -> list[Job]:
 def cancel_job(
     conn: sqlite3.Connection, job_id: str, now: datetime, *, terminate: bool = False
 ) -> CancelOutcome:
-    row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = conn.execute(Q["cancel_job"], (job_id,)).fetchone()
     if row is None:
         return "not_found"
     if row[0] == "pending":
-        conn.execute(
-            "UPDATE jobs SET status = 'canceled', finished_at = ? WHERE id = ?",
-            (to_us(now), job_id),
-        )
+        conn.execute(Q["cancel_pending_job"], (to_us(now), job_id))
         return "canceled"
     if row[0] == "running":
         # The worker sees the request through renew_claims and ends the job `canceled`.
         # A later request without `terminate` does not withdraw an earlier one's.
-        conn.execute(
-            "UPDATE jobs SET cancel_requested = 1, cancel_terminate = max(cancel_terminate, ?) "
-            "WHERE id = ?",
-            (int(terminate), job_id),
-        )
+        conn.execute(Q["request_cancel"], (int(terminate), job_id))
         return "cancel_requested"
     return "not_cancellable"
 
 
 def retry_job(conn: sqlite3.Connection, job_id: str, now: datetime) -> bool:
-    row = conn.execute(
-        "SELECT type, unique_key FROM jobs WHERE id = ? AND status IN ('failed', 'canceled')",
-        (job_id,),
-    ).fetchone()
+    row = conn.execute(Q["retry_job_candidate"], (job_id,)).fetchone()
     if row is None:
         return False
     job_type, unique_key = row
     if unique_key is not None:
-        holder = conn.execute(
-            "SELECT 1 FROM jobs WHERE type = ? AND unique_key = ? "
-            "AND status IN ('pending', 'running')",
-            (job_type, unique_key),
-        ).fetchone()
+        holder = conn.execute(Q["retry_job_key_holder"], (job_type, unique_key)).fetchone()
         if holder is not None:
             return False  # another job holds the key now: reviving this one would break it
-    conn.execute(
-        "UPDATE jobs SET status = 'pending', attempts = 0, dead_lettered = 0, fail_reason = NULL, "
-        "failure_kind = NULL, run_at = ?, finished_at = NULL, worker = NULL, lock_token = NULL, "
-        "lock_expires_at = NULL, run_id = NULL, cancel_requested = 0, cancel_terminate = 0 "
-        "WHERE id = ?",
-        (to_us(now), job_id),
-    )
+    conn.execute(Q["retry_job"], (to_us(now), job_id))
     return True
 
 
@@ -223,13 +174,11 @@ def purge_jobs(conn: sqlite3.Connection, params: PurgeParams, now: datetime) -> 
         raise ValueError(f"purge deletes finished jobs only, not {sorted(unfinished)}")
     if not params.statuses or (params.limit is not None and params.limit <= 0):
         return 0
-    marks, statuses = in_list(sorted(status.value for status in params.statuses))
+    statuses = json_array(sorted(status.value for status in params.statuses))
     # "Older than" includes the cutoff itself, so `older_than=0` purges every finished job.
     cursor = conn.execute(
-        "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_finished "
-        "WHERE finished_at IS NOT NULL "
-        f"AND finished_at <= ? AND status IN {marks} ORDER BY finished_at, seq LIMIT ?)",
-        (to_us(now - params.older_than), *statuses, -1 if params.limit is None else params.limit),
+        Q["purge_jobs"],
+        (to_us(now - params.older_than), statuses, -1 if params.limit is None else params.limit),
     )
     return cursor.rowcount
 
@@ -238,15 +187,9 @@ def expire_jobs(conn: sqlite3.Connection, limit: int, now: datetime) -> list[Job
     if limit <= 0:
         return []
     now_us = to_us(now)
-    rows = conn.execute(
-        "SELECT seq, expires_at FROM jobs INDEXED BY jobs_pending_expiry "
-        "WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ? "
-        "ORDER BY expires_at, seq LIMIT ?",
-        (now_us, limit),
-    ).fetchall()
+    rows = conn.execute(Q["expire_jobs_due"], (now_us, limit)).fetchall()
     conn.executemany(
-        "UPDATE jobs SET status = 'failed', finished_at = ?, dead_lettered = 1, fail_reason = ?, "
-        "failure_kind = 'expired' WHERE seq = ?",
+        Q["expire_jobs"],
         [(now_us, expired_reason(from_us(expires_at)), seq) for seq, expires_at in rows],
     )
     return _jobs_by_seq(conn, [seq for seq, _ in rows])
@@ -254,9 +197,7 @@ def expire_jobs(conn: sqlite3.Connection, limit: int, now: datetime) -> list[Job
 
 def _jobs_by_seq(conn: sqlite3.Connection, seqs: Sequence[int]) -> list[Job]:
     """The jobs at `seqs`, in that order."""
-    by_seq: dict[int, Job] = {}
-    for chunk in chunks(seqs):
-        marks, args = in_list(chunk)
-        for row in conn.execute(f"SELECT {JOB_COLUMNS}, seq FROM jobs WHERE seq IN {marks}", args):
-            by_seq[row[-1]] = job_from_row(row)
+    by_seq: dict[int, Job] = {
+        row[-1]: job_from_row(row) for row in conn.execute(Q["jobs_by_seq"], (json_array(seqs),))
+    }
     return [by_seq[seq] for seq in seqs]

@@ -20,8 +20,10 @@ from datetime import datetime
 from importlib import resources
 
 from timecrisis.errors import StorageError
+from timecrisis.storage._queries import load_queries
 from timecrisis.storage.sqlite._rows import to_us
 
+Q = load_queries("timecrisis.storage.sqlite")
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
@@ -50,12 +52,10 @@ def latest_version() -> int:
 
 def schema_version(conn: sqlite3.Connection) -> int:
     """The newest migration recorded in the database (0 for a fresh file)."""
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'timecrisis_migrations'"
-    ).fetchone()
+    exists = conn.execute(Q["migrations_table_exists"]).fetchone()
     if exists is None:
         return 0
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM timecrisis_migrations").fetchone()
+    row = conn.execute(Q["schema_version"]).fetchone()
     return int(row[0])
 
 
@@ -76,17 +76,14 @@ def migrate(conn: sqlite3.Connection, now: datetime) -> None:
         )
     if applied == newest:
         return
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS timecrisis_migrations ("
-        "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-    )
+    conn.execute(Q["create_migrations_table"])
     for migration in migrations:
         if migration.version <= applied:
             continue
         for statement in _statements(migration.sql):
             conn.execute(statement)
         conn.execute(
-            "INSERT INTO timecrisis_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            Q["record_migration"],
             (migration.version, migration.name, to_us(now)),
         )
 

@@ -1,5 +1,5 @@
-"""Conversions between SQLite rows and the records of `timecrisis.models`, and the few SQL text
-helpers the transaction modules share.
+"""Conversions between SQLite rows and the records of `timecrisis.models` (and lists of values
+into the one JSON parameter the statements of queries.sql read them from).
 
 Records are built with pydantic validation, not `model_construct`: validation runs in
 pydantic-core (Rust) and measured 6.5 µs per `Job` against 15.6 µs for the pure-Python
@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from timecrisis.models import Job, JobLog, JobRun, ScheduledJob, WorkerInfo
 
-T = TypeVar("T")
 Row = Sequence[Any]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-# The `jobs` columns that make a `Job`, in the order `job_from_row` reads them.
+# The `jobs` columns that make a `Job`, in the order `job_from_row` reads them: every statement
+# of queries.sql that returns jobs lists them so (tests/sqlite/test_queries_file.py checks).
 JOB_COLUMNS = (
     "id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id, "
     "scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result, "
@@ -32,17 +32,6 @@ JOB_COLUMNS = (
 )
 JOB_COLUMN_COUNT = JOB_COLUMNS.count(",") + 1
 """Where the extra columns of a `SELECT {JOB_COLUMNS}, ...` start."""
-RUN_COLUMNS = (
-    "id, job_id, attempt, status, worker, started_at, finished_at, duration, progress, error, "
-    "traceback, failure_kind"
-)
-LOG_COLUMNS = "job_id, run_id, timestamp, level, message, metadata"
-SCHEDULE_COLUMNS = (
-    "id, name, type, data, schedule_type, schedule_value, time_zone, enabled, allow_overlap, "
-    "next_run_at, last_scheduled_at, created_at, updated_at, "
-    "priority, max_retries, backoff_strategy, retry_delay, max_retry_delay"
-)
-WORKER_COLUMNS = "name, first_seen, last_heartbeat, is_leader, running, expires_at"
 
 # ---- times -----------------------------------------------------------------------------------
 
@@ -70,26 +59,13 @@ def load_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-# ---- SQL text helpers ------------------------------------------------------------------------
-
-CHUNK = 512
-"""Most values bound in one IN list. Far below SQLite's variable limit (32766 since 3.32)."""
+# ---- lists of values -----------------------------------------------------------------------
 
 
-def chunks(values: Sequence[T]) -> list[Sequence[T]]:
-    return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
-
-
-def in_list(values: Sequence[T]) -> tuple[str, list[T]]:
-    """`(?, ?, ...)` for a non-empty IN list, padded to the next power of two by repeating the
-    last value (a duplicate in an IN list changes nothing). The padding keeps the number of
-    distinct statement texts small, so every batch size hits the connection's statement cache
-    instead of being parsed again."""
-    size = 1
-    while size < len(values):
-        size *= 2
-    padded = [*values, *([values[-1]] * (size - len(values)))]
-    return "(" + ",".join("?" * size) + ")", padded
+def json_array(values: Iterable[str | int]) -> str:
+    """Values bound as one JSON array, read in SQL with `json_each(?)`: one statement text for
+    any number of values (see queries.sql)."""
+    return json.dumps(list(values), separators=(",", ":"), ensure_ascii=False)
 
 
 # ---- records ---------------------------------------------------------------------------------
@@ -186,7 +162,7 @@ def schedule_from_row(row: Row) -> ScheduledJob:
 
 
 def worker_from_row(row: Row) -> WorkerInfo:
-    """Columns in `WORKER_COLUMNS` order, with `running` counted by the caller's query."""
+    """Columns in the order of `list_workers` (queries.sql), `running` counted by the query."""
     return WorkerInfo(
         name=row[0],
         first_seen=from_us(row[1]),

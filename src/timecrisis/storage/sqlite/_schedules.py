@@ -14,28 +14,20 @@ from datetime import datetime
 
 from timecrisis.models import ScheduledJob
 from timecrisis.storage._common import dump_json, new_id, schedule_definition_changed
+from timecrisis.storage._queries import load_queries
 from timecrisis.storage.base import AdvanceResult, DueSchedules, ScheduleAdvance, ScheduleSpec
 from timecrisis.storage.sqlite._jobs import insert_jobs
-from timecrisis.storage.sqlite._rows import (
-    SCHEDULE_COLUMNS,
-    opt_dt,
-    opt_us,
-    schedule_from_row,
-    to_us,
-)
+from timecrisis.storage.sqlite._rows import opt_dt, opt_us, schedule_from_row, to_us
+
+Q = load_queries("timecrisis.storage.sqlite")
 
 
 def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime) -> ScheduledJob:
     now_us = to_us(now)
-    existing = conn.execute(
-        "SELECT id, type, schedule_type, schedule_value, time_zone, data "
-        "FROM scheduled_jobs WHERE name = ?",
-        (spec.name,),
-    ).fetchone()
+    existing = conn.execute(Q["lock_schedule_by_name"], (spec.name,)).fetchone()
     if existing is None:
         conn.execute(
-            f"INSERT INTO scheduled_jobs ({SCHEDULE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+            Q["insert_schedule"],
             (
                 spec.id or new_id(),
                 spec.name,
@@ -57,9 +49,7 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
         # `enabled=None` keeps the flag; the value's text (the same schedule when unchanged,
         # '600s' for '10m'), `allow_overlap` and the job options are always updated.
         conn.execute(
-            "UPDATE scheduled_jobs SET enabled = coalesce(?, enabled), schedule_value = ?, "
-            "allow_overlap = ?, priority = ?, max_retries = ?, backoff_strategy = ?, "
-            "retry_delay = ?, max_retry_delay = ?, updated_at = ? WHERE id = ?",
+            Q["touch_schedule"],
             (
                 spec.enabled,
                 spec.schedule_value,
@@ -75,8 +65,7 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
             # A changed definition takes the caller's next_run_at; an unchanged one (a restart
             # registering the same schedule) keeps its tick, so nothing is pushed out or lost.
             conn.execute(
-                "UPDATE scheduled_jobs SET type = ?, data = ?, schedule_type = ?, "
-                "schedule_value = ?, time_zone = ?, next_run_at = ? WHERE id = ?",
+                Q["redefine_schedule"],
                 (
                     spec.type,
                     dump_json(spec.data),
@@ -93,7 +82,7 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
 
 
 def _job_options(spec: ScheduleSpec) -> tuple[int, int, str, float, float]:
-    """The options of the jobs the schedule fires, in `SCHEDULE_COLUMNS` order."""
+    """The options of the jobs the schedule fires, in the column order of `insert_schedule`."""
     return (
         spec.priority,
         spec.max_retries,
@@ -104,41 +93,28 @@ def _job_options(spec: ScheduleSpec) -> tuple[int, int, str, float, float]:
 
 
 def get_schedule(conn: sqlite3.Connection, name: str) -> ScheduledJob | None:
-    row = conn.execute(
-        f"SELECT {SCHEDULE_COLUMNS} FROM scheduled_jobs WHERE name = ?", (name,)
-    ).fetchone()
+    row = conn.execute(Q["get_schedule"], (name,)).fetchone()
     return None if row is None else schedule_from_row(row)
 
 
 def list_schedules(conn: sqlite3.Connection) -> list[ScheduledJob]:
-    rows = conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM scheduled_jobs ORDER BY name")
+    rows = conn.execute(Q["list_schedules"])
     return [schedule_from_row(row) for row in rows]
 
 
 def set_schedule_enabled(conn: sqlite3.Connection, name: str, enabled: bool, now: datetime) -> bool:
-    cursor = conn.execute(
-        "UPDATE scheduled_jobs SET enabled = ?, updated_at = ? WHERE name = ?",
-        (enabled, to_us(now), name),
-    )
+    cursor = conn.execute(Q["set_schedule_enabled"], (enabled, to_us(now), name))
     return cursor.rowcount == 1
 
 
 def delete_schedule(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("DELETE FROM scheduled_jobs WHERE name = ?", (name,)).rowcount == 1
+    return conn.execute(Q["delete_schedule"], (name,)).rowcount == 1
 
 
 def get_due_schedules(conn: sqlite3.Connection, limit: int, now: datetime) -> DueSchedules:
     now_us = to_us(now)
-    rows = conn.execute(
-        f"SELECT {SCHEDULE_COLUMNS} FROM scheduled_jobs WHERE enabled = 1 "
-        "AND next_run_at IS NOT NULL AND next_run_at <= ? ORDER BY next_run_at, name LIMIT ?",
-        (now_us, max(limit, 0)),
-    ).fetchall()
-    upcoming = conn.execute(
-        "SELECT min(next_run_at) FROM scheduled_jobs WHERE enabled = 1 "
-        "AND next_run_at IS NOT NULL AND next_run_at > ?",
-        (now_us,),
-    ).fetchone()[0]
+    rows = conn.execute(Q["due_schedules"], (now_us, max(limit, 0))).fetchall()
+    upcoming = conn.execute(Q["next_due_schedule"], (now_us,)).fetchone()[0]
     return DueSchedules(now, [schedule_from_row(row) for row in rows], opt_dt(upcoming))
 
 
@@ -146,9 +122,7 @@ def advance_schedule(
     conn: sqlite3.Connection, advance: ScheduleAdvance, now: datetime
 ) -> AdvanceResult:
     moved = conn.execute(
-        "UPDATE scheduled_jobs SET next_run_at = ?, "
-        "enabled = CASE WHEN ? THEN 0 ELSE enabled END, updated_at = ? "
-        "WHERE id = ? AND next_run_at = ?",
+        Q["advance_schedule"],
         (
             opt_us(advance.next_run_at),
             advance.disable,
@@ -163,18 +137,14 @@ def advance_schedule(
     if job is None:
         return AdvanceResult(advanced=True)
     if not advance.allow_overlap:
-        live = conn.execute(
-            "SELECT 1 FROM jobs WHERE scheduled_job_id = ? AND status IN ('pending', 'running') "
-            "LIMIT 1",
-            (advance.schedule_id,),
-        ).fetchone()
+        live = conn.execute(Q["schedule_has_live_job"], (advance.schedule_id,)).fetchone()
         if live is not None:
             return AdvanceResult(advanced=True, skipped_overlap=True)
     [inserted] = insert_jobs(conn, [job], now)
     if not inserted.created:  # this tick already has its job
         return AdvanceResult(advanced=True)
     conn.execute(
-        "UPDATE scheduled_jobs SET last_scheduled_at = ? WHERE id = ?",
+        Q["mark_scheduled"],
         (opt_us(job.schedule_fire_at), advance.schedule_id),
     )
     return AdvanceResult(advanced=True, job_id=inserted.id)
