@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +29,34 @@ NOTICES = {
 }
 """What an action reports after its redirect (`?notice=retried`). A code, not the text itself:
 a crafted link cannot make the dashboard display words of someone else's choosing."""
+
+BULK_RETRIED = "bulk-retried"
+"""The notice of "retry all shown": its numbers come in the query too (`retried`, `of`), read
+as small integers only, so a crafted link can at most show a wrong count."""
+MAX_BULK = 1000  # the most jobs one bulk retry takes: the largest page the dashboard shows
+
+
+def notice_text(params: Mapping[str, str]) -> str | None:
+    code = params.get("notice", "")
+    if code != BULK_RETRIED:
+        return NOTICES.get(code)
+    retried, asked = _count(params.get("retried")), _count(params.get("of"))
+    if retried is None or asked is None or retried > asked:
+        return None
+    if retried == asked:
+        return f"{retried} job{'' if retried == 1 else 's'} retried"
+    return (
+        f"{retried} of {asked} jobs retried: the other {asked - retried} were no longer "
+        "failed or canceled (retried or purged meanwhile)"
+    )
+
+
+def _count(value: str | None) -> int | None:
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 4:
+        return None
+    number = int(value)
+    return number if number <= MAX_BULK else None
+
 
 FRAGMENT_HEADER = "x-timecrisis-fragment"
 """Sent by the page's script when it refreshes a live region: the route renders that region
@@ -101,7 +130,7 @@ class Dashboard:
             can_act=self.guard.can_act(request),
             csrf_field=CSRF_FIELD,
             csrf=self.guard.csrf_value if self.guard.can_act(request) else "",
-            notice=NOTICES.get(request.query_params.get("notice", "")),
+            notice=notice_text(request.query_params),
             **context,
         )
         return HTMLResponse(html, status_code=status_code)
