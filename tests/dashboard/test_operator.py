@@ -5,21 +5,20 @@ the token and CSRF like every action) and the Metrics page."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from tests.dashboard.support import Seeded, claim_one, client, new_job
+from tests.dashboard.support import CancelFlagged, Seeded, claim_one, client, new_job
 from tests.dashboard.test_actions import SAME_ORIGIN, TOKEN, login, status_of
 from timecrisis.clock import ManualClock
 from timecrisis.dashboard import create_app
 from timecrisis.dashboard._security import CSRF_FIELD
-from timecrisis.models import FailureKind, Job, JobStatus
-from timecrisis.storage.base import Failure, JobQuery, JobStorage
+from timecrisis.models import FailureKind, JobStatus
+from timecrisis.storage.base import Failure, JobStorage
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 UNKNOWN_ID = "01930000-0000-7000-8000-000000000000"
@@ -85,7 +84,7 @@ async def test_search_stays_under_the_mount_prefix(storage: JobStorage, seeded: 
 
 
 def row_of(page: str, job_id: str) -> str:
-    start = page.index(f'<a href="/jobs/{job_id}">')
+    start = page.index(f'<a href="/jobs/{job_id}"')
     return page[start : page.index("</tr>", start)]
 
 
@@ -118,41 +117,10 @@ async def test_the_jobs_list_shows_fail_reason_run_at_worker_and_duration(
 # ---- cancel requested -----------------------------------------------------------------------
 
 
-class FlaggedJob(Job):
-    """A `Job` that carries the store's `cancel_requested` flag (what `Job` will hold once the
-    stores read it back; see `timecrisis.dashboard._format.cancel_requested`)."""
-
-    cancel_requested: bool = True
-
-
-class CancelFlagged:
-    """A store whose reads return the job `flagged` as `FlaggedJob`: everything else goes to
-    the real store underneath."""
-
-    def __init__(self, storage: JobStorage, flagged: str) -> None:
-        self._storage = storage
-        self._flagged = flagged
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._storage, name)
-
-    def _flag(self, job: Job) -> Job:
-        if job.id != self._flagged:
-            return job
-        return FlaggedJob.model_validate(job.model_dump())
-
-    async def get_job(self, job_id: str) -> Job | None:
-        job = await self._storage.get_job(job_id)
-        return None if job is None else self._flag(job)
-
-    async def list_jobs(self, query: JobQuery) -> Sequence[Job]:
-        return [self._flag(job) for job in await self._storage.list_jobs(query)]
-
-
 async def test_a_running_job_asked_to_cancel_shows_cancel_requested(
     storage: JobStorage, seeded: Seeded
 ) -> None:
-    flagged = cast(JobStorage, CancelFlagged(storage, seeded.running))
+    flagged = cast(JobStorage, CancelFlagged(storage, {seeded.running}))
     async with client(create_app(flagged, actions_enabled=True, token=TOKEN)) as http:
         await login(http)
         listing = (await http.get("/jobs")).text

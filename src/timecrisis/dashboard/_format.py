@@ -19,6 +19,13 @@ def utc_text(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def utc_short(value: datetime | None) -> str:
+    """`03-01 12:00:05` (UTC): a list's column, the year and zone in its tooltip."""
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%m-%d %H:%M:%S")
+
+
 def iso(value: datetime | None) -> str:
     """The machine-readable form for `<time datetime=...>`."""
     return "" if value is None else value.astimezone(UTC).isoformat()
@@ -96,6 +103,7 @@ def cancel_requested(job: Job) -> bool:
 
 FILTERS = {
     "utc": utc_text,
+    "utc_short": utc_short,
     "iso": iso,
     "seconds": seconds_text,
     "pretty_json": pretty_json,
