@@ -33,7 +33,9 @@ a crafted link cannot make the dashboard display words of someone else's choosin
 BULK_RETRIED = "bulk-retried"
 """The notice of "retry all shown": its numbers come in the query too (`retried`, `of`), read
 as small integers only, so a crafted link can at most show a wrong count."""
-MAX_BULK = 1000  # the most jobs one bulk retry takes: the largest page the dashboard shows
+MAX_PAGE_SIZE = 1000
+"""The largest `page_size`: also the most jobs one "retry all shown" takes, and so the largest
+count its notice shows."""
 
 
 def notice_text(params: Mapping[str, str]) -> str | None:
@@ -55,7 +57,7 @@ def _count(value: str | None) -> int | None:
     if value is None or not value.isascii() or not value.isdigit() or len(value) > 4:
         return None
     number = int(value)
-    return number if number <= MAX_BULK else None
+    return number if number <= MAX_PAGE_SIZE else None
 
 
 FRAGMENT_HEADER = "x-timecrisis-fragment"

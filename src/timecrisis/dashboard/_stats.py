@@ -1,5 +1,5 @@
 """The Metrics page: the numbers `/metrics` gives Prometheus, for a person, inside the
-dashboard's frame. One `StoreSnapshot` (the same four store reads as a scrape) is summarised
+dashboard's frame. One `StoreSnapshot` (the reads of a scrape, `read_snapshot`) is summarised
 here; the template only lays the numbers out."""
 
 from __future__ import annotations

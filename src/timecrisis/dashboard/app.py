@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from timecrisis.dashboard import _actions, _bulk, _pages
-from timecrisis.dashboard._dashboard import Dashboard, Settings, make_environment
+from timecrisis.dashboard._dashboard import MAX_PAGE_SIZE, Dashboard, Settings, make_environment
 from timecrisis.dashboard._security import SECURITY_HEADERS, Guard
 from timecrisis.errors import StorageError
 from timecrisis.scheduler import JobScheduler
@@ -47,8 +47,8 @@ def create_app(
     """
     if refresh_seconds <= 0:
         raise ValueError(f"refresh_seconds must be positive, got {refresh_seconds!r}")
-    if not 1 <= page_size <= 1000:
-        raise ValueError(f"page_size must be between 1 and 1000, got {page_size!r}")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}")
     scheduler = storage if isinstance(storage, JobScheduler) else JobScheduler(storage)
     dash = Dashboard(
         scheduler,
