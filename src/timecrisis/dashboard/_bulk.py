@@ -25,7 +25,13 @@ from timecrisis.dashboard._actions import (
     refusal_status,
     refused,
 )
-from timecrisis.dashboard._dashboard import BULK_RETRIED, Dashboard, notice_text, root_path
+from timecrisis.dashboard._dashboard import (
+    BULK_RETRIED,
+    Dashboard,
+    jobs_text,
+    notice_text,
+    root_path,
+)
 from timecrisis.dashboard._security import CSRF_FIELD, local_path
 
 ID_FIELD = "id"
@@ -69,7 +75,7 @@ async def retry_shown(dash: Dashboard, request: Request) -> Response:
     bearer = dash.guard.has_bearer(request)
     if form.get(CONFIRM_FIELD) != "yes":
         if bearer:
-            message = f"add {CONFIRM_FIELD}=yes to retry these {len(ids)} jobs"
+            message = f"add {CONFIRM_FIELD}=yes to retry {jobs_text(len(ids))}"
             return JSONResponse({"ok": False, "message": message}, status_code=400)
         root = root_path(request)
         back = local_path(form.get("next"), root, f"{root}/dead-letters")

@@ -46,11 +46,15 @@ def notice_text(params: Mapping[str, str]) -> str | None:
     if retried is None or asked is None or retried > asked:
         return None
     if retried == asked:
-        return f"{retried} job{'' if retried == 1 else 's'} retried"
+        return f"{jobs_text(retried)} retried"
     return (
-        f"{retried} of {asked} jobs retried: the other {asked - retried} were no longer "
+        f"{retried} of {jobs_text(asked)} retried: the other {asked - retried} were no longer "
         "failed or canceled (retried or purged meanwhile)"
     )
+
+
+def jobs_text(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
 
 
 def _count(value: str | None) -> int | None:
