@@ -224,7 +224,7 @@ async def test_workers_show_the_leader_heartbeats_and_running_jobs(
 
 async def test_an_empty_store_renders_every_page(storage: JobStorage) -> None:
     async with client(create_app(storage)) as http:
-        for path in ("/", "/jobs", "/dead-letters", "/schedules", "/workers", "/metrics"):
+        for path in ("/", "/jobs", "/dead-letters", "/schedules", "/workers", "/stats", "/metrics"):
             response = await http.get(path)
             assert response.status_code == 200, path
 

@@ -29,8 +29,8 @@ class FormError(Exception):
         self.message = message
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """An `application/x-www-form-urlencoded` body, first value of each field. (Parsed here:
+async def read_fields(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, list[str]]:
+    """An `application/x-www-form-urlencoded` body, every value of each field. (Parsed here:
     Starlette's form parser needs python-multipart, a dependency these tiny forms don't.)"""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ("application/x-www-form-urlencoded", ""):
@@ -38,13 +38,31 @@ async def read_form(request: Request) -> dict[str, str]:
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > max_bytes:
             raise FormError(413, "form too large")
     try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        return parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise FormError(400, "the form is not UTF-8") from None
-    return {name: values[0] for name, values in fields.items()}
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """`read_fields`, first value of each field: every form but the bulk one sends one each."""
+    return {name: values[0] for name, values in (await read_fields(request)).items()}
+
+
+def refusal_status(refusal: str) -> int:
+    """401 when the client has to log in, 403 when it may not do this at all."""
+    return 401 if "log in" in refusal else 403
+
+
+def back_with(request: Request, form: dict[str, str], params: dict[str, str]) -> Response:
+    """Post/redirect/get: back to the form's page (`next`, if it is inside the dashboard)
+    with `params` (a notice code and its numbers) in the query."""
+    root = root_path(request)
+    back = local_path(form.get("next"), root, f"{root}/")
+    separator = "&" if "?" in back else "?"
+    return RedirectResponse(f"{back}{separator}{urlencode(params)}", status_code=303)
 
 
 Act = Callable[[Dashboard, Request], Awaitable[str]]
@@ -94,11 +112,10 @@ async def act(dash: Dashboard, request: Request, action: str) -> Response:
     try:
         form = await read_form(request)
     except FormError as error:
-        return _refused(dash, request, error.status_code, error.message)
+        return refused(dash, request, error.status_code, error.message)
     refusal = dash.guard.refuse_action(request, form.get(CSRF_FIELD))
     if refusal is not None:
-        status = 401 if "log in" in refusal else 403
-        return _refused(dash, request, status, refusal)
+        return refused(dash, request, refusal_status(refusal), refusal)
     outcome = await ACTIONS[action](dash, request)
     done = outcome in DONE
     if dash.guard.has_bearer(request):
@@ -106,13 +123,10 @@ async def act(dash: Dashboard, request: Request, action: str) -> Response:
             {"ok": done, "message": NOTICES[outcome]},
             status_code=200 if done else 404 if outcome in MISSING else 409,
         )
-    root = root_path(request)
-    back = local_path(form.get("next"), root, f"{root}/")
-    separator = "&" if "?" in back else "?"
-    return RedirectResponse(f"{back}{separator}{urlencode({'notice': outcome})}", status_code=303)
+    return back_with(request, form, {"notice": outcome})
 
 
-def _refused(dash: Dashboard, request: Request, status_code: int, message: str) -> Response:
+def refused(dash: Dashboard, request: Request, status_code: int, message: str) -> Response:
     if request.headers.get("authorization"):
         return JSONResponse({"ok": False, "message": message}, status_code=status_code)
     return dash.render(request, "error.html", status_code=status_code, message=message)
@@ -136,10 +150,10 @@ async def login(dash: Dashboard, request: Request) -> Response:
     try:
         form = await read_form(request)
     except FormError as error:
-        return _refused(dash, request, error.status_code, error.message)
+        return refused(dash, request, error.status_code, error.message)
     cross_site = refuse_cross_site(request)
     if cross_site is not None:
-        return _refused(dash, request, 403, cross_site)
+        return refused(dash, request, 403, cross_site)
     if not dash.guard.token_matches(form.get("token", "")):
         return dash.render(
             request, "login.html", status_code=403, failed=True, next=form.get("next", "")
@@ -160,7 +174,7 @@ async def login(dash: Dashboard, request: Request) -> Response:
 async def logout(dash: Dashboard, request: Request) -> Response:
     cross_site = refuse_cross_site(request)
     if cross_site is not None:
-        return _refused(dash, request, 403, cross_site)
+        return refused(dash, request, 403, cross_site)
     root = root_path(request)
     response = RedirectResponse(f"{root}/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=f"{root}/", httponly=True, samesite="strict")

@@ -1,5 +1,9 @@
 """The overview's chart: jobs completed and failed per minute over the last hour, as SVG
-geometry computed here and drawn by the template (no JavaScript, no chart library)."""
+geometry computed here and drawn by the template (no JavaScript, no chart library).
+
+The y-axis has round ticks (a step of 1, 2 or 5 times a power of ten, at most `MAX_TICKS`
+intervals): the plot's top is the first tick at or above the peak, so the tallest bar is read
+against a labelled line, not against "peak N/min" somewhere else on the page."""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ MINUTE = timedelta(minutes=1)
 MINUTES = 60
 WIDTH = 720  # SVG user units: 12 per minute
 HEIGHT = 160
-PLOT_TOP = 12  # room for the peak label
+PLOT_TOP = 8  # room for the top tick's label
+MAX_TICKS = 4  # intervals between the y-axis ticks, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +36,19 @@ class Bar:
 
 
 @dataclass(frozen=True, slots=True)
+class Tick:
+    value: int  # jobs per minute
+    y: float  # where its grid line is drawn, in SVG units from the top
+
+
+@dataclass(frozen=True, slots=True)
 class Chart:
     since: datetime
     bars: list[Bar]
-    peak: int  # the most jobs finished in one minute: the top of the scale
+    peak: int  # the most jobs finished in one minute
     completed: int
     failed: int
+    ticks: list[Tick]  # the y-axis, bottom (0) first; the last one is the top of the scale
     width: int = WIDTH
     height: int = HEIGHT
 
@@ -46,6 +58,27 @@ def window(now: datetime) -> datetime:
     the minute in progress."""
     minute = now.replace(second=0, microsecond=0)
     return minute - (MINUTES - 1) * MINUTE
+
+
+def tick_step(peak: int) -> int:
+    """The smallest round step (1, 2, 5, 10, 20, 50...) that covers `peak` in `MAX_TICKS`
+    intervals or fewer."""
+    magnitude = 1
+    while True:
+        for factor in (1, 2, 5):
+            step = factor * magnitude
+            if step * MAX_TICKS >= peak:
+                return step
+        magnitude *= 10
+
+
+def axis(peak: int) -> list[Tick]:
+    """Ticks from 0 to the first multiple of the step at or above `peak` (at least 1, so an
+    empty hour still has a scale)."""
+    step = tick_step(max(peak, 1))
+    top = -(-max(peak, 1) // step) * step
+    plot = HEIGHT - PLOT_TOP
+    return [Tick(v, round(HEIGHT - v * plot / top, 2)) for v in range(0, top + 1, step)]
 
 
 def build_chart(counts: Sequence[FinishedCount], since: datetime) -> Chart:
@@ -62,7 +95,8 @@ def build_chart(counts: Sequence[FinishedCount], since: datetime) -> Chart:
         elif count.status is JobStatus.FAILED:
             failed[index] += count.count
     peak = max((c + f for c, f in zip(completed, failed, strict=True)), default=0)
-    scale = (HEIGHT - PLOT_TOP) / peak if peak else 0.0
+    ticks = axis(peak)
+    scale = (HEIGHT - PLOT_TOP) / ticks[-1].value
     slot = WIDTH / MINUTES
     bars: list[Bar] = []
     for i in range(MINUTES):
@@ -81,4 +115,11 @@ def build_chart(counts: Sequence[FinishedCount], since: datetime) -> Chart:
                 failed=failed[i],
             )
         )
-    return Chart(since=since, bars=bars, peak=peak, completed=sum(completed), failed=sum(failed))
+    return Chart(
+        since=since,
+        bars=bars,
+        peak=peak,
+        completed=sum(completed),
+        failed=sum(failed),
+        ticks=ticks,
+    )

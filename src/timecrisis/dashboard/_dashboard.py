@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +29,40 @@ NOTICES = {
 }
 """What an action reports after its redirect (`?notice=retried`). A code, not the text itself:
 a crafted link cannot make the dashboard display words of someone else's choosing."""
+
+BULK_RETRIED = "bulk-retried"
+"""The notice of "retry all shown": its numbers come in the query too (`retried`, `of`), read
+as small integers only, so a crafted link can at most show a wrong count."""
+MAX_PAGE_SIZE = 1000
+"""The largest `page_size`: also the most jobs one "retry all shown" takes, and so the largest
+count its notice shows."""
+
+
+def notice_text(params: Mapping[str, str]) -> str | None:
+    code = params.get("notice", "")
+    if code != BULK_RETRIED:
+        return NOTICES.get(code)
+    retried, asked = _count(params.get("retried")), _count(params.get("of"))
+    if retried is None or asked is None or retried > asked:
+        return None
+    if retried == asked:
+        return f"{jobs_text(retried)} retried"
+    return (
+        f"{retried} of {jobs_text(asked)} retried: the other {asked - retried} were no longer "
+        "failed or canceled (retried or purged meanwhile)"
+    )
+
+
+def jobs_text(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
+
+
+def _count(value: str | None) -> int | None:
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 4:
+        return None
+    number = int(value)
+    return number if number <= MAX_PAGE_SIZE else None
+
 
 FRAGMENT_HEADER = "x-timecrisis-fragment"
 """Sent by the page's script when it refreshes a live region: the route renders that region
@@ -101,7 +136,7 @@ class Dashboard:
             can_act=self.guard.can_act(request),
             csrf_field=CSRF_FIELD,
             csrf=self.guard.csrf_value if self.guard.can_act(request) else "",
-            notice=NOTICES.get(request.query_params.get("notice", "")),
+            notice=notice_text(request.query_params),
             **context,
         )
         return HTMLResponse(html, status_code=status_code)

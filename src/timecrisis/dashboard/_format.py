@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from timecrisis.models import JsonValue
+from timecrisis.models import Job, JobStatus, JsonValue
 
 
 def utc_text(value: datetime | None) -> str:
@@ -17,6 +17,13 @@ def utc_text(value: datetime | None) -> str:
     if value is None:
         return "—"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def utc_short(value: datetime | None) -> str:
+    """`03-01 12:00:05` (UTC): a list's column, the year and zone in its tooltip."""
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%m-%d %H:%M:%S")
 
 
 def iso(value: datetime | None) -> str:
@@ -70,10 +77,38 @@ def percent(value: float) -> str:
     return f"{value:.0f}%" if value == int(value) else f"{value:.1f}%"
 
 
+def first_line(value: str | None) -> str:
+    """The first non-blank line of an error: what a list has room for (the job's page shows
+    the whole text and the traceback)."""
+    for line in (value or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def job_duration(job: Job) -> float | None:
+    """How long the job's last attempt took (finished - started), None until it finishes."""
+    if job.started_at is None or job.finished_at is None:
+        return None
+    return max(0.0, (job.finished_at - job.started_at).total_seconds())
+
+
+def cancel_requested(job: Job) -> bool:
+    """Whether `cancel_job` asked this running job to stop (it still runs until its handler
+    returns). Read from the record's `cancel_requested` flag, which stores write on the job
+    row; a `Job` that does not carry the flag reads as no request."""
+    requested = bool(getattr(job, "cancel_requested", False))
+    return requested and job.status is JobStatus.RUNNING
+
+
 FILTERS = {
     "utc": utc_text,
+    "utc_short": utc_short,
     "iso": iso,
     "seconds": seconds_text,
     "pretty_json": pretty_json,
     "percent": percent,
+    "first_line": first_line,
+    "job_duration": job_duration,
+    "cancel_requested": cancel_requested,
 }

@@ -9,15 +9,17 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from timecrisis._bounds import lookup_key
+from timecrisis._bounds import lookup_key, text_problem
 from timecrisis.dashboard._chart import MINUTE, build_chart, window
 from timecrisis.dashboard._dashboard import Dashboard, root_path
+from timecrisis.dashboard._format import cancel_requested
 from timecrisis.dashboard._metrics import CONTENT_TYPE, exposition, read_snapshot
+from timecrisis.dashboard._stats import summarise
 from timecrisis.errors import InvalidScheduleError
 from timecrisis.models import FINISHED_STATUSES, Job, JobStatus, ScheduledJob
 from timecrisis.schedules import preview_schedule
@@ -153,7 +155,9 @@ async def job(dash: Dashboard, request: Request) -> Response:
         now=now,
         live=record.status not in FINISHED_STATUSES,
         can_retry=record.status in (JobStatus.FAILED, JobStatus.CANCELED),
-        can_cancel=record.status in (JobStatus.PENDING, JobStatus.RUNNING),
+        # Asked once is enough: a second request changes nothing (cancel is final).
+        can_cancel=record.status in (JobStatus.PENDING, JobStatus.RUNNING)
+        and not cancel_requested(record),
     )
 
 
@@ -170,6 +174,31 @@ async def dead_letters(dash: Dashboard, request: Request) -> Response:
         next_url=f"{root}/dead-letters?{urlencode({'cursor': rows[-1].id})}" if more else None,
         first_url=f"{root}/dead-letters" if cursor else None,
     )
+
+
+async def search(dash: Dashboard, request: Request) -> Response:
+    """The frame's search box: an exact job id goes to that job's page (303, so the address
+    bar shows where the job lives); an unknown id is a 404 page saying so, input no id can be
+    a 400 saying why. Surrounding blanks are dropped: a pasted id often carries them."""
+    wanted = request.query_params.get("id", "").strip()
+    if not wanted:
+        return dash.render(
+            request, "error.html", status_code=400, message="type a job id to search for"
+        )
+    problem = text_problem(wanted)
+    if problem is not None:  # no store could hold such an id (a NUL, over 1 KiB...)
+        return dash.render(
+            request, "error.html", status_code=400, message=f"not a job id: it {problem}"
+        )
+    if await dash.scheduler.get_job(wanted) is None:
+        return dash.render(
+            request,
+            "error.html",
+            status_code=404,
+            message=f"no job with id {wanted!r}",
+            searched=wanted,
+        )
+    return RedirectResponse(f"{root_path(request)}/jobs/{quote(wanted, safe='')}", status_code=303)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +255,11 @@ async def workers(dash: Dashboard, request: Request) -> Response:
         running_limit=RUNNING_ON_WORKERS,
         now=now,
     )
+
+
+async def stats(dash: Dashboard, request: Request) -> Response:
+    snapshot = await read_snapshot(dash.storage)
+    return dash.render(request, "stats.html", stats=summarise(snapshot), statuses=JOB_STATUSES)
 
 
 async def metrics(dash: Dashboard, request: Request) -> Response:

@@ -14,8 +14,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from timecrisis.dashboard import _actions, _pages
-from timecrisis.dashboard._dashboard import Dashboard, Settings, make_environment
+from timecrisis.dashboard import _actions, _bulk, _pages
+from timecrisis.dashboard._dashboard import MAX_PAGE_SIZE, Dashboard, Settings, make_environment
 from timecrisis.dashboard._security import SECURITY_HEADERS, Guard
 from timecrisis.errors import StorageError
 from timecrisis.scheduler import JobScheduler
@@ -47,8 +47,8 @@ def create_app(
     """
     if refresh_seconds <= 0:
         raise ValueError(f"refresh_seconds must be positive, got {refresh_seconds!r}")
-    if not 1 <= page_size <= 1000:
-        raise ValueError(f"page_size must be between 1 and 1000, got {page_size!r}")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}")
     scheduler = storage if isinstance(storage, JobScheduler) else JobScheduler(storage)
     dash = Dashboard(
         scheduler,
@@ -79,15 +79,18 @@ def create_app(
     routes = [
         Route("/", page(_pages.overview), name="overview"),
         Route("/jobs", page(_pages.jobs), name="jobs"),
+        Route("/search", page(_pages.search), name="search"),
         Route("/jobs/{job_id}", page(_pages.job), name="job"),
         Route("/jobs/{job_id}/retry", action("retry"), methods=["POST"]),
         Route("/jobs/{job_id}/cancel", action("cancel"), methods=["POST"]),
         Route("/dead-letters", page(_pages.dead_letters), name="dead_letters"),
+        Route("/dead-letters/retry", page(_bulk.retry_shown), methods=["POST"]),
         Route("/schedules", page(_pages.schedules), name="schedules"),
         # `:path`: a schedule name may contain "/" (the template leaves it unescaped).
         Route("/schedules/{name:path}/enable", action("enable"), methods=["POST"]),
         Route("/schedules/{name:path}/disable", action("disable"), methods=["POST"]),
         Route("/workers", page(_pages.workers), name="workers"),
+        Route("/stats", page(_pages.stats), name="stats"),
         Route("/metrics", page(_pages.metrics), name="metrics"),
         Route("/login", page(_actions.login_page), methods=["GET"]),
         Route("/login", page(_actions.login), methods=["POST"]),
