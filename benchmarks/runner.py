@@ -121,16 +121,16 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, tuple[str, ...]]]:
         if peer in wanted and not all(available(m) for m in modules):
             console.print(f"[yellow]{peer} is not installed (the `bench` extra): skipped[/]")
             wanted.discard(peer)
-    if "bullmq" in wanted:
+    redis_peers = [p for p in _REDIS_PEERS if p in wanted]
+    if redis_peers and not _redis_up():
+        console.print(f"[yellow]no Redis at {REDIS_URL}: {', '.join(redis_peers)} skipped[/]")
+        wanted -= set(redis_peers)
+    if "bullmq" in wanted:  # last: this may run `npm ci`, worth it only if BullMQ can run
         from benchmarks.peers.bullmq_peer import unavailable  # imports redis: checked above
 
         if why := unavailable():
             console.print(f"[yellow]BullMQ skipped: {why}[/]")
             wanted.discard("bullmq")
-    redis_peers = [p for p in _REDIS_PEERS if p in wanted]
-    if redis_peers and not _redis_up():
-        console.print(f"[yellow]no Redis at {REDIS_URL}: {', '.join(redis_peers)} skipped[/]")
-        wanted -= set(redis_peers)
     return [(w, tuple(s for s in SYSTEMS[w] if s in wanted)) for w in workloads]
 
 
