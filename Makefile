@@ -46,7 +46,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	@touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) ## W1-W5 + fork mode vs Procrastinate and SAQ; BENCH_QUICK=1 for a smoke run
+bench: $(BENCH_STAMP) ## W1-W6 + fork mode vs Procrastinate, pgqueuer, SAQ, BullMQ; BENCH_QUICK=1: smoke run
 	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 screenshots: $(STAMP) ## retake the dashboard screenshots in docs/images (browser tests)

@@ -22,7 +22,7 @@ from benchmarks.w2_drain import drain
 
 WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "fork", "w6")
 OURS = ("memory", "sqlite", "postgres")
-PEERS = ("procrastinate", "saq")
+PEERS = ("procrastinate", "pgqueuer", "saq", "bullmq")
 
 
 def make_system(name: str, workdir: Path) -> System:
@@ -36,10 +36,18 @@ def make_system(name: str, workdir: Path) -> System:
         from benchmarks.peers.procrastinate_peer import Procrastinate
 
         return Procrastinate()
+    if name == "pgqueuer":
+        from benchmarks.peers.pgqueuer_peer import Pgqueuer
+
+        return Pgqueuer()
     if name == "saq":
         from benchmarks.peers.saq_peer import Saq
 
         return Saq()
+    if name == "bullmq":
+        from benchmarks.peers.bullmq_peer import BullMQ
+
+        return BullMQ()
     raise ValueError(f"unknown system {name!r}")
 
 
@@ -76,6 +84,7 @@ async def measure(workload: str, name: str, c: Counts, workdir: Path) -> dict[st
         raise ValueError(f"unknown workload {workload!r}")
     finally:
         await system.close()
+        await system.discard()
 
 
 def main() -> None:

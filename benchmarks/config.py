@@ -6,7 +6,7 @@ machine with PostgreSQL on 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:63
 - `TIMECRISIS_BENCH_POSTGRES_URL` (default `postgresql://postgres@127.0.0.1:5432/timecrisis_bench`;
   the database is created if missing, through the `postgres` database of the same server);
 - `TIMECRISIS_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379/9`; SAQ's keys are namespaced
-  `saq:tcbench...` and only those are ever deleted);
+  `saq:tcbench...`, BullMQ's `tcbench-bullmq:...`, and only those are ever deleted);
 - `BENCH_QUICK=1`: the smoke-run counts below.
 """
 

@@ -49,7 +49,13 @@ SYSTEMS: dict[str, tuple[str, ...]] = {
     "fork": OURS,
     "w6": OURS,
 }
-_PEER_MODULES = {"procrastinate": "procrastinate", "saq": "saq"}
+_PEER_MODULES = {
+    "procrastinate": ("procrastinate",),
+    "pgqueuer": ("pgqueuer", "asyncpg"),
+    "saq": ("saq",),
+    "bullmq": ("redis",),  # its Python side asks Redis directly; Node and npm are checked below
+}
+_REDIS_PEERS = ("saq", "bullmq")
 
 console = Console(stderr=True)
 
@@ -89,7 +95,7 @@ def _run_case(
 
 
 def _redis_up() -> bool:
-    import redis  # only when SAQ is wanted, and then the bench extra brought it
+    import redis  # only when a Redis peer is wanted, and then the bench extra brought it
 
     try:
         with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
@@ -111,13 +117,20 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, tuple[str, ...]]]:
     wanted = set(args.systems.split(",")) if args.systems else set(OURS) | set(PEERS)
     if args.no_peers:
         wanted -= set(PEERS)
-    for peer, module in _PEER_MODULES.items():
-        if peer in wanted and not available(module):
+    for peer, modules in _PEER_MODULES.items():
+        if peer in wanted and not all(available(m) for m in modules):
             console.print(f"[yellow]{peer} is not installed (the `bench` extra): skipped[/]")
             wanted.discard(peer)
-    if "saq" in wanted and not _redis_up():
-        console.print(f"[yellow]no Redis at {REDIS_URL}: SAQ skipped[/]")
-        wanted.discard("saq")
+    redis_peers = [p for p in _REDIS_PEERS if p in wanted]
+    if redis_peers and not _redis_up():
+        console.print(f"[yellow]no Redis at {REDIS_URL}: {', '.join(redis_peers)} skipped[/]")
+        wanted -= set(redis_peers)
+    if "bullmq" in wanted:  # last: this may run `npm ci`, worth it only if BullMQ can run
+        from benchmarks.peers.bullmq_peer import unavailable  # imports redis: checked above
+
+        if why := unavailable():
+            console.print(f"[yellow]BullMQ skipped: {why}[/]")
+            wanted.discard("bullmq")
     return [(w, tuple(s for s in SYSTEMS[w] if s in wanted)) for w in workloads]
 
 

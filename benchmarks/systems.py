@@ -14,12 +14,12 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import psycopg
 
 from benchmarks import app, app_fork
-from benchmarks.config import CONCURRENCY, POSTGRES_URL, ROOT
+from benchmarks.config import CONCURRENCY, POSTGRES_URL, ROOT, Counts
 from benchmarks.pg import ensure_database
 from timecrisis import InMemoryJobStorage, JobScheduler, SQLiteJobStorage
 from timecrisis.storage.base import JobStorage
@@ -55,6 +55,24 @@ class System(Protocol):
         planner statistics that know about the backlog, as autovacuum would leave them)."""
 
     async def close(self) -> None: ...
+
+    async def discard(self) -> None:
+        """After the case: remove what it left on a shared server (a peer's schema, its Redis
+        keys). Ours leave theirs to the next reset: a temporary file, the benchmark's schema."""
+
+
+@runtime_checkable
+class ForeignClient(Protocol):
+    """A system whose client is not Python (BullMQ, in Node): the timed enqueues of W1 and W3
+    run in its own language, in one process of their own, so no process start or pipe between
+    two languages is ever timed. The rest of each workload is shared."""
+
+    async def w1(self, counts: Counts) -> dict[str, Any]:
+        """W1's result: `one_per_s` and `many_per_s`."""
+
+    async def w3_enqueues(self, counts: Counts, warmups: int, stamps: Path) -> dict[int, float]:
+        """W3's warm-ups (each awaited in `stamps`), then its timed enqueues: n -> the wall
+        time at which the enqueue of stamp job n returned."""
 
 
 def python_env() -> dict[str, str]:
@@ -111,6 +129,9 @@ class _Ours:
         return python_env()
 
     async def settle(self) -> None:
+        return None
+
+    async def discard(self) -> None:
         return None
 
     async def close(self) -> None:

@@ -1,4 +1,5 @@
-"""W1: one client enqueues N jobs one at a time, then N more with one `enqueue_many` call."""
+"""W1: one client enqueues N jobs one at a time, then N more with one `enqueue_many` call (a
+system with a client in another language times the same two loops there)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Any
 
 from benchmarks.app import NOOP
 from benchmarks.config import Counts
-from benchmarks.systems import System
+from benchmarks.systems import ForeignClient, System
 
 
 async def run(system: System, counts: Counts, workdir: Path) -> dict[str, Any]:
     await system.reset()
+    if isinstance(system, ForeignClient):
+        return await system.w1(counts)
     await system.enqueue_one(NOOP, {})  # connects, migrates: not timed
     n = counts.w1_jobs
     started = time.perf_counter()

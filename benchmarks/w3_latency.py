@@ -23,7 +23,7 @@ from benchmarks import procs
 from benchmarks.app import STAMP
 from benchmarks.config import Counts
 from benchmarks.handlers import STAMP_FILE_ENV, read_stamps
-from benchmarks.systems import Memory, System
+from benchmarks.systems import ForeignClient, Memory, System
 from benchmarks.w2_drain import BenchmarkError
 
 _WARMUPS = 3
@@ -61,23 +61,32 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+async def _enqueues(system: System, counts: Counts, stamps: Path) -> dict[int, float]:
+    """The warm-ups, then the timed enqueues: n -> when the enqueue of stamp job n returned."""
+    for k in range(_WARMUPS):
+        await system.enqueue_one(STAMP, {"n": -k - 1})
+        await _await_stamps(stamps, {-k - 1}, _READY_TIMEOUT)
+    await asyncio.sleep(0.2)  # idle again
+    returned: dict[int, float] = {}
+    next_at = time.perf_counter()
+    for n in range(counts.w3_enqueues):
+        await system.enqueue_one(STAMP, {"n": n})
+        returned[n] = time.time()
+        next_at += counts.w3_gap
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    return returned
+
+
 async def run(system: System, counts: Counts, workdir: Path) -> dict[str, Any]:
     await system.reset()
     stamps = workdir / f"{system.name}-stamps.txt"
     stamps.unlink(missing_ok=True)
     await system.enqueue_one(STAMP, {"n": -100})  # connect and migrate before the worker starts
     async with _idle_worker(system, stamps, workdir):
-        for k in range(_WARMUPS):
-            await system.enqueue_one(STAMP, {"n": -k - 1})
-            await _await_stamps(stamps, {-k - 1}, _READY_TIMEOUT)
-        await asyncio.sleep(0.2)  # idle again
-        returned: dict[int, float] = {}
-        next_at = time.perf_counter()
-        for n in range(counts.w3_enqueues):
-            await system.enqueue_one(STAMP, {"n": n})
-            returned[n] = time.time()
-            next_at += counts.w3_gap
-            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        if isinstance(system, ForeignClient):
+            returned = await system.w3_enqueues(counts, _WARMUPS, stamps)
+        else:
+            returned = await _enqueues(system, counts, stamps)
         started = await _await_stamps(stamps, set(returned), _SETTLE_TIMEOUT)
     latencies = sorted((started[n] - returned[n]) * 1000 for n in returned)
     return {

@@ -92,6 +92,9 @@ class Procrastinate:
         row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def discard(self) -> None:
+        return None  # its tables live in `public`; the next reset truncates them
+
     async def close(self) -> None:
         if self._open:
             await app.close_async()

@@ -52,6 +52,9 @@ class Saq:
         return self._queue
 
     async def reset(self) -> None:
+        await self.discard()
+
+    async def discard(self) -> None:
         keys = _keys(self._sync)
         for start in range(0, len(keys), 1000):
             self._sync.delete(*keys[start : start + 1000])
