@@ -10,7 +10,10 @@ error on every store (and nothing written), and treats an id no store could hold
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
+
+import pydantic_core
 
 MAX_KEY_BYTES = 1024
 """The longest `entity_id`, `unique_key`, job type or schedule name, in UTF-8 bytes: well under
@@ -52,20 +55,40 @@ def lookup_key(value: object) -> str | None:
     return value
 
 
-def json_text_problem(value: object) -> str | None:
-    """Why a JSON-ready payload cannot be stored (a string no store can encode), or None."""
+def json_text(value: object) -> str:
+    """`value` (JSON-ready: what `model_dump(mode="json")` returns) as the JSON text the stores
+    keep, or a `ValueError` saying why no store can hold it: a lone surrogate (not valid
+    Unicode) or a non-finite number (JSON has no `Infinity`; PostgreSQL refuses it, SQLite and
+    the memory store would keep it).
+
+    One call into pydantic-core's serializer, which refuses surrogates itself: cheaper than
+    walking the payload in Python and then dumping it again in the store (W1,
+    docs/performance.md). A non-finite float is written as a bare `Infinity`/`NaN` token, so
+    its absence is one substring test; only a payload whose text has one (a string may) is
+    walked to tell."""
+    try:
+        text = pydantic_core.to_json(value, inf_nan_mode="constants")
+    except pydantic_core.PydanticSerializationError as exc:
+        if "surrogates not allowed" in str(exc):
+            raise ValueError("a string is not valid Unicode (a lone surrogate)") from None
+        raise ValueError(f"it is not JSON: {exc}") from None
+    if (b"Infinity" in text or b"NaN" in text) and _has_non_finite(value):
+        raise ValueError("a number is not finite (JSON has no Infinity or NaN)")
+    return text.decode("utf-8")
+
+
+def _has_non_finite(value: object) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
-            if not _encodes(item):
-                return f"the string {item[:40]!r} is not valid Unicode (a lone surrogate)"
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
         elif isinstance(item, dict):
-            stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list | tuple):
             stack.extend(item)
-    return None
+    return False
 
 
 def instant_problem(value: datetime) -> str | None:
@@ -76,11 +99,3 @@ def instant_problem(value: datetime) -> str | None:
     except OverflowError:  # an offset that pushes it past the calendar's ends
         pass
     return f"must be between {EARLIEST.isoformat()} and {LATEST.isoformat()}"
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

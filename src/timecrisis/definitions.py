@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from timecrisis._bounds import MAX_RETRIES, json_text_problem, text_problem
+from timecrisis._bounds import MAX_RETRIES, json_text, text_problem
 from timecrisis.durations import Duration, parse_job_duration
 from timecrisis.errors import JobValidationError
 from timecrisis.models import MAX_PRIORITY, MIN_PRIORITY, BackoffStrategy, JsonValue
@@ -121,6 +121,11 @@ class JobDefinition(Generic[ModelT]):
     def validate_payload(self, data: object) -> JsonValue:
         """Validate `data` (a dict or a model instance) and return it as stored: JSON-ready,
         defaults filled in. Raises `JobValidationError` naming the type and the fields."""
+        return self.stored_payload(data)[0]
+
+    def stored_payload(self, data: object) -> tuple[JsonValue, str]:
+        """`validate_payload`, with the payload's JSON text as the stores keep it (written
+        once here, so the store does not dump it again)."""
         try:
             if isinstance(data, BaseModel):
                 model = self.schema.model_validate(data.model_dump())
@@ -132,10 +137,11 @@ class JobDefinition(Generic[ModelT]):
                 errors=exc.errors(include_url=False),
             ) from exc
         payload: JsonValue = model.model_dump(mode="json")
-        problem = json_text_problem(payload)
-        if problem is not None:
-            raise JobValidationError(f"invalid payload for job type {self.type!r}: {problem}")
-        return payload
+        try:
+            text = json_text(payload)
+        except ValueError as exc:
+            raise JobValidationError(f"invalid payload for job type {self.type!r}: {exc}") from None
+        return payload, text
 
     def load_payload(self, data: JsonValue) -> ModelT:
         """The stored JSON back as the schema's model, for the handler. Raises ValidationError."""

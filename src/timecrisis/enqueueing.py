@@ -69,7 +69,12 @@ class EnqueueOptions:
         )
 
     def new_job(
-        self, definition: JobDefinition[Any], data: Any, headers: dict[str, str] | None = None
+        self,
+        definition: JobDefinition[Any],
+        data: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        data_json: str | None = None,
     ) -> NewJob:
         return NewJob(
             id=new_id(),
@@ -87,6 +92,7 @@ class EnqueueOptions:
             expires_at=self.expires_at,
             expires_in=self.expires_in,
             headers=headers,
+            data_json=data_json,
         )
 
 

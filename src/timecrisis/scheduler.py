@@ -331,13 +331,16 @@ class JobScheduler:
             delay=delay,
             unique_key=unique_key,
         )
-        payloads = [definition.validate_payload(item) for item in data]
+        payloads = [definition.stored_payload(item) for item in data]
         if not payloads:
             return []
         if unique_key is not None and len(payloads) > 1:
             raise JobValidationError("unique_key applies to one job; enqueue them one by one")
         with _tracing.sending(definition.type, len(payloads)) as send:  # no-op without OTel
-            jobs = [options.new_job(definition, payload, send.headers) for payload in payloads]
+            jobs = [
+                options.new_job(definition, payload, send.headers, data_json=text)
+                for payload, text in payloads
+            ]
             results = await self.storage.insert_jobs(jobs, connection=connection)
             send.sent(results)
         processor = self._processor

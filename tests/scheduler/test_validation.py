@@ -101,6 +101,31 @@ async def test_a_payload_string_no_store_can_encode_is_refused(scheduler: JobSch
     assert [j.id for j in await scheduler.list_jobs()] == [nul]
 
 
+class Numbers(BaseModel):
+    values: list[float] = []
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+async def test_a_payload_number_that_is_not_finite_is_refused_on_every_store(
+    scheduler: JobScheduler, bad: float
+) -> None:
+    # Left to the stores, PostgreSQL refused it (a StorageError) while SQLite and the memory
+    # store kept a non-JSON `Infinity`: the same typed error everywhere instead, nothing written.
+    @scheduler.job("numbers", concurrency=None)
+    async def numbers(data: Numbers, ctx: JobContext) -> None:
+        return None
+
+    with pytest.raises(JobValidationError, match="not finite"):
+        await scheduler.enqueue("numbers", {"values": [1.0, bad]})
+    with pytest.raises(JobValidationError, match="not finite"):
+        await scheduler.enqueue_many("numbers", [{"values": [1.0]}, {"values": [bad]}])
+    # A string that merely spells the token is data, not a number.
+    ok = await scheduler.enqueue("typed", {"n": 1, "text": "Infinity NaN"})
+    assert [j.id for j in await scheduler.list_jobs()] == [ok]
+    job = await scheduler.get_job(ok)
+    assert job is not None and job.data == {"n": 1, "text": "Infinity NaN"}
+
+
 @pytest.mark.parametrize("job_id", [2**64, 2**63, "a\x00b", "\ud800", "k" * 2000, None, b"x"])
 async def test_an_id_no_store_can_hold_is_a_miss(scheduler: JobScheduler, job_id: object) -> None:
     assert await scheduler.get_job(job_id) is None  # type: ignore[arg-type]

@@ -48,6 +48,12 @@ def dump_json(value: JsonValue) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def job_data_json(job: NewJob) -> str:
+    """A new job's payload as the JSON text stores keep: the text the scheduler wrote when it
+    checked the payload, else dumped here."""
+    return job.data_json if job.data_json is not None else dump_json(job.data)
+
+
 def to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:  # stores only ever hold aware times; a naive one is a bug upstream
         raise ValueError(f"naive datetime reached the storage layer: {value!r}")

@@ -89,6 +89,9 @@ class NewJob:
     # Message headers stored with the job and returned as `Job.headers`: the trace context of
     # the enqueue (`timecrisis._tracing`). Strings only; None stores nothing.
     headers: dict[str, str] | None = None
+    # `data` as JSON text, when the caller has it (the scheduler does: the payload check
+    # writes it). Stores keep this text instead of dumping `data` again; None: they dump it.
+    data_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

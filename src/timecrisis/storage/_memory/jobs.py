@@ -31,6 +31,7 @@ from timecrisis.models import (
 from timecrisis.storage._common import (
     dump_json,
     expired_reason,
+    job_data_json,
     resolve_expires_at,
     resolve_run_at,
     to_utc,
@@ -331,7 +332,7 @@ class JobTable:
 def _prepare(job: NewJob, now: datetime) -> _PreparedJob:
     return _PreparedJob(
         job=job,
-        data_json=dump_json(job.data),
+        data_json=job_data_json(job),
         run_at=resolve_run_at(job, now),
         expires_at=resolve_expires_at(job, now),
         fire_at=None if job.schedule_fire_at is None else to_utc(job.schedule_fire_at),

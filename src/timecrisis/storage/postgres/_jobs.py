@@ -16,7 +16,7 @@ from psycopg.rows import DictRow, dict_row
 
 from timecrisis.errors import StorageError
 from timecrisis.models import FINISHED_STATUSES, Job
-from timecrisis.storage._common import dump_json, to_utc
+from timecrisis.storage._common import dump_json, job_data_json, to_utc
 from timecrisis.storage.base import CancelOutcome, InsertResult, JobQuery, NewJob, PurgeParams
 from timecrisis.storage.postgres._db import Conn, Context, fetch_all, fetch_one, fetch_value
 from timecrisis.storage.postgres._rows import job_from_row
@@ -46,7 +46,7 @@ def _row(job: NewJob) -> list[Any]:
     return [
         job.id,
         job.type,
-        dump_json(job.data),
+        job_data_json(job),
         job.priority,
         job.max_retries,
         job.backoff_strategy,

@@ -16,6 +16,7 @@ from timecrisis.models import FINISHED_STATUSES, Job
 from timecrisis.storage._common import (
     dump_json,
     expired_reason,
+    job_data_json,
     resolve_expires_at,
     resolve_run_at,
 )
@@ -57,7 +58,7 @@ def _insert_args(job: NewJob, now: datetime, now_us: int) -> tuple[Any, ...]:
     return (
         job.id,
         job.type,
-        dump_json(job.data),
+        job_data_json(job),
         job.priority,
         job.max_retries,
         job.backoff_strategy,
