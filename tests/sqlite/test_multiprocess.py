@@ -8,7 +8,6 @@ report through a queue. The waits are guards against a hang, not timing assertio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import pathlib
 import sqlite3
@@ -125,14 +124,9 @@ async def test_a_job_inserted_by_another_process_wakes_a_listener_here(
     unsubscribe = listener_store.add_wakeup_listener(woken.set)
     try:
         # First prove the watcher has its baseline: a write from another connection wakes us.
-        # Without this, the child's commit could land before the watcher's first look. One
-        # write is not enough: it can itself land before that first look (the watcher's
-        # thread starts late on a loaded machine), so write until one is seen.
-        async with asyncio.timeout(GUARD_SECONDS):
-            while not woken.is_set():
-                await other_handle.heartbeat_worker("primer", running=0, is_leader=False)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), 0.2)
+        # Without this, the child's commit could land before the watcher's first look.
+        await other_handle.heartbeat_worker("primer", running=0, is_leader=False)
+        await asyncio.wait_for(woken.wait(), GUARD_SECONDS)
         woken.clear()
 
         children.start(processes.insert_one, str(db_path), "inserter")

@@ -45,9 +45,13 @@ class DataVersionWatcher:
             # A fresh event per thread: a thread told to stop keeps its own (set) event while
             # it winds down, even if a new listener starts a new thread meanwhile.
             self._stop = threading.Event()
+            # The baseline is read here, before start() returns, not by the thread: a commit
+            # another process makes right after a listener subscribes must wake it, and a
+            # thread that starts late (a loaded machine) would take that commit as its baseline.
+            conn, last = self._open_with_baseline()
             self._thread = threading.Thread(
                 target=self._watch,
-                args=(self._stop,),
+                args=(self._stop, conn, last),
                 name=f"timecrisis-sqlite-watch:{self._path.name}",
                 daemon=True,  # an unclosed store must never keep the interpreter alive
             )
@@ -64,17 +68,34 @@ class DataVersionWatcher:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def _watch(self, stop: threading.Event) -> None:
-        conn: sqlite3.Connection | None = None
-        last: int | None = None
+    def _connect(self) -> sqlite3.Connection:
         # mode=rw: never create the file (an empty non-WAL file); until the store creates it,
-        # opening fails and is simply tried again at the next tick.
+        # opening fails and is simply tried again at the next tick. `data_version` is per
+        # connection, so the thread keeps the connection its baseline was read on.
         uri = f"{self._path.absolute().as_uri()}?mode=rw"
+        return sqlite3.connect(
+            uri, uri=True, timeout=1, isolation_level=None, check_same_thread=False
+        )
+
+    def _open_with_baseline(self) -> tuple[sqlite3.Connection | None, int | None]:
+        try:
+            conn = self._connect()
+        except sqlite3.Error:
+            return None, None  # no file yet: the thread keeps trying
+        try:
+            version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return conn, None  # busy for a moment: the thread's first look is the baseline
+        return conn, version
+
+    def _watch(
+        self, stop: threading.Event, conn: sqlite3.Connection | None, last: int | None
+    ) -> None:
         try:
             while not stop.is_set():
                 try:
                     if conn is None:
-                        conn = sqlite3.connect(uri, uri=True, timeout=1, isolation_level=None)
+                        conn = self._connect()
                     version = conn.execute("PRAGMA data_version").fetchone()[0]
                 except sqlite3.Error:
                     version = None  # missing, or busy for a moment: try again at the next tick
