@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from timecrisis.models import BackoffStrategy, FailureKind, Job
+from timecrisis.rate_limits import RateLimit
 from timecrisis.storage._common import decide_failure, dump_json, lease_expired_error
 from timecrisis.storage.base import (
     ClaimedJob,
@@ -52,6 +54,7 @@ from timecrisis.storage.sqlite._rows import (
     JOB_COLUMN_COUNT,
     JOB_COLUMNS,
     chunks,
+    from_us,
     in_list,
     job_from_row,
     opt_dt,
@@ -83,6 +86,28 @@ _ARM = (
     "AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?) "
     "ORDER BY priority DESC, seq LIMIT ?)"
 )
+# Flow control, concurrency keys: the same arm, passing over a job whose key already has its
+# type's `key_limits` jobs running or waiting ahead of it. "Ahead" reads at most that many of
+# the key's due jobs, in claim order, from jobs_pending_keys, so a job is taken exactly when a
+# claim walking the queue in order would take it; each candidate costs two index probes,
+# whatever the number of distinct keys. Extra args after the arm's own: now, now, cap, cap.
+_KEYED_ARM = _ARM.replace(
+    "FROM jobs INDEXED BY jobs_pending_queue ",
+    "FROM jobs AS j INDEXED BY jobs_pending_queue ",
+).replace(
+    "ORDER BY priority DESC, seq LIMIT ?)",
+    "AND (j.concurrency_key IS NULL OR "
+    "(SELECT count(*) FROM jobs AS r INDEXED BY jobs_running_keys "
+    "WHERE r.status = 'running' AND r.concurrency_key IS NOT NULL "
+    "AND r.type = j.type AND r.concurrency_key = j.concurrency_key) "
+    "+ (SELECT count(*) FROM (SELECT p.priority, p.seq FROM jobs AS p "
+    "INDEXED BY jobs_pending_keys WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL "
+    "AND p.type = j.type AND p.concurrency_key = j.concurrency_key "
+    "AND p.run_at <= ? AND (p.expires_at IS NULL OR p.expires_at > ?) "
+    "ORDER BY p.priority DESC, p.seq LIMIT ?) AS h "
+    "WHERE h.priority > j.priority OR (h.priority = j.priority AND h.seq < j.seq)) < ?) "
+    "ORDER BY priority DESC, seq LIMIT ?)",
+)
 _INSERT_RUN = (
     "INSERT INTO job_runs (id, job_id, job_type, attempt, status, worker, started_at) "
     "VALUES (?, ?, ?, ?, 'running', ?, ?)"
@@ -90,29 +115,50 @@ _INSERT_RUN = (
 
 
 @functools.lru_cache(maxsize=64)
-def _heads(arms: int) -> str:
-    """The merged queue heads of `arms` types, best first (args: per arm type, now, now,
-    quota; then the overall limit)."""
-    return (
-        f"SELECT seq FROM ({' UNION ALL '.join([_ARM] * arms)}) ORDER BY priority DESC, seq LIMIT ?"
-    )
+def _heads(keyed: tuple[bool, ...]) -> str:
+    """The merged queue heads of one arm per type, best first (args: per arm `_arm_args`;
+    then the overall limit). `keyed[i]`: arm i limits its concurrency keys."""
+    return f"SELECT seq FROM ({_union(keyed)}) ORDER BY priority DESC, seq LIMIT ?"
+
+
+def _union(keyed: Sequence[bool]) -> str:
+    return " UNION ALL ".join(_KEYED_ARM if key else _ARM for key in keyed)
+
+
+def _arm_args(
+    params: ClaimParams, quotas: Sequence[tuple[str, int]], now_us: int
+) -> tuple[tuple[bool, ...], list[object]]:
+    keyed: list[bool] = []
+    args: list[object] = []
+    for job_type, quota in quotas:
+        cap = params.key_limits.get(job_type)
+        keyed.append(cap is not None)
+        args += [job_type, now_us, now_us]
+        if cap is not None:
+            args += [now_us, now_us, cap, cap]
+        args.append(quota)
+    return tuple(keyed), args
 
 
 def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> list[ClaimedJob]:
     if params.limit <= 0:
         return []
     quotas = _quotas(conn, params)
+    now_us = to_us(now)
+    rates = _rate_rooms(conn, params, now_us) if params.rate_limits else {}
+    if rates:  # flow control: a full rate-limit window caps its type like a full limit
+        quotas = [(t, min(q, rates[t][0]) if t in rates else q) for t, q in quotas]
+        quotas = [(t, q) for t, q in quotas if q > 0]
     if not quotas:
         return []
-    now_us = to_us(now)
     lease_expires_at = now + params.lease_ttl
     head = [now_us, params.worker, to_us(lease_expires_at)]
     if len(quotas) <= MAX_ARMS:
-        arms = [arg for job_type, quota in quotas for arg in (job_type, now_us, now_us, quota)]
-        sql = f"{_CLAIM_HEAD} WHERE seq IN ({_heads(len(quotas))}){_CLAIM_RETURNING}"
+        keyed, arms = _arm_args(params, quotas, now_us)
+        sql = f"{_CLAIM_HEAD} WHERE seq IN ({_heads(keyed)}){_CLAIM_RETURNING}"
         rows = conn.execute(sql, [*head, *arms, params.limit]).fetchall()
     else:
-        seqs = _candidates(conn, quotas, params.limit, now_us)
+        seqs = _candidates(conn, params, quotas, now_us)
         if not seqs:
             return []
         marks, padded = in_list(seqs)
@@ -128,7 +174,87 @@ def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> 
         _INSERT_RUN,
         [(c.run_id, c.job.id, c.job.type, c.job.attempts, params.worker, now_us) for c in claimed],
     )
+    if rates:
+        _record_starts(conn, params, rates, claimed, now_us)
     return claimed
+
+
+# ---- flow control: rate limits ----------------------------------------------------------------
+# `rate_limit_starts` holds one row per claim of a rate-limited type (migration 0007): `starts`
+# jobs at `started_at`, numbered from `first_start`. The starts inside the window run from the
+# oldest row still inside it to the newest row's end, so the count is two index probes and a
+# subtraction, whatever the rate; rows that left the window are pruned as claims go by. The
+# whole claim holds SQLite's write lock, so no other claim can start in between.
+
+_RATE_WINDOW = (
+    "SELECT (SELECT first_start + starts FROM rate_limit_starts WHERE type = ?1 "
+    "ORDER BY first_start DESC LIMIT 1), "
+    "(SELECT first_start FROM rate_limit_starts WHERE type = ?1 AND started_at > ?2 "
+    "ORDER BY started_at, first_start LIMIT 1)"
+)
+
+
+def _span_us(span: timedelta) -> int:
+    return span // timedelta(microseconds=1)
+
+
+def _rate_window(conn: sqlite3.Connection, job_type: str, window_start_us: int) -> tuple[int, int]:
+    """(the number of the type's next start, the number of its oldest start still inside the
+    window that began at `window_start_us`; the next start's when none is)."""
+    next_start, oldest = conn.execute(_RATE_WINDOW, (job_type, window_start_us)).fetchone()
+    next_start = next_start or 0
+    return next_start, next_start if oldest is None else oldest
+
+
+def _rate_rooms(
+    conn: sqlite3.Connection, params: ClaimParams, now_us: int
+) -> dict[str, tuple[int, int]]:
+    """type -> (how many claims its window allows now, the number of its next start)."""
+    rooms: dict[str, tuple[int, int]] = {}
+    for job_type, rate in params.rate_limits.items():
+        if job_type in params.type_limits:
+            next_start, oldest = _rate_window(conn, job_type, now_us - _span_us(rate.window))
+            rooms[job_type] = (max(0, rate.limit - (next_start - oldest)), next_start)
+    return rooms
+
+
+def _record_starts(
+    conn: sqlite3.Connection,
+    params: ClaimParams,
+    rates: dict[str, tuple[int, int]],
+    claimed: Sequence[ClaimedJob],
+    now_us: int,
+) -> None:
+    starts = Counter(c.job.type for c in claimed if c.job.type in rates)
+    conn.executemany(
+        "INSERT INTO rate_limit_starts (type, first_start, starts, started_at) VALUES (?, ?, ?, ?)",
+        [(t, rates[t][1], count, now_us) for t, count in starts.items()],
+    )
+    conn.executemany(
+        "DELETE FROM rate_limit_starts WHERE type = ? AND started_at <= ?",
+        [(t, now_us - _span_us(params.rate_limits[t].window)) for t in starts],
+    )
+
+
+def rate_limit_free_at(
+    conn: sqlite3.Connection, rate_limits: Mapping[str, RateLimit], now: datetime
+) -> datetime | None:
+    """When the first of these types whose window is full at `now` has room again: the time
+    its start `limit` places before the next one leaves the window."""
+    now_us = to_us(now)
+    frees: list[int] = []
+    for job_type, rate in rate_limits.items():
+        window_us = _span_us(rate.window)
+        next_start, oldest = _rate_window(conn, job_type, now_us - window_us)
+        if next_start - oldest < rate.limit:
+            continue
+        (started_at,) = conn.execute(
+            "SELECT started_at FROM rate_limit_starts WHERE type = ? AND first_start <= ? "
+            "ORDER BY first_start DESC LIMIT 1",
+            (job_type, next_start - rate.limit),
+        ).fetchone()
+        frees.append(started_at + window_us)
+    return from_us(min(frees)) if frees else None
 
 
 def _quotas(conn: sqlite3.Connection, params: ClaimParams) -> list[tuple[str, int]]:
@@ -153,18 +279,16 @@ def _quotas(conn: sqlite3.Connection, params: ClaimParams) -> list[tuple[str, in
 
 
 def _candidates(
-    conn: sqlite3.Connection, quotas: Sequence[tuple[str, int]], limit: int, now_us: int
+    conn: sqlite3.Connection, params: ClaimParams, quotas: Sequence[tuple[str, int]], now_us: int
 ) -> list[int]:
     """The `limit` best queue heads over more types than one statement can merge: each slice's
     best `limit` (within quotas), then the best `limit` of those."""
+    limit = params.limit
     found: list[tuple[int, int]] = []
     for start in range(0, len(quotas), MAX_ARMS):
         part = quotas[start : start + MAX_ARMS]
-        arms = [arg for job_type, quota in part for arg in (job_type, now_us, now_us, quota)]
-        sql = (
-            f"SELECT seq, priority FROM ({' UNION ALL '.join([_ARM] * len(part))}) "
-            "ORDER BY priority DESC, seq LIMIT ?"
-        )
+        keyed, arms = _arm_args(params, part, now_us)
+        sql = f"SELECT seq, priority FROM ({_union(keyed)}) ORDER BY priority DESC, seq LIMIT ?"
         found.extend(conn.execute(sql, [*arms, limit]).fetchall())
     found.sort(key=lambda seq_priority: (-seq_priority[1], seq_priority[0]))
     return [seq for seq, _ in found[:limit]]
