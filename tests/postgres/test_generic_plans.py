@@ -103,6 +103,8 @@ async def test_claims_use_connections_that_plan_once(make_store: StoreFactory) -
     async with store._session.claim_connection("test") as conn:
         cur = await conn.execute("SHOW plan_cache_mode")
         assert await cur.fetchone() == ("force_generic_plan",)
+        cur = await conn.execute("SHOW jit")
+        assert await cur.fetchone() == ("off",)  # flow control: see _session._plan_once
     async with store._session.connection("test") as conn:
         cur = await conn.execute("SHOW plan_cache_mode")
         assert await cur.fetchone() == ("auto",)  # every other statement keeps custom plans
