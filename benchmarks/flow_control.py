@@ -8,9 +8,10 @@
   the machine's drift hits both; prints the median jobs/s of each and the difference. The
   limited type also pays its type lock and its `rate_limit_starts` row per claim.
 - `keys`: the claim's cost with a keyed type (`key_concurrency=2`) and `--jobs` pending jobs
-  spread over 0 (no key), 1,000 and 100,000 distinct keys, and without `key_concurrency`: `complete_and_claim` of 10 jobs
-  at a time (as a worker does), ms per call. A key's check is two index probes per candidate
-  (migration 0007), so the number of distinct keys should not show.
+  spread over 0 (no key), 1,000 and 100,000 distinct keys, and without `key_concurrency`:
+  `complete_and_claim` of 10 jobs at a time (as a worker does), ms per call. A key's check is
+  two index probes per candidate (migration 0007), so the number of distinct keys should not
+  show.
 """
 
 from __future__ import annotations
