@@ -26,7 +26,7 @@ import asyncio
 import copy
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -51,6 +51,7 @@ from timecrisis.models import (
     TypeMetrics,
     WorkerInfo,
 )
+from timecrisis.rate_limits import RateLimit
 from timecrisis.storage import _common as common
 from timecrisis.storage._run_stats import (
     RunStatsBuilder,
@@ -150,6 +151,7 @@ class _Job:
     worker: str | None = None
     dead_lettered: bool = False
     headers: dict[str, str] | None = None
+    concurrency_key: str | None = None
     # Only the store sees these:
     seq: int = 0  # enqueue order
     schedule_fire_at: datetime | None = None
@@ -221,6 +223,7 @@ class ReferenceJobStorage:
         self._clock = clock
         self._mutex = asyncio.Lock()
         self.jobs: list[_Job] = []  # in enqueue order
+        self.starts: dict[str, list[datetime]] = {}  # rate-limited types: every claim time
         self.schedules: list[_Schedule] = []
         self.workers: list[_Worker] = []
         self.locks: list[_Lock] = []
@@ -282,6 +285,7 @@ class ReferenceJobStorage:
             run_at=common.resolve_run_at(job, now),
             expires_at=common.resolve_expires_at(job, now), created_at=now,
             headers=None if job.headers is None else dict(job.headers),
+            concurrency_key=job.concurrency_key,
         )  # fmt: skip
 
     def _insert_row(self, row: _Job) -> InsertResult:
@@ -485,9 +489,46 @@ class ReferenceJobStorage:
                 running = sum(
                     o.status is JobStatus.RUNNING and o.type == job.type for o in self.jobs
                 )
-                if limit is None or running < limit:
+                if (
+                    (limit is None or running < limit)
+                    and self._rate_allows(job.type, params, now)
+                    and self._key_allows(job, params)
+                ):
                     claimed.append(self._claim(job, params, now))
+                    if job.type in params.rate_limits:
+                        self.starts.setdefault(job.type, []).append(now)
             return claimed
+
+    # Flow control, naively: every start time of a rate-limited type is kept and counted, and
+    # running jobs of a key are counted by a scan (the real stores must not do either).
+    def _rate_allows(self, job_type: str, params: ClaimParams, now: datetime) -> bool:
+        rate = params.rate_limits.get(job_type)
+        if rate is None:
+            return True
+        inside = [at for at in self.starts.get(job_type, []) if at > now - rate.window]
+        return len(inside) < rate.limit
+
+    def _key_allows(self, job: _Job, params: ClaimParams) -> bool:
+        cap = params.key_limits.get(job.type)
+        if cap is None or job.concurrency_key is None:
+            return True
+        running = sum(
+            o.status is JobStatus.RUNNING
+            and o.type == job.type
+            and o.concurrency_key == job.concurrency_key
+            for o in self.jobs
+        )
+        return running < cap
+
+    async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None:
+        async with self._mutex:
+            now = self._now()
+            frees: list[datetime] = []
+            for job_type, rate in rate_limits.items():
+                inside = sorted(a for a in self.starts.get(job_type, []) if a > now - rate.window)
+                if len(inside) >= rate.limit:  # full: free when the limit-th newest leaves
+                    frees.append(inside[-rate.limit] + rate.window)
+            return min(frees, default=None)
 
     def _claim(self, job: _Job, params: ClaimParams, now: datetime) -> ClaimedJob:
         job.attempts += 1

@@ -42,6 +42,7 @@ from timecrisis.models import (
     TypeMetrics,
     WorkerInfo,
 )
+from timecrisis.rate_limits import RateLimit
 from timecrisis.scheduler import JobScheduler
 from timecrisis.schedules import preview_schedule
 from timecrisis.storage.base import JobStorage
@@ -101,6 +102,7 @@ __all__ = [
     "Metrics",
     "NonRetryableError",
     "PostgresJobStorage",
+    "RateLimit",
     "Retry",
     "RunStatus",
     "SQLiteJobStorage",

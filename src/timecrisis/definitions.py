@@ -17,6 +17,7 @@ from timecrisis._bounds import MAX_RETRIES, json_text, text_problem
 from timecrisis.durations import Duration, parse_job_duration
 from timecrisis.errors import JobValidationError
 from timecrisis.models import MAX_PRIORITY, MIN_PRIORITY, BackoffStrategy, JsonValue
+from timecrisis.rate_limits import RateLimit
 
 if TYPE_CHECKING:
     from timecrisis.context import JobContext
@@ -25,6 +26,9 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 Handler: TypeAlias = Callable[[Any, "JobContext"], Awaitable[Any] | Any]
 """`handle(data, ctx)`: `async def` runs on the event loop, a plain `def` in a worker thread."""
+
+MAX_KEY_CONCURRENCY = 1_000_000
+"""The largest `key_concurrency`: far inside every store's 32-bit integers."""
 
 BACKOFF_STRATEGIES: tuple[BackoffStrategy, ...] = ("exponential", "linear")
 
@@ -63,6 +67,11 @@ class JobDefinition(Generic[ModelT]):
     `concurrency` is the cluster-wide limit of running jobs of this type (`None`: no limit).
     The retry fields are the defaults of every job of this type; `enqueue` may override
     `priority`, `max_retries` and `backoff_strategy` per job.
+
+    Flow control (docs/flow-control.md), cluster-wide like `concurrency`: `rate_limit`
+    ("100/m", "5/s", "1000/h") caps the starts of the type in any sliding window of that
+    length; `key_concurrency` caps the running jobs of the type that share one
+    `concurrency_key` (an enqueue option, accepted only for a type that sets it).
     """
 
     type: str
@@ -77,12 +86,15 @@ class JobDefinition(Generic[ModelT]):
     timeout: Duration | None = None
     fork_mode: bool = False
     fork_helper_path: str | None = None
+    rate_limit: str | None = None
+    key_concurrency: int | None = None
 
     # Parsed forms of the duration fields, filled in by __post_init__.
     retry_delay_td: timedelta = field(init=False, repr=False)
     max_retry_delay_td: timedelta = field(init=False, repr=False)
     timeout_td: timedelta | None = field(init=False, repr=False)
     is_async: bool = field(init=False, repr=False)
+    rate_limit_parsed: RateLimit | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.type, str) or not self.type.strip():
@@ -102,6 +114,18 @@ class JobDefinition(Generic[ModelT]):
             raise JobValidationError(
                 f"concurrency of job type {self.type!r} must be an int >= 1 or None, "
                 f"got {self.concurrency!r}"
+            )
+        self.rate_limit_parsed = (
+            None if self.rate_limit is None else RateLimit.parse(self.rate_limit)
+        )
+        if self.key_concurrency is not None and (
+            isinstance(self.key_concurrency, bool)
+            or not isinstance(self.key_concurrency, int)
+            or not 1 <= self.key_concurrency <= MAX_KEY_CONCURRENCY
+        ):
+            raise JobValidationError(
+                f"key_concurrency of job type {self.type!r} must be an int from 1 to "
+                f"{MAX_KEY_CONCURRENCY:,} or None, got {self.key_concurrency!r}"
             )
         check_priority(self.priority)
         check_max_retries(self.max_retries)

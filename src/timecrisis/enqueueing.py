@@ -34,6 +34,7 @@ class EnqueueOptions:
     delay: timedelta | None
     expires_at: datetime | None
     expires_in: timedelta | None
+    concurrency_key: str | None = None
 
     @classmethod
     def parse(
@@ -49,6 +50,7 @@ class EnqueueOptions:
         run_at: datetime | None = None,
         delay: Duration | None = None,
         unique_key: str | None = None,
+        concurrency_key: str | None = None,
     ) -> EnqueueOptions:
         if run_at is not None and delay is not None:
             raise JobValidationError("pass run_at or delay, not both")
@@ -66,6 +68,7 @@ class EnqueueOptions:
             delay=None if delay is None else parse_job_duration(delay),
             expires_at=_aware("expires_at", expires_at),
             expires_in=None if expires_in is None else parse_job_duration(expires_in),
+            concurrency_key=_concurrency_key(definition, concurrency_key),
         )
 
     def new_job(
@@ -93,7 +96,20 @@ class EnqueueOptions:
             expires_in=self.expires_in,
             headers=headers,
             data_json=data_json,
+            concurrency_key=self.concurrency_key,
         )
+
+
+def _concurrency_key(definition: JobDefinition[Any], value: object) -> str | None:
+    """A key is only meaningful for a type that limits its keys: refused elsewhere, so a
+    forgotten `key_concurrency` never goes unnoticed as a limit that does nothing."""
+    key = _optional_text("concurrency_key", value)
+    if key is not None and definition.key_concurrency is None:
+        raise JobValidationError(
+            f"concurrency_key needs key_concurrency on job type {definition.type!r}, "
+            f"which sets none"
+        )
+    return key
 
 
 def _aware(name: str, value: object) -> datetime | None:

@@ -93,6 +93,9 @@ class Job(_Record):
     # `tracestate`, `baggage`), for the worker's attempt spans (docs/otel.md). None when the
     # enqueuing process did not trace, and for jobs fired by a schedule.
     headers: dict[str, str] | None = None
+    # Flow control: the enqueue's `concurrency_key`; at most the type's `key_concurrency` jobs
+    # with the same key run at once, cluster-wide (docs/flow-control.md).
+    concurrency_key: str | None = None
 
 
 class JobRun(_Record):

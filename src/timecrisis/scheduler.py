@@ -280,6 +280,7 @@ class JobScheduler:
         delay: Duration | None = None,
         unique_key: str | None = None,
         connection: Any = None,
+        concurrency_key: str | None = None,
     ) -> str:
         """Validate and store one job; return its id (or, with a `unique_key` already held by a
         pending or running job of this type, that job's id)."""
@@ -296,6 +297,7 @@ class JobScheduler:
             delay=delay,
             unique_key=unique_key,
             connection=connection,
+            concurrency_key=concurrency_key,
         )
         return ids[0]
 
@@ -314,6 +316,7 @@ class JobScheduler:
         delay: Duration | None = None,
         unique_key: str | None = None,
         connection: Any = None,
+        concurrency_key: str | None = None,
     ) -> list[str]:
         """Validate every payload, then insert the batch atomically in one call; ids in order."""
         definition = self.get_job_definition(type)
@@ -330,6 +333,7 @@ class JobScheduler:
             run_at=run_at,
             delay=delay,
             unique_key=unique_key,
+            concurrency_key=concurrency_key,
         )
         payloads = [definition.stored_payload(item) for item in data]
         if not payloads:

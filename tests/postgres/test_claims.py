@@ -148,6 +148,10 @@ async def test_the_claim_scans_the_partial_pending_index_not_the_history(
         "caps": [None],
         "worker": "w",
         "ttl": LEASE,
+        "key_caps": [None],
+        "rate_types": [],
+        "rate_caps": [],
+        "rate_windows": [],
     }
     async with AsyncClientCursor(admin) as cur:
         await cur.execute(b"EXPLAIN " + query, params)

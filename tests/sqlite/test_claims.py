@@ -26,7 +26,7 @@ async def test_each_type_queue_head_is_read_from_the_pending_index_without_sorti
     store: SQLiteJobStorage, db_path: pathlib.Path
 ) -> None:
     await store.init()
-    sql = _merge_heads("claim_jobs", 3)
+    sql = _merge_heads("claim_jobs", (False,) * 3)
     args: list[object] = [0, "w", 0]
     for job_type in ("a", "b", "c"):
         args += [job_type, 0, 0, 5]
@@ -37,6 +37,22 @@ async def test_each_type_queue_head_is_read_from_the_pending_index_without_sorti
     assert searches.count("SEARCH jobs USING INDEX jobs_pending_queue (type=?)") == 3
     # Only the merge of the (at most `limit` rows per type) heads is sorted, once.
     assert sum("TEMP B-TREE" in step for step in plan) == 1
+
+
+async def test_a_keyed_type_checks_each_candidate_key_by_index_probes(
+    store: SQLiteJobStorage, db_path: pathlib.Path
+) -> None:
+    """Flow control: the running count and the jobs ahead of a candidate's concurrency key
+    are read from their partial indexes, so 100,000 distinct keys cost no scan."""
+    await store.init()
+    sql = _merge_heads("claim_jobs", (True, False))
+    args: list[object] = [0, "w", 0, "a", 0, 0, 0, 0, 2, 2, 5, "b", 0, 0, 5]
+
+    plan = _plan(db_path, sql, [*args, 5])
+
+    assert "SEARCH r USING INDEX jobs_running_keys (type=? AND concurrency_key=?)" in plan
+    assert "SEARCH p USING INDEX jobs_pending_keys (type=? AND concurrency_key=?)" in plan
+    assert not [step for step in plan if step.startswith("SCAN jobs")]
 
 
 async def test_a_worker_with_more_types_than_one_statement_merges_claims_in_order(

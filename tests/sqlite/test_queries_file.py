@@ -42,11 +42,14 @@ def test_every_statement_compiles_as_written(conn: sqlite3.Connection, name: str
 
 
 @pytest.mark.parametrize("name", ["claim_jobs", "claim_candidates"])
-@pytest.mark.parametrize("arms", [1, 2, MAX_ARMS])
-def test_the_merged_claim_statements_compile_for_any_number_of_types(
-    conn: sqlite3.Connection, name: str, arms: int
+@pytest.mark.parametrize(
+    "keyed",
+    [(False,), (True,), (False, True), (False,) * MAX_ARMS, (True, False) * (MAX_ARMS // 2)],
+)
+def test_the_merged_claim_statements_compile_for_any_number_and_kind_of_types(
+    conn: sqlite3.Connection, name: str, keyed: tuple[bool, ...]
 ) -> None:
-    _compile(conn, _merge_heads(name, arms))
+    _compile(conn, _merge_heads(name, keyed))
 
 
 def test_every_statement_that_returns_jobs_lists_the_columns_job_from_row_reads() -> None:

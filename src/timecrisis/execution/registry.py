@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from timecrisis._logging import DEFAULT_LOGGER_NAME
 from timecrisis.definitions import JobDefinition
 from timecrisis.execution.executors import AsyncExecutor, Executor, ThreadExecutor
+from timecrisis.rate_limits import RateLimit
 
 if TYPE_CHECKING:
     from timecrisis.execution.forked import ForkExecutor
@@ -63,6 +64,22 @@ class Registry:
 
     def type_limits(self) -> dict[str, int | None]:
         return {name: d.concurrency for name, d in self.definitions.items()}
+
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """The rate-limited types (docs/flow-control.md), for `ClaimParams.rate_limits`."""
+        return {
+            name: d.rate_limit_parsed
+            for name, d in self.definitions.items()
+            if d.rate_limit_parsed is not None
+        }
+
+    def key_limits(self) -> dict[str, int]:
+        """The types that limit their concurrency keys, for `ClaimParams.key_limits`."""
+        return {
+            name: d.key_concurrency
+            for name, d in self.definitions.items()
+            if d.key_concurrency is not None
+        }
 
     def __contains__(self, job_type: object) -> bool:
         return job_type in self.definitions

@@ -30,6 +30,7 @@ from timecrisis.loops._prefetch import PrefetchBudget
 from timecrisis.loops._stopping import FLOOR, GRACE, StopBudget
 from timecrisis.loops._writer import Batch, EndWriter, Releases
 from timecrisis.loops.runtime import Runtime
+from timecrisis.rate_limits import RateLimit
 from timecrisis.storage.base import (
     ClaimedJob,
     ClaimParams,
@@ -125,7 +126,9 @@ class Claimer:
         while not self.stopping:
             self._held.wake.clear()
             type_limits = self.runtime.type_limits()
-            free = self._room(settings.max_concurrent_jobs, type_limits)
+            rate_limits = self.runtime.registry.rate_limits()
+            key_limits = self.runtime.registry.key_limits()
+            free = self._room(settings.max_concurrent_jobs, type_limits, bool(key_limits))
             # Without a free slot the loop waits for one (a freed slot wakes it), not a due time.
             idle = settings.job_processing_interval
             if free > 0 and type_limits:
@@ -134,6 +137,8 @@ class Claimer:
                     limit=free,
                     lease_ttl=settings.job_lock_ttl,
                     type_limits=type_limits,
+                    rate_limits=rate_limits,
+                    key_limits=key_limits,
                 )
                 claims = await self._claim(params, backoff)
                 if claims is None:
@@ -145,6 +150,8 @@ class Claimer:
                     self._attempts.launch(self._register(claimed))
                 if len(claims) == free:
                     continue  # a full batch: more may be waiting
+                if rate_limits:
+                    await self._note_rate_limit_free(rate_limits)
                 idle = await self.idle_delay(idle)
             else:
                 self._writer.flush_pending()  # no claim to ride on
@@ -183,7 +190,23 @@ class Claimer:
             self._writer.written(batch, results)
         return claims
 
-    def _room(self, concurrency: int, type_limits: dict[str, int | None]) -> int:
+    async def _note_rate_limit_free(self, rate_limits: dict[str, RateLimit]) -> None:
+        """A short claim may have been held back by a full rate-limit window: learn when the
+        first one frees, so the loop sleeps until then, not a whole processing interval, and
+        does not poll in between (a due time costs one claim, then is forgotten)."""
+        try:
+            free_at = await self.runtime.storage.rate_limit_free_at(rate_limits)
+        except Exception as exc:  # noqa: BLE001 - a hint only: the interval still finds the work
+            self._logger.debug(
+                "reading rate-limit windows failed (%s: %s)", type(exc).__name__, exc
+            )
+            return
+        if free_at is not None:
+            self._due.add_store_time(free_at)
+
+    def _room(
+        self, concurrency: int, type_limits: dict[str, int | None], keyed: bool = False
+    ) -> int:
         """How many jobs to claim now: 0 to wait.
 
         `held` counts the claimed jobs whose handler has not ended (running or waiting for a
@@ -194,18 +217,19 @@ class Claimer:
         refuses completions must not make the worker claim without end)."""
         jobs = len(self._held.jobs)
         held = jobs - self._held.settling
-        capacity = concurrency + self._prefetch_allowance(type_limits)
+        capacity = concurrency + self._prefetch_allowance(type_limits, keyed)
         room = min(capacity - held, 2 * capacity - jobs)
         if held >= concurrency and room < capacity // 2:
             return 0
         return max(room, 0)
 
-    def _prefetch_allowance(self, type_limits: dict[str, int | None]) -> int:
+    def _prefetch_allowance(self, type_limits: dict[str, int | None], keyed: bool = False) -> int:
         if self.budget.ceiling <= 0:
             return 0
-        if any(cap is not None and cap > 0 for cap in type_limits.values()):
-            # A prefetched job of a limited type would hold one of the type's cluster-wide
-            # slots while it waits here, and another worker could not use it.
+        if keyed or any(cap is not None and cap > 0 for cap in type_limits.values()):
+            # A prefetched job of a limited type (or key) would hold one of the type's (key's)
+            # cluster-wide slots while it waits here, and another worker could not use it.
+            # A rate limit needs no such care: it counts claims, prefetched or not.
             return 0
         now = time.monotonic()
         oldest = max(

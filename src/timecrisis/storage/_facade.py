@@ -29,11 +29,12 @@ Wake-up rules (the in-process half; tests/storage/test_wakeups.py pins each):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from timecrisis.models import Job, JobLog, JobRun, JobStatus, Metrics, ScheduledJob, WorkerInfo
+from timecrisis.rate_limits import RateLimit
 from timecrisis.storage._wakeups import WakeupHub
 from timecrisis.storage.base import (
     DEFAULT_WORKER_TTL,
@@ -87,6 +88,7 @@ class Backend(Protocol):
     ) -> list[FinishedCount]: ...
 
     async def claim_jobs(self, params: ClaimParams) -> list[ClaimedJob]: ...
+    async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None: ...
     async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult: ...
     async def complete_jobs(self, completions: Sequence[Completion]) -> list[datetime | None]: ...
     async def fail_job(self, failure: Failure) -> FailOutcome | None: ...
@@ -272,6 +274,11 @@ class Store(Generic[B]):
         if params.limit <= 0 or not params.type_limits:
             return await self.complete_jobs(completions), []
         return await self._combined.complete_and_claim(completions, params)
+
+    async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None:
+        if not rate_limits:
+            return None
+        return await self._backend.rate_limit_free_at(rate_limits)
 
     async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
         if not refs:

@@ -48,6 +48,7 @@ from timecrisis.models import (
     ScheduleType,
     WorkerInfo,
 )
+from timecrisis.rate_limits import RateLimit
 
 LEADER_LOCK = "timecrisis:leader"
 """The name of the distributed lock that elects the cluster's leader."""
@@ -92,6 +93,8 @@ class NewJob:
     # `data` as JSON text, when the caller has it (the scheduler does: the payload check
     # writes it). Stores keep this text instead of dumping `data` again; None: they dump it.
     data_json: str | None = None
+    # Flow control: returned as `Job.concurrency_key` and limited by `ClaimParams.key_limits`.
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +125,19 @@ class ClaimParams:
 
     `type_limits` maps every job type this worker can run to its cluster-wide concurrency limit
     (`None` = unlimited). Jobs of other types are never claimed and never block these.
+
+    Flow control, cluster-wide like `type_limits` (types not listed are not limited):
+    `rate_limits` caps the claims of a type in any sliding window (every claim of the type by
+    any worker counts, this one included); `key_limits` caps the running jobs of a type that
+    share one `concurrency_key` (jobs without a key are limited by `type_limits` only).
     """
 
     worker: str
     limit: int
     lease_ttl: timedelta
     type_limits: Mapping[str, int | None]
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    key_limits: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,9 +447,21 @@ class WorkerStore(Protocol):
         cluster-wide: the number of `running` jobs of a type (every worker, this claim included)
         never exceeds its limit; a type at its limit is skipped and never blocks other types.
 
+        Flow control, with the same rule of never blocking the others: a type of
+        `params.rate_limits` is claimed at most `limit` times in any window of its length
+        (the claims of every worker count; the store keeps their times); a job whose
+        `concurrency_key` already has `params.key_limits[type]` running jobs of its type is
+        skipped, and the claim takes the next ones (of that key, no more than the room left).
+
         Each claimed job becomes `running` with `attempts + 1`, `started_at = now`,
         `worker = params.worker`, a fresh token, `lease_expires_at = now + lease_ttl`, no cancel
         (nor terminate) request; and a new `running` run (attempt = the new attempts) is created."""
+        ...
+
+    async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None:
+        """The earliest time (the store's clock) at which one of these types, whose window is
+        full now, may be claimed again; None when none is full. A hint for the claimer's sleep:
+        it writes nothing and decides nothing."""
         ...
 
     async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:

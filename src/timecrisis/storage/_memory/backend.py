@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from timecrisis.clock import Clock
 from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
+from timecrisis.rate_limits import RateLimit
 from timecrisis.storage import base as b
 from timecrisis.storage._common import dump_json, to_utc
 from timecrisis.storage._memory.claims import Claims
@@ -100,6 +101,10 @@ class MemoryBackend:
     async def claim_jobs(self, params: b.ClaimParams) -> list[b.ClaimedJob]:
         with self._lock:
             return self._claims.claim(params, self._now())
+
+    async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None:
+        with self._lock:
+            return self._claims.rates.free_at(rate_limits, self._now())
 
     async def renew_claims(self, refs: Sequence[b.ClaimRef], lease_ttl: timedelta) -> b.RenewResult:
         with self._lock:

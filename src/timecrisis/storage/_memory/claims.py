@@ -7,12 +7,14 @@ running under the same token; a stale token changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from timecrisis.models import FailureKind, Job, JobStatus, RunStatus
 from timecrisis.storage._common import decide_failure, lease_expired_error, new_id
 from timecrisis.storage._memory.jobs import JobTable
+from timecrisis.storage._memory.rates import RateWindows
 from timecrisis.storage._memory.rows import JobRow, RunRow
 from timecrisis.storage.base import (
     ClaimedJob,
@@ -28,6 +30,7 @@ from timecrisis.storage.base import (
 class Claims:
     def __init__(self, table: JobTable) -> None:
         self._table = table
+        self.rates = RateWindows()  # flow control: the recent claims of rate-limited types
 
     def claim(self, params: ClaimParams, now: datetime) -> list[ClaimedJob]:
         if params.limit <= 0:
@@ -38,9 +41,16 @@ class Claims:
             job_type: None if limit is None else limit - table.running_by_type[job_type]
             for job_type, limit in params.type_limits.items()
         }
+        # Flow control: a full rate-limit window caps its type like a full concurrency limit.
+        for job_type, rate in params.rate_limits.items():
+            if job_type in capacities:
+                room = self.rates.room(job_type, rate, now)
+                capacity = capacities[job_type]
+                capacities[job_type] = room if capacity is None else min(capacity, room)
         lease_expires_at = now + params.lease_ttl
         claimed: list[ClaimedJob] = []
-        for row in table.queue.take(now, capacities, params.limit):
+        admit = _KeyRoom(params.key_limits, table.running_by_key) if params.key_limits else None
+        for row in table.queue.take(now, capacities, params.limit, admit):
             run = RunRow(
                 id=new_id(),
                 job_id=row.id,
@@ -60,6 +70,9 @@ class Claims:
             row.cancel_terminate = False
             table.move(row, JobStatus.RUNNING, now)
             claimed.append(ClaimedJob(row.to_record(), row.token, run.id, lease_expires_at))
+        starts = Counter(c.job.type for c in claimed if c.job.type in params.rate_limits)
+        for job_type, count in starts.items():
+            self.rates.record(job_type, count, now)
         return claimed
 
     def renew(self, refs: Sequence[ClaimRef], lease_ttl: timedelta, now: datetime) -> RenewResult:
@@ -242,3 +255,25 @@ class Claims:
         else:
             self._table.move(row, JobStatus.FAILED, now, dead_lettered=decision.dead_lettered)
         return FailOutcome(row.to_record(), decision.will_retry, error, kind)
+
+
+class _KeyRoom:
+    """Flow control: admits a job unless its concurrency key already has its type's
+    `key_limits` jobs running (every worker's) or taken by this claim."""
+
+    def __init__(
+        self, key_limits: Mapping[str, int], running: Mapping[tuple[str, str], int]
+    ) -> None:
+        self._limits = key_limits
+        self._running = running
+        self._taken: Counter[tuple[str, str]] = Counter()
+
+    def __call__(self, row: JobRow) -> bool:
+        cap = self._limits.get(row.type)
+        if cap is None or row.concurrency_key is None:
+            return True
+        key = (row.type, row.concurrency_key)
+        if self._running.get(key, 0) + self._taken[key] >= cap:
+            return False
+        self._taken[key] += 1
+        return True

@@ -74,6 +74,8 @@ class JobTable:
         self.counters = JobCounters()
         self.running: dict[str, JobRow] = {}
         self.running_by_type: Counter[str] = Counter()
+        # Flow control: running jobs per (type, concurrency key), for `key_limits`.
+        self.running_by_key: Counter[tuple[str, str]] = Counter()
         self._logs: dict[str, list[LogRow]] = {}
         self._seq = itertools.count(1)
         self._order = EnqueueOrder()
@@ -117,6 +119,7 @@ class JobTable:
             expires_at=item.expires_at,
             created_at=now,
             headers=None if job.headers is None else dict(job.headers),
+            concurrency_key=job.concurrency_key,
         )
         self.rows[row.id] = row
         self.runs[row.id] = []
@@ -297,6 +300,8 @@ class JobTable:
         if previous is JobStatus.RUNNING:
             del self.running[row.id]
             self.running_by_type[row.type] -= 1
+            if row.concurrency_key is not None:
+                self.running_by_key[(row.type, row.concurrency_key)] -= 1
         row.status = status
         row.dead_lettered = dead_lettered
         row.finished_at = now if status in FINISHED_STATUSES else None
@@ -308,6 +313,8 @@ class JobTable:
         if status is JobStatus.RUNNING:
             self.running[row.id] = row
             self.running_by_type[row.type] += 1
+            if row.concurrency_key is not None:
+                self.running_by_key[(row.type, row.concurrency_key)] += 1
         elif status is JobStatus.PENDING:
             self.queue.push(row, now)
         else:

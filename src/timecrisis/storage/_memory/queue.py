@@ -44,10 +44,18 @@ class PendingQueue:
         if row.expires_at is not None:
             heapq.heappush(self._expiry, (row.expires_at, row.seq, row.version, row.id))
 
-    def take(self, now: datetime, capacities: Mapping[str, int | None], limit: int) -> list[JobRow]:
+    def take(
+        self,
+        now: datetime,
+        capacities: Mapping[str, int | None],
+        limit: int,
+        admit: Callable[[JobRow], bool] | None = None,
+    ) -> list[JobRow]:
         """Remove and return up to `limit` claimable jobs in claim order, taking at most
         `capacities[type]` jobs of each type (`None` = no cap). Types not in `capacities` are
-        never looked at, so they cannot block the others."""
+        never looked at, so they cannot block the others. A job `admit` refuses (its
+        concurrency key is full) is passed over and stays queued; `admit` is asked once per
+        job, in claim order, and a True counts the job as taken."""
         remaining = {t: c for t, c in capacities.items() if c is None or c > 0}
         # A k-way merge of the per-type ready heaps: `fronts` holds each open type's best job.
         fronts: list[tuple[int, int, str]] = []
@@ -55,17 +63,24 @@ class PendingQueue:
             self._promote_due(job_type, now)
             self._push_front(fronts, job_type, now)
         taken: list[JobRow] = []
+        passed_over: list[tuple[str, _ReadyEntry]] = []
         while fronts and len(taken) < limit:
             _, _, job_type = heapq.heappop(fronts)
             entry = heapq.heappop(self._ready[job_type])
             row = self._lookup(entry[3])
             assert row is not None  # `_front` just checked it
+            if admit is not None and not admit(row):
+                passed_over.append((job_type, entry))
+                self._push_front(fronts, job_type, now)
+                continue
             taken.append(row)
             capacity = remaining[job_type]
             if capacity is not None:
                 remaining[job_type] = capacity = capacity - 1
             if capacity is None or capacity > 0:
                 self._push_front(fronts, job_type, now)
+        for job_type, entry in passed_over:
+            heapq.heappush(self._ready[job_type], entry)
         return taken
 
     def pop_expired(self, now: datetime, limit: int) -> list[JobRow]:

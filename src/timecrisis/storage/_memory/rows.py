@@ -69,6 +69,7 @@ class JobRow:
     cancel_requested: bool = False
     cancel_terminate: bool = False  # the cancel request asks to interrupt the handler
     headers: dict[str, str] | None = None  # the store's own copy (see `to_record`)
+    concurrency_key: str | None = None  # flow control (docs/flow-control.md)
     # Bumped on every status change; index entries remember it, so an entry made for an
     # earlier state of the job is recognised as stale and dropped (lazy deletion).
     version: int = 0
@@ -106,6 +107,7 @@ class JobRow:
             max_retry_delay=self.max_retry_delay,
             # A fresh dict per read, like the decoded payload: callers may mutate what they get.
             headers=None if self.headers is None else dict(self.headers),
+            concurrency_key=self.concurrency_key,
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from timecrisis._sync import unwrap_connection
 from timecrisis.clock import Clock
 from timecrisis.errors import StorageError
 from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
+from timecrisis.rate_limits import RateLimit
 from timecrisis.storage import base as b
 from timecrisis.storage.postgres import _claims as claims
 from timecrisis.storage.postgres import _coordination as coord
@@ -241,6 +242,12 @@ class PostgresBackend:
             async with conn.pipeline(), conn.transaction():
                 cursor = await claims.send_claim(conn, self.ctx, params, self._now())
             return await claims.read_claims(cursor)  # committed: one round trip in all
+
+    async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None:
+        return await self.session.read(
+            "rate_limit_free_at",
+            lambda conn: claims.rate_limit_free_at(conn, self.ctx, rate_limits, self._now()),
+        )
 
     async def complete_and_claim(
         self, completions: Sequence[b.Completion], params: b.ClaimParams

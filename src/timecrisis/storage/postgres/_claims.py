@@ -13,7 +13,7 @@ two.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +21,7 @@ from psycopg import AsyncCursor
 from psycopg.rows import DictRow
 
 from timecrisis.models import FailureKind, Job
+from timecrisis.rate_limits import RateLimit
 from timecrisis.storage._common import (
     FailureDecision,
     decide_failure,
@@ -54,11 +55,13 @@ async def send_claim(
         {
             advisory_key("type", ctx.schema, job_type)
             for job_type, cap in params.type_limits.items()
-            if cap is not None and cap > 0  # a limit of 0 claims nothing: no lock needed
+            if (cap is not None and cap > 0)  # a limit of 0 claims nothing: no lock needed
+            or _flow_limited(params, job_type)
         }
     )
     if limited:
         await start(conn, ctx.queries["lock_job_types"], {"keys": limited})
+    rate_types = [t for t in params.rate_limits if t in params.type_limits]
     return await start(
         conn,
         ctx.queries["claim_jobs"],
@@ -69,8 +72,38 @@ async def send_claim(
             "caps": [params.type_limits[t] for t in types],
             "worker": params.worker,
             "ttl": params.lease_ttl,
+            # Flow control (docs/flow-control.md).
+            "key_caps": [params.key_limits.get(t) for t in types],
+            **_rate_args(params.rate_limits, rate_types),
         },
     )
+
+
+def _flow_limited(params: ClaimParams, job_type: str) -> bool:
+    """Flow control: a rate-limited or keyed type serializes its claims on its type lock, as
+    a type with a concurrency limit does (queries.sql `claim_jobs`)."""
+    return job_type in params.rate_limits or job_type in params.key_limits
+
+
+def _rate_args(
+    rate_limits: Mapping[str, RateLimit], rate_types: Sequence[str]
+) -> dict[str, object]:
+    return {
+        "rate_types": list(rate_types),
+        "rate_caps": [rate_limits[t].limit for t in rate_types],
+        "rate_windows": [rate_limits[t].window for t in rate_types],
+    }
+
+
+async def rate_limit_free_at(
+    conn: Conn, ctx: Context, rate_limits: Mapping[str, RateLimit], now: datetime | None
+) -> datetime | None:
+    row = await fetch_one(
+        conn,
+        ctx.queries["rate_limit_free_at"],
+        {"now": now, **_rate_args(rate_limits, list(rate_limits))},
+    )
+    return None if row is None else opt_utc(row["free_at"])
 
 
 async def read_claims(cur: AsyncCursor[DictRow]) -> list[ClaimedJob]:
@@ -85,7 +118,9 @@ def needs_type_locks(params: ClaimParams) -> bool:
     statement of its own before it, inside one transaction. A claim of unlimited types only is
     one statement, atomic on its own: no transaction, no pipeline (cheaper by about a
     millisecond of client CPU and a round trip's worth of protocol messages)."""
-    return any(cap is not None for cap in params.type_limits.values())
+    return any(cap is not None for cap in params.type_limits.values()) or any(
+        _flow_limited(params, job_type) for job_type in params.type_limits
+    )
 
 
 def _claim_args(params: ClaimParams, now: datetime | None) -> dict[str, object]:

@@ -57,6 +57,7 @@ def job_from_row(row: Row) -> Job:
         max_retry_delay=row["max_retry_delay"],
         failure_kind=_kind(row["failure_kind"]),
         headers=row["headers"],
+        concurrency_key=row["concurrency_key"],
     )
 
 

@@ -258,6 +258,11 @@ class _ClaimPool:
 
 async def _plan_once(conn: Conn) -> None:
     await conn.execute("SET plan_cache_mode = force_generic_plan")
+    # A generic plan's costs assume a tenth of the queue (see above), and flow control's
+    # per-candidate key checks multiply them: past `jit_above_cost` every execution compiled
+    # the claim (3 s per claim with keyed jobs in a 100,000-job backlog). A claim touches a few
+    # index entries per job; JIT never pays for itself here.
+    await conn.execute("SET jit = off")
 
 
 def _side_connection_options(conninfo: str, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ SELECT coalesce(%(now)s::timestamptz, now())
 -- that transaction commits; it is sent once per statement, and only if a row was inserted.
 WITH input AS (
     -- One JSON text parameter, a row per job as a JSON array (see `_jobs._row`): psycopg
-    -- dumps one string instead of seventeen arrays, the dominant client cost of an enqueue.
+    -- dumps one string instead of eighteen arrays, the dominant client cost of an enqueue.
     -- jsonb, parsed once (a `json` value is re-parsed by every ->>); the payload rides in it
     -- as a string of JSON text, so the `json` column keeps that text exactly.
     SELECT r.j->>0 AS id, r.j->>1 AS type, (r.j->>2)::json AS data, (r.j->>3)::int AS priority,
@@ -31,13 +31,14 @@ WITH input AS (
            r.j->>9 AS scheduled_job_id, (r.j->>10)::timestamptz AS fire_at,
            r.j->>11 AS unique_key, (r.j->>12)::timestamptz AS run_at,
            (r.j->>13)::interval AS delay, (r.j->>14)::timestamptz AS expires_at,
-           (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers, r.n
+           (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers,
+           r.j->>17 AS concurrency_key, r.n
     FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(j, n)
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
-        expires_at, created_at, headers
+        expires_at, created_at, headers, concurrency_key
     )
     SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
@@ -45,7 +46,7 @@ WITH input AS (
            coalesce(coalesce(%(now)s::timestamptz, now()) + t.delay, t.run_at,
                     coalesce(%(now)s::timestamptz, now())),
            coalesce(coalesce(%(now)s::timestamptz, now()) + t.expires_in, t.expires_at),
-           coalesce(%(now)s::timestamptz, now()), t.headers
+           coalesce(%(now)s::timestamptz, now()), t.headers, t.concurrency_key
     FROM input AS t
     ORDER BY t.n
     RETURNING id
@@ -62,7 +63,7 @@ SELECT id, (SELECT count(*) FROM wake) AS notified FROM inserted
 -- it began), failing the transaction if a skipped row held no key at all.
 WITH input AS (
     -- One JSON text parameter, a row per job as a JSON array (see `_jobs._row`): psycopg
-    -- dumps one string instead of seventeen arrays, the dominant client cost of an enqueue.
+    -- dumps one string instead of eighteen arrays, the dominant client cost of an enqueue.
     -- jsonb, parsed once (a `json` value is re-parsed by every ->>); the payload rides in it
     -- as a string of JSON text, so the `json` column keeps that text exactly.
     SELECT r.j->>0 AS id, r.j->>1 AS type, (r.j->>2)::json AS data, (r.j->>3)::int AS priority,
@@ -71,13 +72,14 @@ WITH input AS (
            r.j->>9 AS scheduled_job_id, (r.j->>10)::timestamptz AS fire_at,
            r.j->>11 AS unique_key, (r.j->>12)::timestamptz AS run_at,
            (r.j->>13)::interval AS delay, (r.j->>14)::timestamptz AS expires_at,
-           (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers, r.n
+           (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers,
+           r.j->>17 AS concurrency_key, r.n
     FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(j, n)
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
-        expires_at, created_at, headers
+        expires_at, created_at, headers, concurrency_key
     )
     SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
@@ -85,7 +87,7 @@ WITH input AS (
            coalesce(coalesce(%(now)s::timestamptz, now()) + t.delay, t.run_at,
                     coalesce(%(now)s::timestamptz, now())),
            coalesce(coalesce(%(now)s::timestamptz, now()) + t.expires_in, t.expires_at),
-           coalesce(%(now)s::timestamptz, now()), t.headers
+           coalesce(%(now)s::timestamptz, now()), t.headers, t.concurrency_key
     FROM input AS t
     ORDER BY t.n
     ON CONFLICT DO NOTHING
@@ -188,6 +190,35 @@ SELECT count(*) FROM deleted
 SELECT count(pg_advisory_xact_lock(t.key))
 FROM unnest(%(keys)s::bigint[]) WITH ORDINALITY AS t(key, n)
 
+-- rate_limit_free_at --
+-- Flow control, rate limits (migration 0007): when the first of these types whose window is
+-- full now has room again: when its start `rate_cap` places before the next one leaves the
+-- window. A hint for the claimer's sleep.
+--
+-- The window (also in `claim_jobs`' `rate_room`, kept in step with it): for each rate-limited
+-- type `t` (columns type, rate_cap, rate_window) at the instant `rn.at`, `w.next_start` is the
+-- number of its next start and `w.oldest` the number of its oldest start still inside the
+-- window (NULL when none is), read from `rate_limit_starts` (one row per claim of the type,
+-- its starts numbered from `first_start`): two index probes, whatever the rate. The starts in
+-- the window are `next_start - coalesce(oldest, next_start)`.
+SELECT min(f.started_at + t.rate_window) AS free_at
+FROM unnest(%(rate_types)s::text[], %(rate_caps)s::int[], %(rate_windows)s::interval[])
+     AS t(type, rate_cap, rate_window)
+CROSS JOIN (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS at) AS rn
+CROSS JOIN LATERAL (
+    SELECT coalesce((SELECT s.first_start + s.starts FROM {schema}.rate_limit_starts AS s
+                     WHERE s.type = t.type ORDER BY s.first_start DESC LIMIT 1), 0) AS next_start,
+           (SELECT s.first_start FROM {schema}.rate_limit_starts AS s
+            WHERE s.type = t.type AND s.started_at > rn.at - t.rate_window
+            ORDER BY s.started_at, s.first_start LIMIT 1) AS oldest
+) AS w
+CROSS JOIN LATERAL (
+    SELECT s.started_at FROM {schema}.rate_limit_starts AS s
+    WHERE s.type = t.type AND s.first_start <= w.next_start - t.rate_cap
+    ORDER BY s.first_start DESC LIMIT 1
+) AS f
+WHERE w.next_start - coalesce(w.oldest, w.next_start) >= t.rate_cap
+
 -- claim_jobs --
 -- Claim up to %(limit)s jobs of the worker's types in one statement.
 --
@@ -209,14 +240,41 @@ FROM unnest(%(keys)s::bigint[]) WITH ORDINALITY AS t(key, n)
 -- The CTEs are MATERIALIZED on purpose, as an optimisation fence (Oban's basic engine does the
 -- same): inlined into the UPDATE, the planner may pick a nested loop that re-runs the locking
 -- subquery and updates more rows than the LIMIT allowed.
-WITH quota AS MATERIALIZED (
+--
+-- Flow control (docs/flow-control.md), safe for the same reason (a rate-limited or keyed type
+-- takes its type lock too): `rate_room` caps a rate-limited type's room by its window (read as
+-- in `rate_limit_free_at`, which explains it), and `rate_starts` records this claim's starts;
+-- the time is `clock_timestamp()`, read after the lock was granted, not the transaction's
+-- start, so a claim that queued for the lock never stamps its starts earlier than they
+-- happened. A job
+-- with a `concurrency_key` is passed over when its key has `key_cap` jobs running or waiting
+-- ahead of it (at most `key_cap` of those are read, from jobs_pending_keys in claim order), so
+-- the claim takes exactly the jobs a walk of the queue in order would; two index probes per
+-- candidate, whatever the number of distinct keys.
+WITH rate_room AS MATERIALIZED (
+    SELECT t.type, t.rate_window, rn.at, w.next_start,
+           greatest(0, t.rate_cap - (w.next_start - coalesce(w.oldest, w.next_start)))::int
+               AS room
+    FROM unnest(%(rate_types)s::text[], %(rate_caps)s::int[], %(rate_windows)s::interval[])
+         AS t(type, rate_cap, rate_window)
+    CROSS JOIN (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS at) AS rn
+    CROSS JOIN LATERAL (
+        SELECT coalesce((SELECT s.first_start + s.starts FROM {schema}.rate_limit_starts AS s
+                         WHERE s.type = t.type ORDER BY s.first_start DESC LIMIT 1), 0)
+                   AS next_start,
+               (SELECT s.first_start FROM {schema}.rate_limit_starts AS s
+                WHERE s.type = t.type AND s.started_at > rn.at - t.rate_window
+                ORDER BY s.started_at, s.first_start LIMIT 1) AS oldest
+    ) AS w
+), quota AS MATERIALIZED (
     SELECT t.type,
-           CASE WHEN t.cap IS NULL THEN %(limit)s::int
+           least(CASE WHEN t.cap IS NULL THEN %(limit)s::int
                 ELSE least(%(limit)s::int, t.cap - (
                     SELECT count(*) FROM {schema}.jobs AS r
                     WHERE r.status = 'running' AND r.type = t.type)::int)
-           END AS room
-    FROM unnest(%(types)s::text[], %(caps)s::int[]) AS t(type, cap)
+           END, (SELECT rr.room FROM rate_room AS rr WHERE rr.type = t.type)) AS room,
+           t.key_cap
+    FROM unnest(%(types)s::text[], %(caps)s::int[], %(key_caps)s::int[]) AS t(type, cap, key_cap)
 ), candidates AS MATERIALIZED (
     SELECT c.id, c.priority, c.seq
     FROM quota AS q
@@ -226,6 +284,21 @@ WITH quota AS MATERIALIZED (
         WHERE j.status = 'pending' AND j.type = q.type
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
           AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+          AND (q.key_cap IS NULL OR j.concurrency_key IS NULL OR (
+              (SELECT count(*) FROM {schema}.jobs AS r
+               WHERE r.status = 'running' AND r.concurrency_key IS NOT NULL
+                 AND r.type = j.type AND r.concurrency_key = j.concurrency_key)
+              + (SELECT count(*) FROM (
+                    SELECT p.priority, p.seq FROM {schema}.jobs AS p
+                    WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL
+                      AND p.type = j.type AND p.concurrency_key = j.concurrency_key
+                      AND p.run_at <= coalesce(%(now)s::timestamptz, now())
+                      AND (p.expires_at IS NULL
+                           OR p.expires_at > coalesce(%(now)s::timestamptz, now()))
+                    ORDER BY p.priority DESC, p.seq
+                    LIMIT q.key_cap) AS h
+                 WHERE h.priority > j.priority OR (h.priority = j.priority AND h.seq < j.seq))
+              < q.key_cap))
         ORDER BY j.priority DESC, j.seq
         LIMIT greatest(q.room, 0)
         FOR UPDATE SKIP LOCKED
@@ -261,6 +334,24 @@ claimed AS (
 ), runs AS (
     INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
     SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
+), rate_starts AS (
+    -- Flow control, rate limits: this claim's starts of each rate-limited type, one row. The
+    -- writes below read the small CTEs through subqueries, not joins, so the generic plans
+    -- hold no hash join (see the writes of a claim above).
+    INSERT INTO {schema}.rate_limit_starts (type, first_start, starts, started_at)
+    SELECT r.type, r.next_start, n.starts, r.at
+    FROM rate_room AS r
+    CROSS JOIN LATERAL (SELECT count(*) AS starts FROM claimed AS c WHERE c.type = r.type) AS n
+    WHERE n.starts > 0
+), rate_pruned AS (
+    -- The rows that left the window of a type this claim started (this statement's snapshot
+    -- does not hold `rate_starts`' row: it is never pruned). The table holds one row per
+    -- claim inside each window, so even a scan of it stays small.
+    DELETE FROM {schema}.rate_limit_starts AS s
+    WHERE s.type = ANY(ARRAY(
+              SELECT r.type FROM rate_room AS r
+              WHERE EXISTS (SELECT FROM claimed AS c WHERE c.type = r.type)))
+      AND s.started_at <= (SELECT r.at - r.rate_window FROM rate_room AS r WHERE r.type = s.type)
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq
 

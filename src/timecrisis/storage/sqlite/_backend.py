@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sqlite3
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from timecrisis.clock import Clock
 from timecrisis.errors import StorageError
 from timecrisis.models import Job, JobLog, JobRun, Metrics, ScheduledJob, WorkerInfo
+from timecrisis.rate_limits import RateLimit
 from timecrisis.storage import base as b
 from timecrisis.storage.sqlite import _claims, _coordination, _history, _jobs, _schedules
 from timecrisis.storage.sqlite._connection import ConnectionThread
@@ -119,6 +120,11 @@ class SQLiteBackend:
 
     async def claim_jobs(self, params: b.ClaimParams) -> list[b.ClaimedJob]:
         return await self._db.write(lambda conn, now: _claims.claim_jobs(conn, params, now))
+
+    async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None:
+        return await self._db.read(
+            lambda conn, now: _claims.rate_limit_free_at(conn, rate_limits, now)
+        )
 
     async def complete_and_claim(
         self, completions: Sequence[b.Completion], params: b.ClaimParams

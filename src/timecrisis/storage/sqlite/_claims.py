@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from timecrisis.models import BackoffStrategy, FailureKind, Job
+from timecrisis.rate_limits import RateLimit
 from timecrisis.storage._common import decide_failure, dump_json, lease_expired_error
 from timecrisis.storage._queries import load_queries
 from timecrisis.storage.base import (
@@ -52,6 +54,7 @@ from timecrisis.storage.base import (
 from timecrisis.storage.sqlite._rows import (
     JOB_COLUMN_COUNT,
     JOB_COLUMNS,
+    from_us,
     job_from_row,
     json_array,
     opt_dt,
@@ -73,33 +76,57 @@ MAX_ARMS = 200
 
 
 @functools.lru_cache(maxsize=128)
-def _merge_heads(name: str, arms: int) -> str:
-    """Statement `name` of queries.sql with its one queue-head arm (`claim_queue_head`) repeated
-    `arms` times, UNION ALL (args: per arm type, now, now, quota). The only SQL assembled at
-    run time in the claim: SQLite has no LATERAL join, so one index range per type of a list
-    needs one arm per type; a statement text per arm count keeps the statement cache warm."""
+def _merge_heads(name: str, keyed: tuple[bool, ...]) -> str:
+    """Statement `name` of queries.sql with its one queue-head arm (`claim_queue_head`) replaced
+    by one arm per type, UNION ALL: `claim_queue_head_keyed` where `keyed[i]` (the type limits
+    its concurrency keys), else `claim_queue_head` (args: per arm `_arm_args`). The only SQL
+    assembled at run time in the claim: SQLite has no LATERAL join, so one index range per
+    type of a list needs one arm per type; a statement text per arm pattern keeps the
+    statement cache warm."""
     arm = Q["claim_queue_head"]
     statement = Q[name]
     if statement.count(arm) != 1:  # pragma: no cover - a queries.sql edit out of step
         raise AssertionError(f"queries.sql: {name!r} must hold claim_queue_head exactly once")
-    return statement.replace(arm, "\nUNION ALL\n".join([arm] * arms))
+    arms = [Q["claim_queue_head_keyed"] if key else arm for key in keyed]
+    return statement.replace(arm, "\nUNION ALL\n".join(arms))
+
+
+def _arm_args(
+    params: ClaimParams, quotas: Sequence[tuple[str, int]], now_us: int
+) -> tuple[tuple[bool, ...], list[object]]:
+    """Which arms are keyed, and the args of every arm in order: type, now, now, then for a
+    keyed arm now, now, key cap, key cap, then the quota."""
+    keyed: list[bool] = []
+    args: list[object] = []
+    for job_type, quota in quotas:
+        cap = params.key_limits.get(job_type)
+        keyed.append(cap is not None)
+        args += [job_type, now_us, now_us]
+        if cap is not None:
+            args += [now_us, now_us, cap, cap]
+        args.append(quota)
+    return tuple(keyed), args
 
 
 def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> list[ClaimedJob]:
     if params.limit <= 0:
         return []
     quotas = _quotas(conn, params)
+    now_us = to_us(now)
+    rates = _rate_rooms(conn, params, now_us) if params.rate_limits else {}
+    if rates:  # flow control: a full rate-limit window caps its type like a full limit
+        quotas = [(t, min(q, rates[t][0]) if t in rates else q) for t, q in quotas]
+        quotas = [(t, q) for t, q in quotas if q > 0]
     if not quotas:
         return []
-    now_us = to_us(now)
     lease_expires_at = now + params.lease_ttl
     head = [now_us, params.worker, to_us(lease_expires_at)]
     if len(quotas) <= MAX_ARMS:
-        arms = [arg for job_type, quota in quotas for arg in (job_type, now_us, now_us, quota)]
-        sql = _merge_heads("claim_jobs", len(quotas))
+        keyed, arms = _arm_args(params, quotas, now_us)
+        sql = _merge_heads("claim_jobs", keyed)
         rows = conn.execute(sql, [*head, *arms, params.limit]).fetchall()
     else:
-        seqs = _candidates(conn, quotas, params.limit, now_us)
+        seqs = _candidates(conn, params, quotas, now_us)
         if not seqs:
             return []
         rows = conn.execute(Q["claim_jobs_by_seq"], [*head, json_array(seqs)]).fetchall()
@@ -112,7 +139,79 @@ def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> 
         Q["insert_run"],
         [(c.run_id, c.job.id, c.job.type, c.job.attempts, params.worker, now_us) for c in claimed],
     )
+    if rates:
+        _record_starts(conn, params, rates, claimed, now_us)
     return claimed
+
+
+# ---- flow control: rate limits ----------------------------------------------------------------
+# One row of `rate_limit_starts` per claim of a rate-limited type; queries.sql (its "flow
+# control" section) explains the numbering that makes a window's count two index probes. The
+# read of a window and the write of the claim's starts are safe apart: the whole claim holds
+# SQLite's write lock, so no other claim can start in between.
+
+
+def _span_us(span: timedelta) -> int:
+    return span // timedelta(microseconds=1)
+
+
+def _rate_window(conn: sqlite3.Connection, job_type: str, window_start_us: int) -> tuple[int, int]:
+    """(the number of the type's next start, the number of its oldest start still inside the
+    window that began at `window_start_us`; the next start's when none is)."""
+    next_start, oldest = conn.execute(
+        Q["rate_window"], (job_type, job_type, window_start_us)
+    ).fetchone()
+    next_start = next_start or 0
+    return next_start, next_start if oldest is None else oldest
+
+
+def _rate_rooms(
+    conn: sqlite3.Connection, params: ClaimParams, now_us: int
+) -> dict[str, tuple[int, int]]:
+    """type -> (how many claims its window allows now, the number of its next start)."""
+    rooms: dict[str, tuple[int, int]] = {}
+    for job_type, rate in params.rate_limits.items():
+        if job_type in params.type_limits:
+            next_start, oldest = _rate_window(conn, job_type, now_us - _span_us(rate.window))
+            rooms[job_type] = (max(0, rate.limit - (next_start - oldest)), next_start)
+    return rooms
+
+
+def _record_starts(
+    conn: sqlite3.Connection,
+    params: ClaimParams,
+    rates: dict[str, tuple[int, int]],
+    claimed: Sequence[ClaimedJob],
+    now_us: int,
+) -> None:
+    starts = Counter(c.job.type for c in claimed if c.job.type in rates)
+    conn.executemany(
+        Q["record_rate_starts"],
+        [(t, rates[t][1], count, now_us) for t, count in starts.items()],
+    )
+    conn.executemany(
+        Q["prune_rate_starts"],
+        [(t, now_us - _span_us(params.rate_limits[t].window)) for t in starts],
+    )
+
+
+def rate_limit_free_at(
+    conn: sqlite3.Connection, rate_limits: Mapping[str, RateLimit], now: datetime
+) -> datetime | None:
+    """When the first of these types whose window is full at `now` has room again: the time
+    its start `limit` places before the next one leaves the window."""
+    now_us = to_us(now)
+    frees: list[int] = []
+    for job_type, rate in rate_limits.items():
+        window_us = _span_us(rate.window)
+        next_start, oldest = _rate_window(conn, job_type, now_us - window_us)
+        if next_start - oldest < rate.limit:
+            continue
+        (started_at,) = conn.execute(
+            Q["rate_limit_free_at"], (job_type, next_start - rate.limit)
+        ).fetchone()
+        frees.append(started_at + window_us)
+    return from_us(min(frees)) if frees else None
 
 
 def _quotas(conn: sqlite3.Connection, params: ClaimParams) -> list[tuple[str, int]]:
@@ -130,15 +229,16 @@ def _quotas(conn: sqlite3.Connection, params: ClaimParams) -> list[tuple[str, in
 
 
 def _candidates(
-    conn: sqlite3.Connection, quotas: Sequence[tuple[str, int]], limit: int, now_us: int
+    conn: sqlite3.Connection, params: ClaimParams, quotas: Sequence[tuple[str, int]], now_us: int
 ) -> list[int]:
     """The `limit` best queue heads over more types than one statement can merge: each slice's
     best `limit` (within quotas), then the best `limit` of those."""
+    limit = params.limit
     found: list[tuple[int, int]] = []
     for start in range(0, len(quotas), MAX_ARMS):
         part = quotas[start : start + MAX_ARMS]
-        arms = [arg for job_type, quota in part for arg in (job_type, now_us, now_us, quota)]
-        sql = _merge_heads("claim_candidates", len(part))
+        keyed, arms = _arm_args(params, part, now_us)
+        sql = _merge_heads("claim_candidates", keyed)
         found.extend(conn.execute(sql, [*arms, limit]).fetchall())
     found.sort(key=lambda seq_priority: (-seq_priority[1], seq_priority[0]))
     return [seq for seq, _ in found[:limit]]

@@ -25,12 +25,42 @@ SELECT * FROM (
     ORDER BY priority DESC, seq LIMIT ?
 )
 
+-- claim_queue_head_keyed --
+-- Flow control, concurrency keys (migration 0007): `claim_queue_head` for a type that limits
+-- its keys (was `_claims._KEYED_ARM`; args: type, now, now, then now, now, key cap, key cap,
+-- then the quota), passing over a job whose key already has its type's `key_limits` jobs
+-- running or waiting ahead of it. "Ahead" reads at most that many of the key's due jobs, in
+-- claim order, from jobs_pending_keys, so a job is taken exactly when a claim walking the
+-- queue in order would take it; each candidate costs two index probes, whatever the number of
+-- distinct keys. `_claims._merge_heads` puts this block in place of a `claim_queue_head` arm.
+SELECT * FROM (
+    SELECT seq, priority FROM jobs AS j INDEXED BY jobs_pending_queue
+    WHERE status = 'pending' AND type = ?
+    AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
+    AND (j.concurrency_key IS NULL OR (
+        SELECT count(*) FROM jobs AS r INDEXED BY jobs_running_keys
+        WHERE r.status = 'running' AND r.concurrency_key IS NOT NULL
+        AND r.type = j.type AND r.concurrency_key = j.concurrency_key
+    ) + (
+        SELECT count(*) FROM (
+            SELECT p.priority, p.seq FROM jobs AS p INDEXED BY jobs_pending_keys
+            WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL
+            AND p.type = j.type AND p.concurrency_key = j.concurrency_key
+            AND p.run_at <= ? AND (p.expires_at IS NULL OR p.expires_at > ?)
+            ORDER BY p.priority DESC, p.seq LIMIT ?
+        ) AS h
+        WHERE h.priority > j.priority OR (h.priority = j.priority AND h.seq < j.seq)
+    ) < ?)
+    ORDER BY priority DESC, seq LIMIT ?
+)
+
 -- claim_jobs --
 -- The claim: the merged queue heads, best first, become running with fresh tokens and run ids
 -- (was `_CLAIM_HEAD` + `_heads(n)` + `_CLAIM_RETURNING`; args: now, worker, lease expiry, the
--- arms' args, the overall limit). Written here with one arm; `_claims._merge_heads` repeats
--- it for n types, since SQLite has no LATERAL join to read one index range per type of a
--- list in a fixed statement.
+-- arms' args, the overall limit). Written here with one arm; `_claims._merge_heads` puts one
+-- arm per type in its place (`claim_queue_head`, or `claim_queue_head_keyed` for a type that
+-- limits its concurrency keys), since SQLite has no LATERAL join to read one index range per
+-- type of a list in a fixed statement.
 UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, worker = ?,
     lock_token = timecrisis_new_id(), lock_expires_at = ?, run_id = timecrisis_new_id(),
     cancel_requested = 0, cancel_terminate = 0
@@ -45,7 +75,7 @@ SELECT * FROM (
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, seq, lock_token, run_id
+    failure_kind, headers, concurrency_key, seq, lock_token, run_id
 
 -- claim_candidates --
 -- One slice of the best queue heads when a claim has more types than one statement can merge
@@ -69,7 +99,7 @@ WHERE seq IN (SELECT value FROM json_each(?))
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, seq, lock_token, run_id
+    failure_kind, headers, concurrency_key, seq, lock_token, run_id
 
 -- insert_run --
 -- The run row of a claimed job (was `_claims._INSERT_RUN`).
@@ -128,7 +158,7 @@ WHERE id = ?
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers
+    failure_kind, headers, concurrency_key
 
 -- snooze_job --
 -- The handler raised `Snooze`: pending again at the given time, the attempt not charged.
@@ -138,7 +168,7 @@ UPDATE jobs SET status = 'pending', attempts = attempts - 1, run_at = ?,
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers
+    failure_kind, headers, concurrency_key
 
 -- update_progress --
 -- Set the job's progress if the token is current; its run id comes back for `update_run_progress`.
@@ -178,7 +208,7 @@ UPDATE jobs SET status = 'pending', run_at = ?, fail_reason = ?, failure_kind = 
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers
+    failure_kind, headers, concurrency_key
 
 -- fail_attempt_final --
 -- A failed attempt that ends the job: failed (dead-lettered or not) or canceled.
@@ -188,7 +218,39 @@ UPDATE jobs SET status = ?, finished_at = ?, fail_reason = ?, failure_kind = ?,
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers
+    failure_kind, headers, concurrency_key
+
+-- ---- flow control: rate limits (_claims.py) -------------------------------------------------
+-- `rate_limit_starts` holds one row per claim of a rate-limited type (migration 0007): `starts`
+-- jobs at `started_at`, numbered from `first_start`. The starts inside the window run from the
+-- oldest row still inside it to the newest row's end, so the count is two index probes and a
+-- subtraction, whatever the rate; rows that left the window are pruned as claims go by. The
+-- whole claim holds SQLite's write lock, so no other claim can start in between.
+
+-- rate_window --
+-- The number of the type's next start (NULL before its first), and the number of its oldest
+-- start still inside the window (NULL when none is) (was `_claims._RATE_WINDOW`; args: type,
+-- type, the window's start).
+SELECT (SELECT first_start + starts FROM rate_limit_starts WHERE type = ?
+        ORDER BY first_start DESC LIMIT 1),
+    (SELECT first_start FROM rate_limit_starts WHERE type = ? AND started_at > ?
+     ORDER BY started_at, first_start LIMIT 1)
+
+-- record_rate_starts --
+-- One claim's starts of one rate-limited type (was in `_claims._record_starts`; args: type,
+-- the number of its first start, how many, now).
+INSERT INTO rate_limit_starts (type, first_start, starts, started_at) VALUES (?, ?, ?, ?)
+
+-- prune_rate_starts --
+-- The type's starts that left its window (args: type, the window's start).
+DELETE FROM rate_limit_starts WHERE type = ? AND started_at <= ?
+
+-- rate_limit_free_at --
+-- When the type's full window has room again, less its length: the time of its start `limit`
+-- places before the next one (was in `_claims.rate_limit_free_at`; args: type, the next
+-- start's number minus the limit).
+SELECT started_at FROM rate_limit_starts WHERE type = ? AND first_start <= ?
+ORDER BY first_start DESC LIMIT 1
 
 -- ---- jobs outside a claim (_jobs.py) --------------------------------------------------------
 
@@ -196,8 +258,8 @@ RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strat
 -- One new job (was `_jobs._INSERT`). A repeated id or a taken key fails the whole batch.
 INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy,
     retry_delay, max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key,
-    run_at, expires_at, created_at, headers)
-VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    run_at, expires_at, created_at, headers, concurrency_key)
+VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- insert_jobs_unless_held --
 -- `insert_jobs`, but a job whose unique key or schedule tick is already held is skipped, not
@@ -206,8 +268,8 @@ VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 -- caller bug, and the whole batch is refused.
 INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy,
     retry_delay, max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key,
-    run_at, expires_at, created_at, headers)
-VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    run_at, expires_at, created_at, headers, concurrency_key)
+VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (type, unique_key)
 WHERE unique_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
 ON CONFLICT (scheduled_job_id, schedule_fire_at)
@@ -231,7 +293,7 @@ AND status IN ('pending', 'running')
 SELECT id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers
+    failure_kind, headers, concurrency_key
 FROM jobs WHERE id = ?
 
 -- list_jobs_cursor --
@@ -245,7 +307,7 @@ SELECT seq FROM jobs WHERE id = ?
 SELECT id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers
+    failure_kind, headers, concurrency_key
 FROM jobs WHERE true ORDER BY seq DESC LIMIT ?
 
 -- cancel_job --
@@ -302,7 +364,7 @@ UPDATE jobs SET status = 'failed', finished_at = ?, dead_lettered = 1, fail_reas
 SELECT id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, seq
+    failure_kind, headers, concurrency_key, seq
 FROM jobs WHERE seq IN (SELECT value FROM json_each(?))
 
 -- ---- locks and workers (_coordination.py) ---------------------------------------------------
