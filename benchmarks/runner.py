@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmarks import report
+from benchmarks import report, worker_rss
 from benchmarks.case import OURS, PEERS, WORKLOADS
 from benchmarks.config import (
     POSTGRES_URL,
@@ -213,10 +213,14 @@ def main() -> None:
             }
             for s in systems
         }
+    if not args.only:  # the idle and drained memory of a CLI worker (benchmarks/worker_rss.py)
+        results["worker_rss"] = worker_rss.measure(1_000 if quick else 10_000, runs)
     results["meta"]["loadavg_at_end"] = os.getloadavg()
     results["meta"]["pg_commit_ms_at_end"] = _commit_ms()
     results["targets"] = report.targets(results["cases"])
     output.write_text(json.dumps(results, indent=2) + "\n")
     (output.with_suffix(".md")).write_text(report.markdown(results) + "\n")
     report.show(results, Console(width=max(Console().width, 150)))
+    if "worker_rss" in results:
+        console.print(worker_rss.describe(results["worker_rss"]))
     console.print(f"JSON: {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")

@@ -14,6 +14,7 @@ rather than finish work nobody can record.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import faulthandler
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 from timecrisis.context import JobContext, JobState, check_percent, normalize_level
 from timecrisis.definitions import to_json_result
 from timecrisis.errors import NonRetryableError, Retry, Snooze
+from timecrisis.execution._preload import already_loaded, process_resources
 from timecrisis.execution._protocol import (
     Message,
     ProtocolError,
@@ -277,11 +279,13 @@ def run(sock: socket.socket) -> int:
     state = JobState()
     state.shutting_down = bool(start["shutting_down"])
     state.cancelled = bool(start["cancelled"])
-    threading.Thread(
-        target=_listen, args=(channel, state), name="timecrisis-worker-link", daemon=True
-    ).start()
+    # A bare thread, not a `threading.Thread`: its bookkeeping costs a forked child more (in
+    # pages copied on write) than the whole rest of a no-op job, and the child ends with
+    # os._exit, so nothing ever joins it.
+    _thread.start_new_thread(_listen, (channel, state))
 
     job: dict[str, Any] = start["job"]
+    before: tuple[int, int] | None = None  # threads and fds, if this child imports the handler
     try:
         # The worker's view of imports: relative sys.path entries resolve against its directory.
         os.chdir(start["cwd"])
@@ -289,6 +293,8 @@ def run(sock: socket.socket) -> int:
         if start["helper_path"] is not None:
             handler = load_helper(start["helper_path"])
         else:
+            if not already_loaded(start):
+                before = process_resources()
             handler = load_object(start["handler"], start["main"])
             # `@scheduler.job` bound the module's name to a JobType: run what it wraps.
             if isinstance(handler, JobType):
@@ -297,6 +303,8 @@ def run(sock: socket.socket) -> int:
     except Exception as exc:  # noqa: BLE001 - reported to the worker, which fails the attempt
         channel.send(_error_report(exc, "load"))
         return 0
+    if before is not None and process_resources() == before:
+        channel.send({"t": "loaded_cleanly"})  # the worker may have the fork server preload it
     try:
         payload = schema.model_validate(job["payload"])
     except ValidationError as exc:

@@ -3,7 +3,8 @@
 Started by the worker (see `fork_server.py`) with two sockets:
 
 - `requests` (datagrams, worker -> server): `{"t": "fork", "id": N}`, each carrying the child's
-  end of that job's socket as an SCM_RIGHTS file descriptor;
+  end of that job's socket as an SCM_RIGHTS file descriptor, and `preload` (see `_preload`),
+  which names a handler and schema to import here, once, for every later child;
 - `reports` (a stream of frames, server -> worker): `forked` (id, pid), `fork_failed` (id,
   error), `exited` (pid, code: the exit status, negative for a signal). The worker never writes
   to it: its end of stream means the worker is gone.
@@ -32,9 +33,11 @@ import traceback
 from typing import Any, NoReturn
 
 from timecrisis.execution import _child
+from timecrisis.execution._preload import preload
 from timecrisis.execution._protocol import encode_frame
 
-_MAX_REQUEST = 4096
+# A preload request carries the worker's sys.path.
+_MAX_REQUEST = 1 << 16
 
 
 class _WorkerGone(Exception):
@@ -116,8 +119,11 @@ class _Server:
             return
         try:
             request = json.loads(data)
+            if request.get("t") == "preload" and not fds:
+                preload(request)
+                return
             request_id = int(request["id"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             for fd in fds:
                 os.close(fd)
             return

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -60,6 +61,7 @@ class ChildSupervisor:
         logger: logging.Logger,
         *,
         grace: float,
+        on_loaded_cleanly: Callable[[], None] = lambda: None,
     ) -> None:
         self._child = child
         self._reader = reader
@@ -68,6 +70,7 @@ class ChildSupervisor:
         self._state = state
         self._logger = logger
         self._grace = grace
+        self._on_loaded_cleanly = on_loaded_cleanly
 
     async def run(self, start: Message, timeout: timedelta | None) -> JsonValue:
         """The handler's result; raises what the attempt failed with."""
@@ -141,6 +144,9 @@ class ChildSupervisor:
                 call = ctx.touch()
             elif kind == "record":
                 ctx.logger.log(int(message["level"]), "%s", message["message"])
+                return
+            elif kind == "loaded_cleanly":
+                self._on_loaded_cleanly()
                 return
             else:
                 return  # unknown kinds are ignored: a newer child may say more than we know

@@ -205,6 +205,13 @@ def load_object(ref: dict[str, str], main_hint: dict[str, str] | None) -> object
 _recreated_main: types.ModuleType | None = None
 
 
+def is_loaded(ref: dict[str, str]) -> bool:
+    """Whether `load_object(ref, ...)` would find its module already imported."""
+    if ref["module"] == "__main__":
+        return _recreated_main is not None
+    return ref["module"] in sys.modules
+
+
 def _main_module(hint: dict[str, str] | None) -> types.ModuleType:
     # Not `sys.modules["__mp_main__"]` as a cache: importing multiprocessing aliases it to the
     # child's own `__main__` (the fork server's `-c`), which has none of the worker's names.

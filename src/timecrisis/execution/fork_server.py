@@ -117,6 +117,8 @@ class _Connection:
     children: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[int | None]]] = field(
         default_factory=dict
     )
+    # What this server was asked to preload (see `_preload`), by the names it imports.
+    preloaded: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def read_reports(self) -> None:
@@ -273,6 +275,24 @@ class ForkServer:
                 with contextlib.suppress(Exception):
                     pending.child.result().signal(signal.SIGKILL)
             raise
+
+    def preload(self, request: dict[str, Any]) -> None:
+        """Ask the running server, once per handler and schema, to import what `request`
+        names (see `_preload`). Best effort and never blocking: if the request cannot be sent
+        now, a later child asks again."""
+        key = json.dumps([request["objects"], request["main"]], sort_keys=True)
+        with self._lock:
+            connection = self._connection
+        if connection is None or connection.owner_pid != os.getpid():
+            return
+        with connection.lock:
+            if not connection.alive or key in connection.preloaded:
+                return
+            try:
+                connection.requests.send(json.dumps(request).encode())
+            except OSError:  # a full queue, or a request too large for a datagram
+                return
+            connection.preloaded.add(key)
 
     def close(self) -> None:
         """Stop the server (it kills children still running) and reap it."""

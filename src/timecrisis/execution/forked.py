@@ -15,6 +15,8 @@ How it fits together (each piece in its own module):
   connection (spawn semantics at fork prices; the measurements are in `fork_server`).
 - `_protocol`: worker and child talk over a socket pair in length-prefixed JSON frames; no job
   data, result or exception is ever pickled.
+- `_preload`: once a child has shown that importing a job type's handler starts no thread and
+  opens no file, the server imports it too, so later children inherit it instead of importing it.
 - `_child`: the child takes the worker's `sys.path` and working directory, imports the handler
   and schema by name, validates the payload, runs the handler (sync directly, async under
   `asyncio.run`) with a context whose calls are messages, and reports the outcome.
@@ -39,6 +41,7 @@ from timecrisis._logging import child as child_logger
 from timecrisis.context import JobContext, JobState
 from timecrisis.definitions import JobDefinition
 from timecrisis.errors import JobValidationError
+from timecrisis.execution._preload import preload_request
 from timecrisis.execution._supervisor import ChildSupervisor
 from timecrisis.execution._targets import ForkTarget, fork_target, main_module_hint
 from timecrisis.execution.fork_errors import ForkedHandlerError, ForkedProcessError
@@ -132,6 +135,7 @@ class ForkExecutor:
             state,
             child_logger(self._logger, "fork"),
             grace=self._grace,
+            on_loaded_cleanly=lambda: server.preload(preload_request(start)),
         )
         return await supervisor.run(start, definition.timeout_td)
 
