@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from timecrisis.errors import JobValidationError
+
 MAX_KEY_BYTES = 1024
 """The longest `entity_id`, `unique_key`, job type or schedule name, in UTF-8 bytes: well under
 PostgreSQL's btree entry limit (about 2700 bytes), which would refuse a longer indexed key."""
@@ -84,3 +86,14 @@ def _encodes(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def check_flow_name(value: object, what: str = "pause name") -> str:
+    """`value` as a queue or pause name (the rules of a job type name), or a
+    `JobValidationError` saying why it cannot be one: raised before any store is asked, so the
+    same input fails the same way on every store and nothing is written."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise JobValidationError(f"{what} {problem}: {value!r}")
+    assert isinstance(value, str)
+    return value

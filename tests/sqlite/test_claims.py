@@ -10,8 +10,16 @@ from tests.sqlite.conftest import StoreFactory
 from tests.storage.factories import LEASE, insert, new_job
 from timecrisis.storage.base import ClaimParams
 from timecrisis.storage.sqlite import SQLiteJobStorage
-from timecrisis.storage.sqlite._claims import _CLAIM_HEAD, _CLAIM_RETURNING, MAX_ARMS, _heads
+from timecrisis.storage.sqlite._claims import (
+    _CLAIM_HEAD,
+    _CLAIM_RETURNING,
+    MAX_ARMS,
+    _heads,
+    _Scope,
+)
 from timecrisis.storage.sqlite._connection import open_connection
+
+EVERY_QUEUE = _Scope(queues=None, paused=()).shape
 
 
 def _plan(db: pathlib.Path, sql: str, args: list[object]) -> list[str]:
@@ -26,7 +34,7 @@ async def test_each_type_queue_head_is_read_from_the_pending_index_without_sorti
     store: SQLiteJobStorage, db_path: pathlib.Path
 ) -> None:
     await store.init()
-    sql = f"{_CLAIM_HEAD} WHERE seq IN ({_heads(3)}){_CLAIM_RETURNING}"
+    sql = f"{_CLAIM_HEAD} WHERE seq IN ({_heads(3, EVERY_QUEUE)}){_CLAIM_RETURNING}"
     args: list[object] = [0, "w", 0]
     for job_type in ("a", "b", "c"):
         args += [job_type, 0, 0, 5]
@@ -37,6 +45,25 @@ async def test_each_type_queue_head_is_read_from_the_pending_index_without_sorti
     assert searches.count("SEARCH jobs USING INDEX jobs_pending_queue (type=?)") == 3
     # Only the merge of the (at most `limit` rows per type) heads is sorted, once.
     assert sum("TEMP B-TREE" in step for step in plan) == 1
+
+
+async def test_a_claim_of_named_queues_reads_each_type_and_queue_head_from_its_index(
+    store: SQLiteJobStorage, db_path: pathlib.Path
+) -> None:
+    """Flow control: a worker serving queues a and b never reads the jobs of other queues (the
+    per-type index would make it step over them all), only two heads per type."""
+    await store.init()
+    scope = _Scope(queues=("a", "b"), paused=())
+    sql = f"{_CLAIM_HEAD} WHERE seq IN ({_heads(3, scope.shape)}){_CLAIM_RETURNING}"
+    args: list[object] = [0, "w", 0]
+    for job_type in ("x", "y", "z"):
+        args += scope.arm_args(job_type, 5, 0)
+
+    plan = _plan(db_path, sql, [*args, 5])
+
+    searches = [step for step in plan if step.startswith("SEARCH jobs USING")]
+    assert searches.count("SEARCH jobs USING INDEX jobs_pending_by_queue (type=? AND queue=?)") == 6
+    assert not any("jobs_pending_queue " in step for step in plan)
 
 
 async def test_a_worker_with_more_types_than_one_statement_merges_claims_in_order(

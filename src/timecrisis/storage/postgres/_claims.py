@@ -40,6 +40,7 @@ from timecrisis.storage.base import (
 from timecrisis.storage.postgres._db import Conn, Context, fetch_all, fetch_one, start
 from timecrisis.storage.postgres._keys import advisory_key
 from timecrisis.storage.postgres._rows import Row, job_from_row, opt_utc, utc
+from timecrisis.storage.postgres._sql import IN_QUEUES
 
 
 async def send_claim(
@@ -61,7 +62,7 @@ async def send_claim(
         await start(conn, ctx.queries["lock_job_types"], {"keys": limited})
     return await start(
         conn,
-        ctx.queries["claim_jobs"],
+        ctx.queries[_scoped("claim_jobs", params)],
         {
             "now": now,
             "limit": params.limit,
@@ -69,8 +70,18 @@ async def send_claim(
             "caps": [params.type_limits[t] for t in types],
             "worker": params.worker,
             "ttl": params.lease_ttl,
+            **_queue_args(params),
         },
     )
+
+
+def _scoped(statement: str, params: ClaimParams) -> str:
+    """Flow control: the form of a claim statement for the queues `params` serves."""
+    return statement if params.queues is None else statement + IN_QUEUES
+
+
+def _queue_args(params: ClaimParams) -> dict[str, object]:
+    return {} if params.queues is None else {"queues": sorted(params.queues)}
 
 
 async def read_claims(cur: AsyncCursor[DictRow]) -> list[ClaimedJob]:
@@ -95,6 +106,7 @@ def _claim_args(params: ClaimParams, now: datetime | None) -> dict[str, object]:
         "types": list(params.type_limits),
         "worker": params.worker,
         "ttl": params.lease_ttl,
+        **_queue_args(params),
     }
 
 
@@ -120,7 +132,7 @@ async def complete_and_claim_unlimited(
     `complete_and_claim`)."""
     rows = await fetch_all(
         conn,
-        ctx.queries["complete_and_claim"],
+        ctx.queries[_scoped("complete_and_claim", params)],
         {**_complete_args(completions, now), **_claim_args(params, now)},
     )
     done = set(rows[0]["completed_ids"] or ())

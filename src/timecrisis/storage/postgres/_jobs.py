@@ -61,6 +61,7 @@ def _row(job: NewJob) -> list[Any]:
         _iso(job.expires_at),
         _interval(job.expires_in),
         job.headers,  # a JSON object in the row's array; `->>` gives its text back
+        job.queue,
     ]
 
 

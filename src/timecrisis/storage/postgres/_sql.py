@@ -45,10 +45,29 @@ def load_queries() -> dict[str, LiteralString]:
         # The file ships with the package and is never built from input: a literal in spirit
         # (mypy reads LiteralString as str; a pyright user would need a cast here).
         queries[name] = statement
-    return _splice_fragments(queries)
+    return _splice_fragments(_scope_claims(queries))
 
 
 _FRAGMENT_PREFIX = "fragment_"
+
+# Flow control (docs/flow-control.md): each claim statement comes in two forms, picked by the
+# claim's `queues`: every queue (`claim_jobs`), reading each type's head; or named queues
+# (`claim_jobs_in_queues`), reading one (type, queue) head each, so the jobs of queues the
+# worker does not serve are never read. Two statements, not one with an OR: the claim pool plans
+# each statement once (generic plans), and one plan cannot pick its index by a parameter.
+_QUEUE_SCOPES = ("claim_jobs", "complete_and_claim")
+IN_QUEUES = "_in_queues"
+"""The suffix of a claim statement's named-queues form."""
+
+
+def _scope_claims(sections: dict[str, LiteralString]) -> dict[str, LiteralString]:
+    """Expand each claim's `{queue_heads}` into its two forms (see `_QUEUE_SCOPES`)."""
+    scoped = dict(sections)
+    for name in _QUEUE_SCOPES:
+        text = sections[name]
+        scoped[name] = text.replace("{queue_heads}", "{fragment_heads_every_queue}")
+        scoped[name + IN_QUEUES] = text.replace("{queue_heads}", "{fragment_heads_in_queues}")
+    return scoped
 
 
 def _splice_fragments(sections: dict[str, LiteralString]) -> dict[str, LiteralString]:

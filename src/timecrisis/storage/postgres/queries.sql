@@ -34,18 +34,19 @@ WITH input AS (
            r.j->>9 AS scheduled_job_id, (r.j->>10)::timestamptz AS fire_at,
            r.j->>11 AS unique_key, (r.j->>12)::timestamptz AS run_at,
            (r.j->>13)::interval AS delay, (r.j->>14)::timestamptz AS expires_at,
-           (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers, r.n
+           (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers,
+           r.j->>17 AS queue, r.n
     FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(j, n)
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
-        expires_at, created_at, headers
+        expires_at, created_at, headers, queue
     )
     SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
            t.unique_key, coalesce({now} + t.delay, t.run_at, {now}),
-           coalesce({now} + t.expires_in, t.expires_at), {now}, t.headers
+           coalesce({now} + t.expires_in, t.expires_at), {now}, t.headers, t.queue
     FROM input AS t
     ORDER BY t.n
     {on_conflict}
@@ -203,6 +204,45 @@ input AS (
     WHERE r.id = d.run_id AND r.job_id = d.id
 )
 
+-- fragment_heads_every_queue --
+-- Flow control, a claim of every queue (`claim_jobs`, `complete_and_claim`): the head of type
+-- `q.type`'s queue (jobs_pending_queue), at most `q.room` jobs, stepping over the jobs of a
+-- paused queue. Spliced in where `{queue_heads}` stands (_sql._QUEUE_SCOPES). The paused
+-- names are read once into an array (an InitPlan), then tested per row: written as NOT EXISTS,
+-- the generic plan turned it into an anti join over a sequential scan of `jobs`. The test is on
+-- `j.queue || ''`, an expression without statistics, on purpose: on the column itself, with
+-- every job in one queue, the planner estimated that no row passes, so LIMIT saved nothing and
+-- a sequential scan won; this way it keeps walking the index in claim order.
+SELECT j.id, j.priority, j.seq
+FROM {schema}.jobs AS j
+WHERE j.status = 'pending' AND j.type = q.type AND j.run_at <= {now}
+  AND (j.expires_at IS NULL OR j.expires_at > {now})
+  AND (j.queue || '') <> ALL (ARRAY(SELECT p.name FROM {schema}.paused AS p))
+ORDER BY j.priority DESC, j.seq
+LIMIT greatest(q.room, 0)
+FOR UPDATE SKIP LOCKED
+
+-- fragment_heads_in_queues --
+-- Flow control, a claim of the queues %(queues)s (the `_in_queues` variants): one head per
+-- served queue that is not paused (jobs_pending_by_queue, so the jobs of other queues are never
+-- read), merged, at most `q.room` jobs of the type in all.
+SELECT h.id, h.priority, h.seq
+FROM (
+    SELECT s.queue FROM unnest(%(queues)s::text[]) AS s(queue)
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = s.queue)
+) AS s
+CROSS JOIN LATERAL (
+    SELECT j.id, j.priority, j.seq
+    FROM {schema}.jobs AS j
+    WHERE j.status = 'pending' AND j.type = q.type AND j.queue = s.queue AND j.run_at <= {now}
+      AND (j.expires_at IS NULL OR j.expires_at > {now})
+    ORDER BY j.priority DESC, j.seq
+    LIMIT greatest(q.room, 0)
+    FOR UPDATE SKIP LOCKED
+) AS h
+ORDER BY h.priority DESC, h.seq
+LIMIT greatest(q.room, 0)
+
 -- claim_jobs --
 -- Claim up to %(limit)s jobs of the worker's types in one statement.
 --
@@ -232,18 +272,12 @@ WITH quota AS MATERIALIZED (
                     WHERE r.status = 'running' AND r.type = t.type)::int)
            END AS room
     FROM unnest(%(types)s::text[], %(caps)s::int[]) AS t(type, cap)
+    -- Flow control: a paused type gets no room, so its backlog is never read.
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
 ), candidates AS MATERIALIZED (
     SELECT c.id, c.priority, c.seq
     FROM quota AS q
-    CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.seq
-        FROM {schema}.jobs AS j
-        WHERE j.status = 'pending' AND j.type = q.type AND j.run_at <= {now}
-          AND (j.expires_at IS NULL OR j.expires_at > {now})
-        ORDER BY j.priority DESC, j.seq
-        LIMIT greatest(q.room, 0)
-        FOR UPDATE SKIP LOCKED
-    ) AS c
+    CROSS JOIN LATERAL ({queue_heads}) AS c
 ), chosen AS MATERIALIZED (
     SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
 ), {fragment_claim_writes}
@@ -289,18 +323,15 @@ SELECT id, finished_at FROM done
 -- running jobs, the claim only ever takes pending ones. The first columns report the
 -- completions (every one of them finishes at {now}: the statement's time); then one row per
 -- claimed job, or one row of NULLs when nothing was claimed.
-WITH {fragment_complete_writes}, candidates AS MATERIALIZED (
+WITH {fragment_complete_writes}, quota AS MATERIALIZED (
+    SELECT t.type, %(limit)s::int AS room
+    FROM unnest(%(types)s::text[]) AS t(type)
+    -- Flow control: a paused type gets no room, so its backlog is never read.
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+), candidates AS MATERIALIZED (
     SELECT c.id, c.priority, c.seq
-    FROM unnest(%(types)s::text[]) AS q(type)
-    CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.seq
-        FROM {schema}.jobs AS j
-        WHERE j.status = 'pending' AND j.type = q.type AND j.run_at <= {now}
-          AND (j.expires_at IS NULL OR j.expires_at > {now})
-        ORDER BY j.priority DESC, j.seq
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ) AS c
+    FROM quota AS q
+    CROSS JOIN LATERAL ({queue_heads}) AS c
 ), chosen AS MATERIALIZED (
     SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
 ), {fragment_claim_writes}
@@ -456,6 +487,32 @@ RETURNING j.*
 -- A wake-up for every listening node (a hint: listeners still poll).
 SELECT pg_notify(%(channel)s, '')
 
+-- pause --
+-- Flow control: pause a type or a queue. A row only when newly paused.
+INSERT INTO {schema}.paused (name, paused_at) VALUES (%(name)s, {now})
+ON CONFLICT (name) DO NOTHING
+RETURNING name
+
+-- resume --
+-- Flow control: lift a pause, waking every listening node (its jobs may be claimable now).
+-- The NOTIFY rides in the statement, sent only if a pause was lifted.
+WITH resumed AS (
+    DELETE FROM {schema}.paused WHERE name = %(name)s RETURNING name
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM resumed
+)
+SELECT name, (SELECT count(*) FROM wake) AS notified FROM resumed
+
+-- list_paused --
+-- Flow control: the paused names, sorted.
+SELECT name FROM {schema}.paused ORDER BY name
+
+-- queue_counts --
+-- Flow control: pending and running jobs per queue, for the metrics.
+SELECT queue, status, count(*) AS total FROM {schema}.jobs
+WHERE status IN ('pending', 'running')
+GROUP BY queue, status
+
 -- acquire_lock --
 -- Insert the lock, or take it over once expired, in one statement: two acquirers racing for
 -- the same expired lock serialize on its row, and only the first still sees it expired.
@@ -533,11 +590,12 @@ FROM {schema}.scheduled_jobs WHERE name = %(name)s FOR UPDATE
 INSERT INTO {schema}.scheduled_jobs (
     id, name, type, data, schedule_type, schedule_value, time_zone, enabled, allow_overlap,
     next_run_at, created_at, updated_at,
-    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay
+    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay, queue
 )
 VALUES (%(id)s, %(name)s, %(type)s, %(data)s::json, %(kind)s, %(value)s, %(zone)s,
         %(enabled)s, %(overlap)s, %(next)s, {now}, {now},
-        %(priority)s, %(max_retries)s, %(backoff)s, %(retry_delay)s, %(max_retry_delay)s)
+        %(priority)s, %(max_retries)s, %(backoff)s, %(retry_delay)s, %(max_retry_delay)s,
+        %(queue)s)
 ON CONFLICT (name) DO NOTHING
 RETURNING id
 
@@ -548,7 +606,7 @@ SET type = %(type)s, data = %(data)s::json, schedule_type = %(kind)s, schedule_v
     time_zone = %(zone)s, next_run_at = %(next)s, enabled = %(enabled)s,
     allow_overlap = %(overlap)s, priority = %(priority)s, max_retries = %(max_retries)s,
     backoff_strategy = %(backoff)s, retry_delay = %(retry_delay)s,
-    max_retry_delay = %(max_retry_delay)s, updated_at = {now}
+    max_retry_delay = %(max_retry_delay)s, queue = %(queue)s, updated_at = {now}
 WHERE id = %(id)s
 
 -- touch_schedule --
@@ -557,7 +615,8 @@ WHERE id = %(id)s
 UPDATE {schema}.scheduled_jobs
 SET enabled = %(enabled)s, schedule_value = %(value)s, allow_overlap = %(overlap)s,
     priority = %(priority)s, max_retries = %(max_retries)s, backoff_strategy = %(backoff)s,
-    retry_delay = %(retry_delay)s, max_retry_delay = %(max_retry_delay)s, updated_at = {now}
+    retry_delay = %(retry_delay)s, max_retry_delay = %(max_retry_delay)s, queue = %(queue)s,
+    updated_at = {now}
 WHERE id = %(id)s
 
 -- get_schedule --

@@ -77,9 +77,18 @@ _CLAIM_HEAD = (
 _CLAIM_RETURNING = f" RETURNING {JOB_COLUMNS}, seq, lock_token, run_id"
 # One type's claimable queue head. `status = 'pending'` is a literal so the partial index
 # applies; the expiry test keeps jobs past `expires_at` for `expire_jobs` to dead-letter.
+# `{queues}` is the flow-control predicate of a claim of every queue (see `_Scope`).
 _ARM = (
     "SELECT * FROM (SELECT seq, priority FROM jobs INDEXED BY jobs_pending_queue "
     "WHERE status = 'pending' AND type = ? "
+    "AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?){queues} "
+    "ORDER BY priority DESC, seq LIMIT ?)"
+)
+# Flow control: one (type, queue) head, for a claim of named queues. Its own index, so the jobs
+# of the queues this worker does not serve are never read, however many wait.
+_QUEUE_ARM = (
+    "SELECT * FROM (SELECT seq, priority FROM jobs INDEXED BY jobs_pending_by_queue "
+    "WHERE status = 'pending' AND type = ? AND queue = ? "
     "AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?) "
     "ORDER BY priority DESC, seq LIMIT ?)"
 )
@@ -89,30 +98,83 @@ _INSERT_RUN = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """Flow control (docs/flow-control.md): which queues a claim reads, decided inside its
+    write transaction (nobody can pause or resume between this read and the claim).
+
+    `queues`: the served queues that are not paused, one head each per type; None for a claim
+    of every queue, which reads each type's head and steps over the `paused` queues' jobs."""
+
+    queues: tuple[str, ...] | None
+    paused: tuple[str, ...]
+
+    @classmethod
+    def read(cls, conn: sqlite3.Connection, served: frozenset[str] | None) -> _Scope:
+        paused = {name for (name,) in conn.execute("SELECT name FROM paused")}
+        if served is None:
+            return cls(None, tuple(sorted(paused)))
+        return cls(tuple(sorted(served - paused)), tuple(sorted(paused)))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """What the arm's text depends on: the number of queues, or of paused queues."""
+        return (-1, len(self.paused)) if self.queues is None else (len(self.queues), 0)
+
+    def arm_args(self, job_type: str, quota: int, now_us: int) -> list[Any]:
+        if self.queues is None:
+            return [job_type, now_us, now_us, *self.paused, quota]
+        heads = [a for q in self.queues for a in (job_type, q, now_us, now_us, quota)]
+        return heads if len(self.queues) == 1 else [*heads, quota]
+
+
 @functools.lru_cache(maxsize=64)
-def _heads(arms: int) -> str:
-    """The merged queue heads of `arms` types, best first (args: per arm type, now, now,
-    quota; then the overall limit)."""
+def _arm(shape: tuple[int, int]) -> str:
+    """One type's claimable head within the scope of that `shape` (see `_Scope.shape`)."""
+    queues, paused = shape
+    if queues < 0:  # every queue: skip the paused ones, if any
+        marks = ", ".join("?" * paused)
+        return _ARM.format(queues=f" AND queue NOT IN ({marks})" if paused else "")
+    if queues == 1:
+        return _QUEUE_ARM
+    # Several queues: their heads merged, still at most the type's quota in all.
     return (
-        f"SELECT seq FROM ({' UNION ALL '.join([_ARM] * arms)}) ORDER BY priority DESC, seq LIMIT ?"
+        f"SELECT * FROM (SELECT seq, priority FROM ({' UNION ALL '.join([_QUEUE_ARM] * queues)}) "
+        "ORDER BY priority DESC, seq LIMIT ?)"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _heads(arms: int, shape: tuple[int, int]) -> str:
+    """The merged queue heads of `arms` types, best first (args: per arm `_Scope.arm_args`;
+    then the overall limit)."""
+    return (
+        f"SELECT seq FROM ({' UNION ALL '.join([_arm(shape)] * arms)}) "
+        "ORDER BY priority DESC, seq LIMIT ?"
     )
 
 
 def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> list[ClaimedJob]:
     if params.limit <= 0:
         return []
-    quotas = _quotas(conn, params)
+    scope = _Scope.read(conn, params.queues)
+    if scope.queues == ():  # flow control: every served queue is paused
+        return []
+    # Flow control: a paused type gets no arm, so its backlog is never read.
+    quotas = [quota for quota in _quotas(conn, params) if quota[0] not in scope.paused]
     if not quotas:
         return []
     now_us = to_us(now)
     lease_expires_at = now + params.lease_ttl
     head = [now_us, params.worker, to_us(lease_expires_at)]
     if len(quotas) <= MAX_ARMS:
-        arms = [arg for job_type, quota in quotas for arg in (job_type, now_us, now_us, quota)]
-        sql = f"{_CLAIM_HEAD} WHERE seq IN ({_heads(len(quotas))}){_CLAIM_RETURNING}"
+        arms = [
+            arg for job_type, quota in quotas for arg in scope.arm_args(job_type, quota, now_us)
+        ]
+        sql = f"{_CLAIM_HEAD} WHERE seq IN ({_heads(len(quotas), scope.shape)}){_CLAIM_RETURNING}"
         rows = conn.execute(sql, [*head, *arms, params.limit]).fetchall()
     else:
-        seqs = _candidates(conn, quotas, params.limit, now_us)
+        seqs = _candidates(conn, quotas, params.limit, now_us, scope)
         if not seqs:
             return []
         marks, padded = in_list(seqs)
@@ -153,16 +215,20 @@ def _quotas(conn: sqlite3.Connection, params: ClaimParams) -> list[tuple[str, in
 
 
 def _candidates(
-    conn: sqlite3.Connection, quotas: Sequence[tuple[str, int]], limit: int, now_us: int
+    conn: sqlite3.Connection,
+    quotas: Sequence[tuple[str, int]],
+    limit: int,
+    now_us: int,
+    scope: _Scope,
 ) -> list[int]:
     """The `limit` best queue heads over more types than one statement can merge: each slice's
     best `limit` (within quotas), then the best `limit` of those."""
     found: list[tuple[int, int]] = []
     for start in range(0, len(quotas), MAX_ARMS):
         part = quotas[start : start + MAX_ARMS]
-        arms = [arg for job_type, quota in part for arg in (job_type, now_us, now_us, quota)]
+        arms = [arg for job_type, quota in part for arg in scope.arm_args(job_type, quota, now_us)]
         sql = (
-            f"SELECT seq, priority FROM ({' UNION ALL '.join([_ARM] * len(part))}) "
+            f"SELECT seq, priority FROM ({' UNION ALL '.join([_arm(scope.shape)] * len(part))}) "
             "ORDER BY priority DESC, seq LIMIT ?"
         )
         found.extend(conn.execute(sql, [*arms, limit]).fetchall())

@@ -130,3 +130,22 @@ def prune_workers(conn: sqlite3.Connection, now: datetime) -> list[str]:
             (now_us, now_us, *args),
         )
     return sorted(names)
+
+
+# ---- flow control: pauses (docs/flow-control.md) ----------------------------------------------
+
+
+def pause(conn: sqlite3.Connection, name: str, now: datetime) -> bool:
+    cursor = conn.execute(
+        "INSERT INTO paused (name, paused_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        (name, to_us(now)),
+    )
+    return cursor.rowcount == 1
+
+
+def resume(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("DELETE FROM paused WHERE name = ?", (name,)).rowcount == 1
+
+
+def list_paused(conn: sqlite3.Connection) -> list[str]:
+    return [name for (name,) in conn.execute("SELECT name FROM paused ORDER BY name")]

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from timecrisis.models import JobLog, JobRun, JobStatus, Metrics, TypeMetrics
+from timecrisis.models import JobLog, JobRun, JobStatus, Metrics, QueueMetrics, TypeMetrics
 from timecrisis.storage._common import average_seconds, dump_json
 from timecrisis.storage._run_stats import (
     INFINITE_BUCKET,
@@ -100,7 +100,19 @@ def get_metrics(conn: sqlite3.Connection) -> Metrics:
         **{name: sum(getattr(t, name) for t in types.values()) for name in _COUNTED},
         average_duration=average_seconds(all_total, all_runs),
         types=types,
+        queues=_queue_metrics(conn),
     )
+
+
+def _queue_metrics(conn: sqlite3.Connection) -> dict[str, QueueMetrics]:
+    """Pending and running counts per queue (docs/flow-control.md)."""
+    counts: dict[str, dict[str, int]] = {}
+    for queue, status, count in conn.execute(
+        "SELECT queue, status, count(*) FROM jobs WHERE status IN ('pending', 'running') "
+        "GROUP BY queue, status"
+    ):
+        counts.setdefault(queue, {})[status] = count
+    return {queue: QueueMetrics(**counts[queue]) for queue in sorted(counts)}
 
 
 # The run's histogram bucket, as `_run_stats.duration_bucket` computes it (bounds inclusive).

@@ -34,8 +34,8 @@ from timecrisis.storage.sqlite._rows import (
 _INSERT = (
     "INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy, "
     "retry_delay, max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, "
-    "run_at, expires_at, created_at, headers) "
-    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "run_at, expires_at, created_at, headers, queue) "
+    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # A job whose unique key or schedule tick is already held is skipped, not an error; the
 # conflict targets repeat the partial indexes' WHERE so SQLite matches them. A duplicate `id`
@@ -87,6 +87,7 @@ def _insert_args(job: NewJob, now: datetime, now_us: int) -> tuple[Any, ...]:
         opt_us(resolve_expires_at(job, now)),
         now_us,
         None if job.headers is None else dump_json(job.headers),
+        job.queue,
     )
 
 

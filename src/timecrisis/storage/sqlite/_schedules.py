@@ -35,7 +35,7 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
     if existing is None:
         conn.execute(
             f"INSERT INTO scheduled_jobs ({SCHEDULE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 spec.id or new_id(),
                 spec.name,
@@ -59,7 +59,7 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
         conn.execute(
             "UPDATE scheduled_jobs SET enabled = coalesce(?, enabled), schedule_value = ?, "
             "allow_overlap = ?, priority = ?, max_retries = ?, backoff_strategy = ?, "
-            "retry_delay = ?, max_retry_delay = ?, updated_at = ? WHERE id = ?",
+            "retry_delay = ?, max_retry_delay = ?, queue = ?, updated_at = ? WHERE id = ?",
             (
                 spec.enabled,
                 spec.schedule_value,
@@ -92,7 +92,7 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
     return schedule
 
 
-def _job_options(spec: ScheduleSpec) -> tuple[int, int, str, float, float]:
+def _job_options(spec: ScheduleSpec) -> tuple[int, int, str, float, float, str]:
     """The options of the jobs the schedule fires, in `SCHEDULE_COLUMNS` order."""
     return (
         spec.priority,
@@ -100,6 +100,7 @@ def _job_options(spec: ScheduleSpec) -> tuple[int, int, str, float, float]:
         spec.backoff_strategy,
         spec.retry_delay,
         spec.max_retry_delay,
+        spec.queue,
     )
 
 
