@@ -97,3 +97,31 @@ async def test_a_worker_with_more_types_than_one_statement_merges_claims_in_orde
         expected.append(job.id)
     assert [c.job.id for c in claimed] == expected[:12]
     assert sum(c.job.type == limited for c in claimed) == 1
+
+
+async def test_a_worker_of_many_types_and_queues_slices_its_claim_and_keeps_the_order(
+    make_store: StoreFactory,
+) -> None:
+    """Flow control: each type has one head per served queue, so fewer types fit in one
+    statement; the slices still merge into the global claim order, other queues untouched."""
+    store = make_store()
+    types = [f"type-{n:03d}" for n in range(MAX_ARMS)]
+    queues = ("q0", "q1", "q2")
+    jobs = [
+        new_job(t, priority=(n * 7) % 41 - 20, queue=queues[n % 3]) for n, t in enumerate(types)
+    ]
+    decoys = [new_job(t, priority=20, queue="unserved") for t in types[:50]]
+    await insert(store, *decoys, *jobs)
+
+    claimed = await store.claim_jobs(
+        ClaimParams(
+            worker="w",
+            limit=12,
+            lease_ttl=LEASE,
+            type_limits=dict.fromkeys(types),
+            queues=frozenset(queues),
+        )
+    )
+
+    ordered = sorted(jobs, key=lambda job: (-job.priority, jobs.index(job)))
+    assert [c.job.id for c in claimed] == [job.id for job in ordered[:12]]

@@ -117,6 +117,11 @@ class _Scope:
         return cls(tuple(sorted(served - paused)), tuple(sorted(paused)))
 
     @property
+    def max_arms(self) -> int:
+        """Types per statement: `MAX_ARMS` heads in all, however many queues each type has."""
+        return max(1, MAX_ARMS // len(self.queues)) if self.queues else MAX_ARMS
+
+    @property
     def shape(self) -> tuple[int, int]:
         """What the arm's text depends on: the number of queues, or of paused queues."""
         return (-1, len(self.paused)) if self.queues is None else (len(self.queues), 0)
@@ -167,7 +172,7 @@ def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> 
     now_us = to_us(now)
     lease_expires_at = now + params.lease_ttl
     head = [now_us, params.worker, to_us(lease_expires_at)]
-    if len(quotas) <= MAX_ARMS:
+    if len(quotas) <= scope.max_arms:
         arms = [
             arg for job_type, quota in quotas for arg in scope.arm_args(job_type, quota, now_us)
         ]
@@ -224,8 +229,8 @@ def _candidates(
     """The `limit` best queue heads over more types than one statement can merge: each slice's
     best `limit` (within quotas), then the best `limit` of those."""
     found: list[tuple[int, int]] = []
-    for start in range(0, len(quotas), MAX_ARMS):
-        part = quotas[start : start + MAX_ARMS]
+    for start in range(0, len(quotas), scope.max_arms):
+        part = quotas[start : start + scope.max_arms]
         arms = [arg for job_type, quota in part for arg in scope.arm_args(job_type, quota, now_us)]
         sql = (
             f"SELECT seq, priority FROM ({' UNION ALL '.join([_arm(scope.shape)] * len(part))}) "
