@@ -225,7 +225,8 @@ FOR UPDATE SKIP LOCKED
 -- fragment_heads_in_queues --
 -- Flow control, a claim of the queues %(queues)s (the `_in_queues` variants): one head per
 -- served queue that is not paused (jobs_pending_by_queue, so the jobs of other queues are never
--- read), merged, at most `q.room` jobs of the type in all.
+-- read), merged, at most `q.room` jobs of the type in all. The key is written as that index's
+-- expression, ARRAY[type, queue], so no plan can pick another index (migration 0006 says why).
 SELECT h.id, h.priority, h.seq
 FROM (
     SELECT s.queue FROM unnest(%(queues)s::text[]) AS s(queue)
@@ -234,7 +235,8 @@ FROM (
 CROSS JOIN LATERAL (
     SELECT j.id, j.priority, j.seq
     FROM {schema}.jobs AS j
-    WHERE j.status = 'pending' AND j.type = q.type AND j.queue = s.queue AND j.run_at <= {now}
+    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+      AND j.run_at <= {now}
       AND (j.expires_at IS NULL OR j.expires_at > {now})
     ORDER BY j.priority DESC, j.seq
     LIMIT greatest(q.room, 0)

@@ -9,8 +9,12 @@ ALTER TABLE {schema}.scheduled_jobs ADD COLUMN queue text NOT NULL DEFAULT 'defa
 
 -- A claim of named queues reads one (type, queue) head each from here, so the jobs of a queue
 -- the worker does not serve are never scanned, however many there are. (A claim of every
--- queue keeps reading jobs_pending_queue.)
-CREATE INDEX jobs_pending_by_queue ON {schema}.jobs (type, queue, priority DESC, seq)
+-- queue keeps reading jobs_pending_queue.) Keyed by the expression ARRAY[type, queue], which
+-- only the named-queues claim writes (queries.sql `fragment_heads_in_queues`): on plain
+-- columns, a claim planned once while every job sat in one queue (generic plans, see
+-- _session._ClaimPool) took jobs_pending_queue, equal in cost then, and kept it when another
+-- queue's backlog grew; no other index can answer this key.
+CREATE INDEX jobs_pending_by_queue ON {schema}.jobs ((ARRAY[type, queue]), priority DESC, seq)
     WHERE status = 'pending';
 
 -- Paused job types and queues: a claim takes no job whose type or queue is named here. One
