@@ -83,6 +83,7 @@ EXPORTED = {
     "JobStorage", "JobTimeoutError", "JobValidationError", "LeaseExpiredError", "ManualClock",
     "Metrics", "NonRetryableError", "PostgresJobStorage", "RunStatus", "SQLiteJobStorage",
     "Retry", "Snooze", "JobType",  # DESIGN §4
+    "QueueMetrics",  # flow control: Metrics.queues
     "ScheduledJob", "StorageError", "SystemClock", "TimeCrisisError", "TypeMetrics", "WorkerInfo",
     "__version__", "preview_schedule", "storage_from_url",
 }  # fmt: skip

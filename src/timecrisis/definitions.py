@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from timecrisis._bounds import MAX_RETRIES, json_text, text_problem
+from timecrisis._bounds import MAX_RETRIES, check_flow_name, json_text, text_problem
 from timecrisis.durations import Duration, parse_job_duration
 from timecrisis.errors import JobValidationError
 from timecrisis.models import MAX_PRIORITY, MIN_PRIORITY, BackoffStrategy, JsonValue
@@ -62,7 +62,9 @@ class JobDefinition(Generic[ModelT]):
 
     `concurrency` is the cluster-wide limit of running jobs of this type (`None`: no limit).
     The retry fields are the defaults of every job of this type; `enqueue` may override
-    `priority`, `max_retries` and `backoff_strategy` per job.
+    `priority`, `max_retries` and `backoff_strategy` per job. `queue` is the queue its jobs
+    wait in (`enqueue(queue=)` overrides it per job): only workers that serve that queue claim
+    them (docs/flow-control.md).
     """
 
     type: str
@@ -77,6 +79,7 @@ class JobDefinition(Generic[ModelT]):
     timeout: Duration | None = None
     fork_mode: bool = False
     fork_helper_path: str | None = None
+    queue: str = "default"
 
     # Parsed forms of the duration fields, filled in by __post_init__.
     retry_delay_td: timedelta = field(init=False, repr=False)
@@ -105,6 +108,7 @@ class JobDefinition(Generic[ModelT]):
             )
         check_priority(self.priority)
         check_max_retries(self.max_retries)
+        check_flow_name(self.queue, f"queue of job type {self.type!r}")
         check_backoff(self.backoff_strategy)
         # Bounded (100 years): the stores add them to their clock, which must stay in the calendar.
         self.retry_delay_td = parse_job_duration(self.retry_delay)

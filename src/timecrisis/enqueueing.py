@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from timecrisis._bounds import instant_problem, text_problem
+from timecrisis._bounds import check_flow_name, instant_problem, text_problem
 from timecrisis.definitions import (
     JobDefinition,
     check_backoff,
@@ -34,6 +34,7 @@ class EnqueueOptions:
     delay: timedelta | None
     expires_at: datetime | None
     expires_in: timedelta | None
+    queue: str
 
     @classmethod
     def parse(
@@ -49,6 +50,7 @@ class EnqueueOptions:
         run_at: datetime | None = None,
         delay: Duration | None = None,
         unique_key: str | None = None,
+        queue: str | None = None,
     ) -> EnqueueOptions:
         if run_at is not None and delay is not None:
             raise JobValidationError("pass run_at or delay, not both")
@@ -66,6 +68,7 @@ class EnqueueOptions:
             delay=None if delay is None else parse_job_duration(delay),
             expires_at=_aware("expires_at", expires_at),
             expires_in=None if expires_in is None else parse_job_duration(expires_in),
+            queue=definition.queue if queue is None else check_flow_name(queue, "queue"),
         )
 
     def new_job(
@@ -93,6 +96,7 @@ class EnqueueOptions:
             expires_in=self.expires_in,
             headers=headers,
             data_json=data_json,
+            queue=self.queue,
         )
 
 

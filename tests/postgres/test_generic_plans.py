@@ -30,6 +30,7 @@ _PARAM_TYPES = {
     "results": "text[]",
     "canceled": "bool[]",
     "keys": "bigint[]",
+    "queues": "text[]",
 }
 _ARGUMENTS = {
     "now": "NULL",
@@ -44,6 +45,7 @@ _ARGUMENTS = {
     "results": "'{NULL,NULL}'",
     "canceled": "'{f,f}'",
     "keys": "'{1,2}'",
+    "queues": "'{default,other}'",
 }
 
 
@@ -62,7 +64,16 @@ def _prepare(name: str, query: bytes) -> tuple[str, str]:
     return f"PREPARE {name} ({types}) AS {text}", f"EXPLAIN EXECUTE {name} ({arguments})"
 
 
-@pytest.mark.parametrize("statement", ["claim_jobs", "complete_and_claim", "complete_jobs"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "claim_jobs",
+        "complete_and_claim",
+        "complete_jobs",
+        "claim_jobs_in_queues",  # flow control: the forms for named queues
+        "complete_and_claim_in_queues",
+    ],
+)
 async def test_the_generic_plans_of_claim_statements_never_scan_the_jobs_table(
     make_store: StoreFactory, admin: Admin, schema: str, statement: str
 ) -> None:
@@ -80,9 +91,11 @@ async def test_the_generic_plans_of_claim_statements_never_scan_the_jobs_table(
         await admin.execute("DEALLOCATE ALL")
         await admin.execute("RESET plan_cache_mode")
 
-    assert "Seq Scan" not in plan, plan
-    assert "Hash Join" not in plan or statement != "claim_jobs", plan
-    if statement != "claim_jobs":  # claim_jobs counts a limited type's running jobs there
+    assert "Seq Scan on jobs" not in plan, plan  # `paused` is a handful of rows at most
+    if statement.endswith("_in_queues"):  # one (type, queue) head each: other queues unread
+        assert "jobs_pending_by_queue" in plan, plan
+    assert "Hash Join" not in plan or not statement.startswith("claim_jobs"), plan
+    if not statement.startswith("claim_jobs"):  # it counts a limited type's running jobs there
         assert "jobs_running" not in plan, plan
 
 

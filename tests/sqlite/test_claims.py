@@ -10,7 +10,7 @@ from tests.sqlite.conftest import StoreFactory
 from tests.storage.factories import LEASE, insert, new_job
 from timecrisis.storage.base import ClaimParams
 from timecrisis.storage.sqlite import SQLiteJobStorage
-from timecrisis.storage.sqlite._claims import MAX_ARMS, _merge_heads
+from timecrisis.storage.sqlite._claims import MAX_ARMS, _merge_heads, _Scope
 from timecrisis.storage.sqlite._connection import open_connection
 
 
@@ -37,6 +37,44 @@ async def test_each_type_queue_head_is_read_from_the_pending_index_without_sorti
     assert searches.count("SEARCH jobs USING INDEX jobs_pending_queue (type=?)") == 3
     # Only the merge of the (at most `limit` rows per type) heads is sorted, once.
     assert sum("TEMP B-TREE" in step for step in plan) == 1
+
+
+async def test_a_claim_of_every_queue_steps_over_paused_queues_within_the_pending_index(
+    store: SQLiteJobStorage, db_path: pathlib.Path
+) -> None:
+    """Flow control: with a queue paused, each type's head is still one index range of the
+    per-type index, and only the merge is sorted."""
+    await store.init()
+    scope = _Scope(queues=None, paused=("p",))
+    sql = _merge_heads("claim_jobs", 3, scope.arm)
+    args: list[object] = [0, "w", 0]
+    for job_type in ("a", "b", "c"):
+        args += scope.arm_args(job_type, 5, 0)
+
+    plan = _plan(db_path, sql, [*args, 5])
+
+    searches = [step for step in plan if step.startswith("SEARCH jobs USING")]
+    assert searches.count("SEARCH jobs USING INDEX jobs_pending_queue (type=?)") == 3
+    assert sum("TEMP B-TREE" in step for step in plan) == 1
+
+
+async def test_a_claim_of_named_queues_reads_each_type_and_queue_head_from_its_index(
+    store: SQLiteJobStorage, db_path: pathlib.Path
+) -> None:
+    """Flow control: a worker serving queues a and b never reads the jobs of other queues (the
+    per-type index would make it step over them all), only two heads per type."""
+    await store.init()
+    scope = _Scope(queues=("a", "b"), paused=())
+    sql = _merge_heads("claim_jobs", 3, scope.arm)
+    args: list[object] = [0, "w", 0]
+    for job_type in ("x", "y", "z"):
+        args += scope.arm_args(job_type, 5, 0)
+
+    plan = _plan(db_path, sql, [*args, 5])
+
+    searches = [step for step in plan if step.startswith("SEARCH jobs USING")]
+    assert searches.count("SEARCH jobs USING INDEX jobs_pending_by_queue (type=? AND queue=?)") == 6
+    assert not any("jobs_pending_queue " in step for step in plan)
 
 
 async def test_a_worker_with_more_types_than_one_statement_merges_claims_in_order(
@@ -70,3 +108,31 @@ async def test_a_worker_with_more_types_than_one_statement_merges_claims_in_orde
         expected.append(job.id)
     assert [c.job.id for c in claimed] == expected[:12]
     assert sum(c.job.type == limited for c in claimed) == 1
+
+
+async def test_a_worker_of_many_types_and_queues_slices_its_claim_and_keeps_the_order(
+    make_store: StoreFactory,
+) -> None:
+    """Flow control: each type has one head per served queue, so fewer types fit in one
+    statement; the slices still merge into the global claim order, other queues untouched."""
+    store = make_store()
+    types = [f"type-{n:03d}" for n in range(MAX_ARMS)]
+    queues = ("q0", "q1", "q2")
+    jobs = [
+        new_job(t, priority=(n * 7) % 41 - 20, queue=queues[n % 3]) for n, t in enumerate(types)
+    ]
+    decoys = [new_job(t, priority=20, queue="unserved") for t in types[:50]]
+    await insert(store, *decoys, *jobs)
+
+    claimed = await store.claim_jobs(
+        ClaimParams(
+            worker="w",
+            limit=12,
+            lease_ttl=LEASE,
+            type_limits=dict.fromkeys(types),
+            queues=frozenset(queues),
+        )
+    )
+
+    ordered = sorted(jobs, key=lambda job: (-job.priority, jobs.index(job)))
+    assert [c.job.id for c in claimed] == [job.id for job in ordered[:12]]

@@ -41,12 +41,23 @@ def test_every_statement_compiles_as_written(conn: sqlite3.Connection, name: str
     _compile(conn, QUERIES[name])
 
 
+# Every arm a claim's scope picks (`_Scope.arm`): every queue, every queue but the paused ones,
+# one named queue, several named queues.
+SCOPE_ARMS = [
+    ("claim_queue_head", 1),
+    ("claim_queue_head_skipping_paused", 1),
+    ("claim_named_queue_head", 1),
+    ("claim_named_queue_head", 3),
+]
+
+
 @pytest.mark.parametrize("name", ["claim_jobs", "claim_candidates"])
 @pytest.mark.parametrize("arms", [1, 2, MAX_ARMS])
+@pytest.mark.parametrize("arm", SCOPE_ARMS)
 def test_the_merged_claim_statements_compile_for_any_number_of_types(
-    conn: sqlite3.Connection, name: str, arms: int
+    conn: sqlite3.Connection, name: str, arms: int, arm: tuple[str, int]
 ) -> None:
-    _compile(conn, _merge_heads(name, arms))
+    _compile(conn, _merge_heads(name, arms, arm))
 
 
 def test_every_statement_that_returns_jobs_lists_the_columns_job_from_row_reads() -> None:

@@ -134,6 +134,7 @@ class Claimer:
                     limit=free,
                     lease_ttl=settings.job_lock_ttl,
                     type_limits=type_limits,
+                    queues=settings.queues,
                 )
                 claims = await self._claim(params, backoff)
                 if claims is None:

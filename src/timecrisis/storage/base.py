@@ -92,6 +92,8 @@ class NewJob:
     # `data` as JSON text, when the caller has it (the scheduler does: the payload check
     # writes it). Stores keep this text instead of dumping `data` again; None: they dump it.
     data_json: str | None = None
+    # Flow control: the queue the job waits in (`Job.queue`); claims name the queues they serve.
+    queue: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +124,16 @@ class ClaimParams:
 
     `type_limits` maps every job type this worker can run to its cluster-wide concurrency limit
     (`None` = unlimited). Jobs of other types are never claimed and never block these.
+
+    `queues`: the queues this worker serves (`None` = every queue). Jobs of other queues are
+    never claimed and never block these.
     """
 
     worker: str
     limit: int
     lease_ttl: timedelta
     type_limits: Mapping[str, int | None]
+    queues: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +269,7 @@ class ScheduleSpec:
     backoff_strategy: BackoffStrategy = "exponential"
     retry_delay: float = 10.0  # seconds: the backoff base
     max_retry_delay: float = 86400.0  # seconds: the backoff cap
+    queue: str = "default"  # the queue of the jobs it fires
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +444,10 @@ class WorkerStore(Protocol):
         cluster-wide: the number of `running` jobs of a type (every worker, this claim included)
         never exceeds its limit; a type at its limit is skipped and never blocks other types.
 
+        Flow control: only jobs whose `queue` is in `params.queues` (when it is not None) are
+        claimed, and no job whose type or queue is paused (`pause`); jobs of other queues and
+        paused jobs are skipped and never block the others.
+
         Each claimed job becomes `running` with `attempts + 1`, `started_at = now`,
         `worker = params.worker`, a fresh token, `lease_expires_at = now + lease_ttl`, no cancel
         (nor terminate) request; and a new `running` run (attempt = the new attempts) is created."""
@@ -585,6 +596,20 @@ class WorkerStore(Protocol):
         compare-and-set loses (`advanced=False`)."""
         ...
 
+    # ---- flow control -----------------------------------------------------------------
+
+    async def pause(self, name: str) -> bool:
+        """Pause `name`, cluster-wide: from now on no claim takes a job whose type or queue is
+        `name` (running jobs finish). Writes the pause row (`name`, `paused_at` = now). True
+        when newly paused, False when it already was. A name no store can hold (see
+        `timecrisis._bounds.text_problem`) is a `JobValidationError`, nothing written."""
+        ...
+
+    async def resume(self, name: str) -> bool:
+        """Lift the pause of `name` (deletes its row); wakes listeners like an insert, since
+        its jobs may be claimable now. True when it was paused. Bad names as in `pause`."""
+        ...
+
     # ---- wake-ups ---------------------------------------------------------------------
 
     def add_wakeup_listener(self, callback: WakeupCallback) -> Callable[[], None]:
@@ -635,6 +660,12 @@ class StoreInspector(Protocol):
         `bucket` starting at `since` (a job finished at `t` falls in bucket
         `floor((t - since) / bucket)`). Only non-empty buckets, ordered by start then status.
         Reads the finished-time index, so it costs the jobs in the window, not the table."""
+        ...
+
+    # ---- flow control -----------------------------------------------------------------
+
+    async def list_paused(self) -> list[str]:
+        """Every paused type or queue name, sorted."""
         ...
 
     # ---- coordination -----------------------------------------------------------------

@@ -7,7 +7,7 @@ running under the same token; a stale token changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from timecrisis.models import FailureKind, Job, JobStatus, RunStatus
@@ -29,7 +29,9 @@ class Claims:
     def __init__(self, table: JobTable) -> None:
         self._table = table
 
-    def claim(self, params: ClaimParams, now: datetime) -> list[ClaimedJob]:
+    def claim(
+        self, params: ClaimParams, now: datetime, paused: Collection[str] = ()
+    ) -> list[ClaimedJob]:
         if params.limit <= 0:
             return []
         table = self._table
@@ -40,7 +42,8 @@ class Claims:
         }
         lease_expires_at = now + params.lease_ttl
         claimed: list[ClaimedJob] = []
-        for row in table.queue.take(now, capacities, params.limit):
+        # Flow control: only the queues served, nothing paused (`take` never looks at the rest).
+        for row in table.queue.take(now, capacities, params.limit, params.queues, paused):
             run = RunRow(
                 id=new_id(),
                 job_id=row.id,

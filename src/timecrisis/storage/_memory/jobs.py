@@ -117,6 +117,7 @@ class JobTable:
             expires_at=item.expires_at,
             created_at=now,
             headers=None if job.headers is None else dict(job.headers),
+            queue=job.queue,
         )
         self.rows[row.id] = row
         self.runs[row.id] = []

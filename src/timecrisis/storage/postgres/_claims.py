@@ -61,7 +61,7 @@ async def send_claim(
         await start(conn, ctx.queries["lock_job_types"], {"keys": limited})
     return await start(
         conn,
-        ctx.queries["claim_jobs"],
+        ctx.queries[_scoped("claim_jobs", params)],
         {
             "now": now,
             "limit": params.limit,
@@ -69,8 +69,27 @@ async def send_claim(
             "caps": [params.type_limits[t] for t in types],
             "worker": params.worker,
             "ttl": params.lease_ttl,
+            **_queue_args(params),
         },
     )
+
+
+# Flow control (docs/flow-control.md): each claim statement of queries.sql has a second form
+# for a worker that serves named queues, written out in full: (every queue, named queues).
+_FORMS = {
+    "claim_jobs": ("claim_jobs", "claim_jobs_in_queues"),
+    "complete_and_claim": ("complete_and_claim", "complete_and_claim_in_queues"),
+}
+
+
+def _scoped(statement: str, params: ClaimParams) -> str:
+    """The form of claim `statement` for the queues `params` serves."""
+    every_queue, named_queues = _FORMS[statement]
+    return every_queue if params.queues is None else named_queues
+
+
+def _queue_args(params: ClaimParams) -> dict[str, object]:
+    return {} if params.queues is None else {"queues": sorted(params.queues)}
 
 
 async def read_claims(cur: AsyncCursor[DictRow]) -> list[ClaimedJob]:
@@ -95,6 +114,7 @@ def _claim_args(params: ClaimParams, now: datetime | None) -> dict[str, object]:
         "types": list(params.type_limits),
         "worker": params.worker,
         "ttl": params.lease_ttl,
+        **_queue_args(params),
     }
 
 
@@ -120,7 +140,7 @@ async def complete_and_claim_unlimited(
     `complete_and_claim`)."""
     rows = await fetch_all(
         conn,
-        ctx.queries["complete_and_claim"],
+        ctx.queries[_scoped("complete_and_claim", params)],
         {**_complete_args(completions, now), **_claim_args(params, now)},
     )
     done = set(rows[0]["completed_ids"] or ())

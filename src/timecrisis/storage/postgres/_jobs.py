@@ -61,11 +61,12 @@ def _row(job: NewJob) -> list[Any]:
         _iso(job.expires_at),
         _interval(job.expires_in),
         job.headers,  # a JSON object in the row's array; `->>` gives its text back
+        job.queue,
     ]
 
 
 def _insert_params(jobs: Sequence[NewJob], now: datetime | None, channel: str) -> dict[str, Any]:
-    # All rows in one JSON text: one json.dumps call instead of seventeen psycopg array dumps.
+    # All rows in one JSON text: one json.dumps call instead of eighteen psycopg array dumps.
     return {"now": now, "channel": channel, "rows": dump_json([_row(j) for j in jobs])}
 
 

@@ -57,6 +57,7 @@ def job_from_row(row: Row) -> Job:
         max_retry_delay=row["max_retry_delay"],
         failure_kind=_kind(row["failure_kind"]),
         headers=row["headers"],
+        queue=row["queue"],
     )
 
 
@@ -112,6 +113,7 @@ def schedule_from_row(row: Row) -> ScheduledJob:
         backoff_strategy=row["backoff_strategy"],
         retry_delay=row["retry_delay"],
         max_retry_delay=row["max_retry_delay"],
+        queue=row["queue"],
     )
 
 

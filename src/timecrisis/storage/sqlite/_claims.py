@@ -24,6 +24,11 @@ full part-way, exclude it and select again" loop reaches, without the loop. Fres
 run ids come from `timecrisis_new_id()` (our `new_id`, registered on the connection) inside the
 UPDATE, and the runs are inserted with one `executemany`: three statements whatever the batch.
 
+**Flow control** (docs/flow-control.md, `_Scope`) picks the arm, each a named query: a claim of
+every queue reads `claim_queue_head`, or `claim_queue_head_skipping_paused` while a queue is
+paused; a worker of named queues reads one `claim_named_queue_head` per (type, queue), merged
+per type within its quota (`claim_named_queues_head`). A paused type gets no arm at all.
+
 **Batches** (`complete_jobs`, `release_jobs`, `renew_claims`) read the current claims of the
 whole batch with one `IN` query, then write with `executemany`.
 """
@@ -72,34 +77,94 @@ _RUN_ID = JOB_COLUMN_COUNT + 2
 MAX_ARMS = 200
 
 
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """Flow control (docs/flow-control.md): which queues a claim reads, decided inside its
+    write transaction (nobody can pause or resume between this read and the claim).
+
+    `queues`: the served queues that are not paused, one head each per type; None for a claim
+    of every queue, which reads each type's head and steps over the `paused` queues' jobs."""
+
+    queues: tuple[str, ...] | None
+    paused: tuple[str, ...]
+
+    @classmethod
+    def read(cls, conn: sqlite3.Connection, served: frozenset[str] | None) -> _Scope:
+        paused = tuple(name for (name,) in conn.execute(Q["list_paused"]))
+        if served is None:
+            return cls(None, paused)
+        return cls(tuple(sorted(served.difference(paused))), paused)
+
+    @property
+    def max_arms(self) -> int:
+        """Types per statement: `MAX_ARMS` heads in all, however many queues each type has."""
+        return max(1, MAX_ARMS // len(self.queues)) if self.queues else MAX_ARMS
+
+    @property
+    def arm(self) -> tuple[str, int]:
+        """The named query of one type's head in this scope, and the number of queues it
+        merges (`_type_head`)."""
+        if self.queues is None:
+            return ("claim_queue_head_skipping_paused" if self.paused else "claim_queue_head", 1)
+        return ("claim_named_queue_head", len(self.queues))
+
+    def arm_args(self, job_type: str, quota: int, now_us: int) -> list[Any]:
+        if self.queues is None:
+            if self.paused:
+                return [job_type, now_us, now_us, json_array(self.paused), quota]
+            return [job_type, now_us, now_us, quota]
+        heads = [a for q in self.queues for a in (job_type, q, now_us, now_us, quota)]
+        return heads if len(self.queues) == 1 else [*heads, quota]
+
+
+def _repeat(statement: str, block: str, copy: str, times: int) -> str:
+    """`statement` with its one `block` replaced by `copy` repeated `times` times, UNION ALL."""
+    if statement.count(block) != 1:  # pragma: no cover - a queries.sql edit out of step
+        raise AssertionError("queries.sql: a claim statement must hold its arm exactly once")
+    return statement.replace(block, "\nUNION ALL\n".join([copy] * times))
+
+
+@functools.lru_cache(maxsize=64)
+def _type_head(arm: str, queues: int) -> str:
+    """One type's claimable head: the named query `arm`, or, over several named queues, one
+    `claim_named_queue_head` per queue merged within the type's quota."""
+    if queues == 1:
+        return Q[arm]
+    head = Q["claim_named_queue_head"]
+    return _repeat(Q["claim_named_queues_head"], head, head, queues)
+
+
 @functools.lru_cache(maxsize=128)
-def _merge_heads(name: str, arms: int) -> str:
-    """Statement `name` of queries.sql with its one queue-head arm (`claim_queue_head`) repeated
-    `arms` times, UNION ALL (args: per arm type, now, now, quota). The only SQL assembled at
-    run time in the claim: SQLite has no LATERAL join, so one index range per type of a list
-    needs one arm per type; a statement text per arm count keeps the statement cache warm."""
-    arm = Q["claim_queue_head"]
-    statement = Q[name]
-    if statement.count(arm) != 1:  # pragma: no cover - a queries.sql edit out of step
-        raise AssertionError(f"queries.sql: {name!r} must hold claim_queue_head exactly once")
-    return statement.replace(arm, "\nUNION ALL\n".join([arm] * arms))
+def _merge_heads(name: str, arms: int, arm: tuple[str, int] = ("claim_queue_head", 1)) -> str:
+    """Statement `name` of queries.sql with its one queue-head arm (`claim_queue_head`) replaced
+    by `arms` copies of the scope's arm (`_Scope.arm`), UNION ALL (args: per arm
+    `_Scope.arm_args`). The only SQL assembled at run time in the claim: SQLite has no LATERAL
+    join, so one index range per type of a list needs one arm per type; a statement text per
+    arm count and scope keeps the statement cache warm. Every piece is a named query."""
+    return _repeat(Q[name], Q["claim_queue_head"], _type_head(*arm), arms)
 
 
 def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> list[ClaimedJob]:
     if params.limit <= 0:
         return []
-    quotas = _quotas(conn, params)
+    scope = _Scope.read(conn, params.queues)
+    if scope.queues == ():  # flow control: every served queue is paused
+        return []
+    # Flow control: a paused type gets no arm, so its backlog is never read.
+    quotas = [quota for quota in _quotas(conn, params) if quota[0] not in scope.paused]
     if not quotas:
         return []
     now_us = to_us(now)
     lease_expires_at = now + params.lease_ttl
     head = [now_us, params.worker, to_us(lease_expires_at)]
-    if len(quotas) <= MAX_ARMS:
-        arms = [arg for job_type, quota in quotas for arg in (job_type, now_us, now_us, quota)]
-        sql = _merge_heads("claim_jobs", len(quotas))
+    if len(quotas) <= scope.max_arms:
+        arms = [
+            arg for job_type, quota in quotas for arg in scope.arm_args(job_type, quota, now_us)
+        ]
+        sql = _merge_heads("claim_jobs", len(quotas), scope.arm)
         rows = conn.execute(sql, [*head, *arms, params.limit]).fetchall()
     else:
-        seqs = _candidates(conn, quotas, params.limit, now_us)
+        seqs = _candidates(conn, quotas, params.limit, now_us, scope)
         if not seqs:
             return []
         rows = conn.execute(Q["claim_jobs_by_seq"], [*head, json_array(seqs)]).fetchall()
@@ -130,15 +195,19 @@ def _quotas(conn: sqlite3.Connection, params: ClaimParams) -> list[tuple[str, in
 
 
 def _candidates(
-    conn: sqlite3.Connection, quotas: Sequence[tuple[str, int]], limit: int, now_us: int
+    conn: sqlite3.Connection,
+    quotas: Sequence[tuple[str, int]],
+    limit: int,
+    now_us: int,
+    scope: _Scope,
 ) -> list[int]:
     """The `limit` best queue heads over more types than one statement can merge: each slice's
     best `limit` (within quotas), then the best `limit` of those."""
     found: list[tuple[int, int]] = []
-    for start in range(0, len(quotas), MAX_ARMS):
-        part = quotas[start : start + MAX_ARMS]
-        arms = [arg for job_type, quota in part for arg in (job_type, now_us, now_us, quota)]
-        sql = _merge_heads("claim_candidates", len(part))
+    for start in range(0, len(quotas), scope.max_arms):
+        part = quotas[start : start + scope.max_arms]
+        arms = [arg for job_type, quota in part for arg in scope.arm_args(job_type, quota, now_us)]
+        sql = _merge_heads("claim_candidates", len(part), scope.arm)
         found.extend(conn.execute(sql, [*arms, limit]).fetchall())
     found.sort(key=lambda seq_priority: (-seq_priority[1], seq_priority[0]))
     return [seq for seq, _ in found[:limit]]

@@ -72,6 +72,7 @@ def _insert_args(job: NewJob, now: datetime, now_us: int) -> tuple[Any, ...]:
         opt_us(resolve_expires_at(job, now)),
         now_us,
         None if job.headers is None else dump_json(job.headers),
+        job.queue,
     )
 
 
