@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from timecrisis._bounds import check_flow_name
 from timecrisis.clock import Clock
 from timecrisis.errors import StorageError
 from timecrisis.models import (
@@ -45,6 +46,7 @@ from timecrisis.models import (
     JobStatus,
     JsonValue,
     Metrics,
+    QueueMetrics,
     RunStatus,
     ScheduledJob,
     ScheduleType,
@@ -152,6 +154,7 @@ class _Job:
     dead_lettered: bool = False
     headers: dict[str, str] | None = None
     concurrency_key: str | None = None
+    queue: str = "default"
     # Only the store sees these:
     seq: int = 0  # enqueue order
     schedule_fire_at: datetime | None = None
@@ -193,10 +196,16 @@ class _Schedule:
     backoff_strategy: BackoffStrategy = "exponential"
     retry_delay: float = 10.0
     max_retry_delay: float = 86400.0
+    queue: str = "default"
 
 
 # The job options a schedule stores and an upsert always rewrites.
-SCHEDULE_OPTIONS = ("priority", "max_retries", "backoff_strategy", "retry_delay", "max_retry_delay")
+SCHEDULE_OPTIONS = (
+    "priority", "max_retries", "backoff_strategy", "retry_delay", "max_retry_delay", "queue"
+)  # fmt: skip
+
+
+_LIVE = (JobStatus.PENDING, JobStatus.RUNNING)
 
 
 @dataclass
@@ -227,6 +236,7 @@ class ReferenceJobStorage:
         self.schedules: list[_Schedule] = []
         self.workers: list[_Worker] = []
         self.locks: list[_Lock] = []
+        self.paused: set[str] = set()  # paused job types and queues
         self._wakeups = WakeupHub()
         self._last_seq = 0
 
@@ -286,6 +296,7 @@ class ReferenceJobStorage:
             expires_at=common.resolve_expires_at(job, now), created_at=now,
             headers=None if job.headers is None else dict(job.headers),
             concurrency_key=job.concurrency_key,
+            queue=job.queue,
         )  # fmt: skip
 
     def _insert_row(self, row: _Job) -> InsertResult:
@@ -417,7 +428,17 @@ class ReferenceJobStorage:
                 dead_letter=sum(metrics.dead_letter for metrics in types.values()),
                 average_duration=self._average_duration(None),
                 types=types,
+                queues={
+                    queue: QueueMetrics(
+                        running=self._count(queue, JobStatus.RUNNING),
+                        pending=self._count(queue, JobStatus.PENDING),
+                    )
+                    for queue in sorted({j.queue for j in self.jobs if j.status in _LIVE})
+                },
             )
+
+    def _count(self, queue: str, status: JobStatus) -> int:
+        return sum(job.queue == queue and job.status is status for job in self.jobs)
 
     def _type_metrics(self, job_type: str) -> TypeMetrics:
         jobs = [job for job in self.jobs if job.type == job_type]
@@ -478,6 +499,9 @@ class ReferenceJobStorage:
                     and job.run_at <= now
                     and (job.expires_at is None or job.expires_at > now)
                     and job.type in params.type_limits
+                    and (params.queues is None or job.queue in params.queues)
+                    and job.type not in self.paused
+                    and job.queue not in self.paused
                 ),
                 key=lambda job: (-job.priority, job.seq),
             )
@@ -812,6 +836,28 @@ class ReferenceJobStorage:
                 if job.status is JobStatus.RUNNING and job.worker in dead and not ended:
                     job.lease_expires_at = now  # recoverable at once; an earlier expiry stays
             return dead
+
+    # ---- flow control ------------------------------------------------------------------------
+
+    async def pause(self, name: str) -> bool:
+        check_flow_name(name)
+        async with self._mutex:
+            newly = name not in self.paused
+            self.paused.add(name)
+            return newly
+
+    async def resume(self, name: str) -> bool:
+        check_flow_name(name)
+        async with self._mutex:
+            was = name in self.paused
+            self.paused.discard(name)
+        if was:
+            self._wakeups.notify()
+        return was
+
+    async def list_paused(self) -> list[str]:
+        async with self._mutex:
+            return sorted(self.paused)
 
     # ---- schedules ---------------------------------------------------------------------------
 

@@ -83,6 +83,7 @@ EXPORTED = {
     "JobStorage", "JobTimeoutError", "JobValidationError", "LeaseExpiredError", "ManualClock",
     "Metrics", "NonRetryableError", "PostgresJobStorage", "RunStatus", "SQLiteJobStorage",
     "Retry", "Snooze", "JobType",  # DESIGN §4
+    "QueueMetrics",  # flow control: Metrics.queues
     "RateLimit",  # flow control: the parsed `rate_limit`
     "ScheduledJob", "StorageError", "SystemClock", "TimeCrisisError", "TypeMetrics", "WorkerInfo",
     "__version__", "preview_schedule", "storage_from_url",

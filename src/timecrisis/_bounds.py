@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 import pydantic_core
 
+from timecrisis.errors import JobValidationError
+
 MAX_KEY_BYTES = 1024
 """The longest `entity_id`, `unique_key`, job type or schedule name, in UTF-8 bytes: well under
 PostgreSQL's btree entry limit (about 2700 bytes), which would refuse a longer indexed key."""
@@ -99,3 +101,14 @@ def instant_problem(value: datetime) -> str | None:
     except OverflowError:  # an offset that pushes it past the calendar's ends
         pass
     return f"must be between {EARLIEST.isoformat()} and {LATEST.isoformat()}"
+
+
+def check_flow_name(value: object, what: str = "pause name") -> str:
+    """`value` as a queue or pause name (the rules of a job type name), or a
+    `JobValidationError` saying why it cannot be one: raised before any store is asked, so the
+    same input fails the same way on every store and nothing is written."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise JobValidationError(f"{what} {problem}: {value!r}")
+    assert isinstance(value, str)
+    return value

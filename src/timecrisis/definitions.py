@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from timecrisis._bounds import MAX_RETRIES, json_text, text_problem
+from timecrisis._bounds import MAX_RETRIES, check_flow_name, json_text, text_problem
 from timecrisis.durations import Duration, parse_job_duration
 from timecrisis.errors import JobValidationError
 from timecrisis.models import MAX_PRIORITY, MIN_PRIORITY, BackoffStrategy, JsonValue
@@ -71,7 +71,9 @@ class JobDefinition(Generic[ModelT]):
     Flow control (docs/flow-control.md), cluster-wide like `concurrency`: `rate_limit`
     ("100/m", "5/s", "1000/h") caps the starts of the type in any sliding window of that
     length; `key_concurrency` caps the running jobs of the type that share one
-    `concurrency_key` (an enqueue option, accepted only for a type that sets it).
+    `concurrency_key` (an enqueue option, accepted only for a type that sets it). `queue` is
+    the queue its jobs wait in (`enqueue(queue=)` overrides it per job): only workers that
+    serve that queue claim them.
     """
 
     type: str
@@ -88,6 +90,7 @@ class JobDefinition(Generic[ModelT]):
     fork_helper_path: str | None = None
     rate_limit: str | None = None
     key_concurrency: int | None = None
+    queue: str = "default"
 
     # Parsed forms of the duration fields, filled in by __post_init__.
     retry_delay_td: timedelta = field(init=False, repr=False)
@@ -129,6 +132,7 @@ class JobDefinition(Generic[ModelT]):
             )
         check_priority(self.priority)
         check_max_retries(self.max_retries)
+        check_flow_name(self.queue, f"queue of job type {self.type!r}")
         check_backoff(self.backoff_strategy)
         # Bounded (100 years): the stores add them to their clock, which must stay in the calendar.
         self.retry_delay_td = parse_job_duration(self.retry_delay)

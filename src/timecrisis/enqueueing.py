@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from timecrisis._bounds import instant_problem, text_problem
+from timecrisis._bounds import check_flow_name, instant_problem, text_problem
 from timecrisis.definitions import (
     JobDefinition,
     check_backoff,
@@ -34,7 +34,8 @@ class EnqueueOptions:
     delay: timedelta | None
     expires_at: datetime | None
     expires_in: timedelta | None
-    concurrency_key: str | None = None
+    concurrency_key: str | None
+    queue: str
 
     @classmethod
     def parse(
@@ -51,6 +52,7 @@ class EnqueueOptions:
         delay: Duration | None = None,
         unique_key: str | None = None,
         concurrency_key: str | None = None,
+        queue: str | None = None,
     ) -> EnqueueOptions:
         if run_at is not None and delay is not None:
             raise JobValidationError("pass run_at or delay, not both")
@@ -69,6 +71,7 @@ class EnqueueOptions:
             expires_at=_aware("expires_at", expires_at),
             expires_in=None if expires_in is None else parse_job_duration(expires_in),
             concurrency_key=_concurrency_key(definition, concurrency_key),
+            queue=definition.queue if queue is None else check_flow_name(queue, "queue"),
         )
 
     def new_job(
@@ -97,6 +100,7 @@ class EnqueueOptions:
             headers=headers,
             data_json=data_json,
             concurrency_key=self.concurrency_key,
+            queue=self.queue,
         )
 
 

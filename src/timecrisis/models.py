@@ -96,6 +96,9 @@ class Job(_Record):
     # Flow control: the enqueue's `concurrency_key`; at most the type's `key_concurrency` jobs
     # with the same key run at once, cluster-wide (docs/flow-control.md).
     concurrency_key: str | None = None
+    # Flow control (docs/flow-control.md): the queue the job waits in; only workers that serve
+    # it claim it. Every job written before queues existed is in "default".
+    queue: str = "default"
 
 
 class JobRun(_Record):
@@ -146,6 +149,7 @@ class ScheduledJob(_Record):
     backoff_strategy: BackoffStrategy = "exponential"
     retry_delay: float = 10.0  # seconds: the backoff base
     max_retry_delay: float = 86400.0  # seconds: the backoff cap
+    queue: str = "default"  # the queue of the jobs it fires (docs/flow-control.md)
 
 
 class WorkerInfo(_Record):
@@ -170,5 +174,15 @@ class TypeMetrics(_Record):
     average_duration: float | None = None  # seconds, over completed runs
 
 
+class QueueMetrics(_Record):
+    """Live counts of one queue (docs/flow-control.md): jobs waiting in it and running from it.
+    A queue no worker serves shows its pending count growing while nothing runs."""
+
+    running: int = 0
+    pending: int = 0
+
+
 class Metrics(TypeMetrics):
     types: dict[str, TypeMetrics] = Field(default_factory=dict)
+    # Every queue that has a pending or running job, by name.
+    queues: dict[str, QueueMetrics] = Field(default_factory=dict)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from timecrisis import _tracing
-from timecrisis._bounds import lookup_key, text_problem
+from timecrisis._bounds import check_flow_name, lookup_key, text_problem
 from timecrisis._logging import resolve_logger
 from timecrisis._sync import SyncBridge, blocking_twin, running_loop, wait_for
 from timecrisis.context import JobContext
@@ -78,6 +78,18 @@ def _seconds(name: str, value: Duration) -> float:
     return parse_job_duration(value, positive=True).total_seconds()
 
 
+def _served_queues(queues: Iterable[str] | None) -> frozenset[str] | None:
+    """The queues a worker claims from, each checked like a type name; None: every queue."""
+    if queues is None:
+        return None
+    if isinstance(queues, str):  # "a,b" would otherwise be served as the queues "a", ",", "b"
+        raise JobValidationError(f"queues must be a list of queue names, got {queues!r}")
+    served = frozenset(check_flow_name(queue, "queue") for queue in queues)
+    if not served:
+        raise JobValidationError("queues must name at least one queue (None serves every queue)")
+    return served
+
+
 def _count(name: str, value: object, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -113,6 +125,7 @@ class JobScheduler:
         on_job_failed: JobFailedHook | None = None,
         on_leadership_acquired: LeadershipHook | None = None,
         on_leadership_lost: LeadershipHook | None = None,
+        queues: Iterable[str] | None = None,
     ) -> None:
         if not isinstance(storage, JobStorage):
             raise TypeError(f"storage must implement JobStorage, got {storage!r}")
@@ -145,6 +158,7 @@ class JobScheduler:
             shutdown_timeout=parse_duration(shutdown_timeout).total_seconds(),
             scheduled_job_max_stale_age=parse_job_duration(scheduled_job_max_stale_age),
             job_retention=parse_job_duration(job_retention, positive=True),
+            queues=_served_queues(queues),
         )
         self._registry = Registry(self.logger)
         self._definitions = self._registry.definitions  # read-only here: add through _registry
@@ -178,10 +192,11 @@ class JobScheduler:
         worker: str | None = None,
         max_concurrent_jobs: int | None = None,
         prefetch: int | None = None,
+        queues: Iterable[str] | None = None,
     ) -> None:
-        """Change the store, the worker name, the concurrency or the prefetch ceiling of a
-        scheduler that is not running (the CLI's `worker --storage/--worker/--concurrency/
-        --prefetch` use this)."""
+        """Change the store, the worker name, the concurrency, the prefetch ceiling or the
+        queues served of a scheduler that is not running (the CLI's `worker --storage/--worker/
+        --concurrency/--prefetch/--queues` use this; `queues=None` leaves them as they are)."""
         if self._running:
             raise RuntimeError("configure() needs a stopped scheduler")
         if storage is not None:
@@ -203,6 +218,8 @@ class JobScheduler:
             self.settings = dataclasses.replace(
                 self.settings, prefetch=_count("prefetch", prefetch, minimum=0)
             )
+        if queues is not None:
+            self.settings = dataclasses.replace(self.settings, queues=_served_queues(queues))
         self._runtime.settings = self.settings
 
     # ---- registry ----------------------------------------------------------------------------
@@ -281,6 +298,7 @@ class JobScheduler:
         unique_key: str | None = None,
         connection: Any = None,
         concurrency_key: str | None = None,
+        queue: str | None = None,
     ) -> str:
         """Validate and store one job; return its id (or, with a `unique_key` already held by a
         pending or running job of this type, that job's id)."""
@@ -298,6 +316,7 @@ class JobScheduler:
             unique_key=unique_key,
             connection=connection,
             concurrency_key=concurrency_key,
+            queue=queue,
         )
         return ids[0]
 
@@ -317,6 +336,7 @@ class JobScheduler:
         unique_key: str | None = None,
         connection: Any = None,
         concurrency_key: str | None = None,
+        queue: str | None = None,
     ) -> list[str]:
         """Validate every payload, then insert the batch atomically in one call; ids in order."""
         definition = self.get_job_definition(type)
@@ -334,6 +354,7 @@ class JobScheduler:
             delay=delay,
             unique_key=unique_key,
             concurrency_key=concurrency_key,
+            queue=queue,
         )
         payloads = [definition.stored_payload(item) for item in data]
         if not payloads:
@@ -422,6 +443,7 @@ class JobScheduler:
             backoff_strategy=definition.backoff_strategy,
             retry_delay=definition.retry_delay_td.total_seconds(),
             max_retry_delay=definition.max_retry_delay_td.total_seconds(),
+            queue=definition.queue,
         )
         stored = await self.storage.upsert_schedule(spec)
         loop = self._loops.get("schedules")
@@ -522,6 +544,26 @@ class JobScheduler:
 
     async def get_metrics(self) -> Metrics:
         return await self.storage.get_metrics()
+
+    # ---- flow control (docs/flow-control.md) -------------------------------------------------
+
+    async def pause(self, name: str) -> bool:
+        """Pause a job type or a queue named `name`, cluster-wide: no node claims its jobs until
+        `resume(name)`; running jobs finish. True when newly paused."""
+        return await self.storage.pause(check_flow_name(name))
+
+    async def resume(self, name: str) -> bool:
+        """Lift the pause of `name`; its due jobs start at once (the store wakes the workers of
+        every node it can reach, this one included). True when it was paused."""
+        resumed = await self.storage.resume(check_flow_name(name))
+        processor = self._processor
+        if resumed and processor is not None:
+            processor.wake()
+        return resumed
+
+    async def list_paused(self) -> list[str]:
+        """The paused job types and queues, sorted."""
+        return await self.storage.list_paused()
 
     async def retry_job(self, job_id: str) -> bool:
         """Put a failed (or canceled) job back to pending with a fresh set of attempts."""

@@ -156,7 +156,7 @@ def test_every_command_has_help_with_an_example() -> None:
     # In-process (click's runner): this checks help texts, not the process behaviour.
     runner = CliRunner()
     commands = _all_commands(cli, click.Context(cli, info_name="timecrisis"))
-    assert len(commands) == 19  # 8 top-level commands, jobs: 6, schedules: 5
+    assert len(commands) == 22  # 11 top-level commands, jobs: 6, schedules: 5
     for path in commands:
         result = runner.invoke(cli, [*path, "--help"], prog_name="timecrisis")
         assert result.exit_code == 0, (path, result.output)

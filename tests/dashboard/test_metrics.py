@@ -50,6 +50,25 @@ async def test_job_counts_are_read_from_the_store_by_type_and_status(
     assert value(dead, "timecrisis_dead_letter_jobs", type="email") == 1
 
 
+async def test_pending_and_running_jobs_per_queue_and_the_paused_names_are_exposed(
+    storage: JobStorage, seeded: Seeded
+) -> None:
+    """Flow control: a queue that no worker serves shows its jobs waiting."""
+    await storage.insert_jobs([new_job("email", {"n": 7}, queue="nobody-serves-this")])
+    await storage.pause("nobody-serves-this")
+
+    _, families = await scrape(storage)
+
+    queues = families["timecrisis_queue_jobs"]
+    metrics = await storage.get_metrics()
+    assert value(queues, "timecrisis_queue_jobs", queue="nobody-serves-this", status="pending") == 1
+    assert value(queues, "timecrisis_queue_jobs", queue="default", status="running") == (
+        metrics.queues["default"].running
+    )
+    paused = families["timecrisis_paused"]
+    assert [(s.labels, s.value) for s in paused] == [({"name": "nobody-serves-this"}, 1)]
+
+
 async def test_runs_claims_retries_lease_losses_and_the_duration_histogram(
     storage: JobStorage, seeded: Seeded, clock: ManualClock
 ) -> None:

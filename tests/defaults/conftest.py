@@ -28,6 +28,7 @@ ALLOWED_OPTIONS = frozenset(
         "on_job_started",
         "on_job_completed",
         "on_job_failed",
+        "queues",  # which work the worker takes, not its pace
     }
 )
 

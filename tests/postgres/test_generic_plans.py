@@ -34,6 +34,7 @@ _PARAM_TYPES = {
     "rate_types": "text[]",
     "rate_caps": "int[]",
     "rate_windows": "interval[]",
+    "queues": "text[]",
 }
 _ARGUMENTS = {
     "now": "NULL",
@@ -52,6 +53,7 @@ _ARGUMENTS = {
     "rate_types": "'{big}'",
     "rate_caps": "'{5}'",
     "rate_windows": "'{1 second}'",
+    "queues": "'{default,other}'",
 }
 
 
@@ -70,7 +72,16 @@ def _prepare(name: str, query: bytes) -> tuple[str, str]:
     return f"PREPARE {name} ({types}) AS {text}", f"EXPLAIN EXECUTE {name} ({arguments})"
 
 
-@pytest.mark.parametrize("statement", ["claim_jobs", "complete_and_claim", "complete_jobs"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "claim_jobs",
+        "complete_and_claim",
+        "complete_jobs",
+        "claim_jobs_in_queues",  # flow control: the forms for named queues
+        "complete_and_claim_in_queues",
+    ],
+)
 async def test_the_generic_plans_of_claim_statements_never_scan_the_jobs_table(
     make_store: StoreFactory, admin: Admin, schema: str, statement: str
 ) -> None:
@@ -89,11 +100,14 @@ async def test_the_generic_plans_of_claim_statements_never_scan_the_jobs_table(
         await admin.execute("RESET plan_cache_mode")
 
     # Flow control's `rate_limit_starts` (one row per claim inside a rate-limit window, never
-    # analyzed here) may be scanned by the prune; the job tables never are.
+    # analyzed here) may be scanned by the prune, and `paused` (a handful of rows at most) by
+    # the pause tests; the job tables never are.
     scans = [line for line in plan.splitlines() if "Seq Scan" in line]
-    assert not [line for line in scans if "rate_limit_starts" not in line], plan
-    assert "Hash Join" not in plan or statement != "claim_jobs", plan
-    if statement != "claim_jobs":  # claim_jobs counts a limited type's running jobs there
+    assert not [s for s in scans if "rate_limit_starts" not in s and "paused" not in s], plan
+    if statement.endswith("_in_queues"):  # one (type, queue) head each: other queues unread
+        assert "jobs_pending_by_queue" in plan, plan
+    assert "Hash Join" not in plan or not statement.startswith("claim_jobs"), plan
+    if not statement.startswith("claim_jobs"):  # it counts a limited type's running jobs there
         assert "jobs_running" not in plan, plan
 
 

@@ -130,3 +130,15 @@ async def test_closing_the_store_closes_the_listen_connection(
 
     assert not store._listener.running
     await _until_gone(admin, pid)  # the server notices the closed socket a moment later
+
+
+async def test_a_resume_on_one_node_wakes_another(make_store: StoreFactory) -> None:
+    """Flow control: `timecrisis resume` on an operator's machine starts the resumed jobs on
+    every worker at once (the NOTIFY rides in the statement that lifts the pause)."""
+    operator, worker = make_store(), make_store()
+    await operator.pause("t")
+    signal = await _subscribed(worker)
+
+    assert await operator.resume("t") is True
+
+    await signal.wait()

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import pathlib
 
+import pytest
+
 from tests.sqlite.conftest import StoreFactory
 from tests.storage.factories import LEASE, insert, new_job
 from timecrisis.storage.base import ClaimParams
 from timecrisis.storage.sqlite import SQLiteJobStorage
-from timecrisis.storage.sqlite._claims import MAX_ARMS, _merge_heads
+from timecrisis.storage.sqlite._claims import MAX_ARMS, _merge_heads, _Scope
 from timecrisis.storage.sqlite._connection import open_connection
 
 
@@ -26,7 +28,7 @@ async def test_each_type_queue_head_is_read_from_the_pending_index_without_sorti
     store: SQLiteJobStorage, db_path: pathlib.Path
 ) -> None:
     await store.init()
-    sql = _merge_heads("claim_jobs", (False,) * 3)
+    sql = _merge_heads("claim_jobs", (("claim_queue_head", 1),) * 3)
     args: list[object] = [0, "w", 0]
     for job_type in ("a", "b", "c"):
         args += [job_type, 0, 0, 5]
@@ -39,20 +41,66 @@ async def test_each_type_queue_head_is_read_from_the_pending_index_without_sorti
     assert sum("TEMP B-TREE" in step for step in plan) == 1
 
 
+@pytest.mark.parametrize(
+    "scope",
+    [_Scope(queues=None, paused=()), _Scope(queues=None, paused=("p",)), _Scope(("a", "b"), ())],
+    ids=["every-queue", "skipping-paused", "named-queues"],
+)
 async def test_a_keyed_type_checks_each_candidate_key_by_index_probes(
-    store: SQLiteJobStorage, db_path: pathlib.Path
+    store: SQLiteJobStorage, db_path: pathlib.Path, scope: _Scope
 ) -> None:
     """Flow control: the running count and the jobs ahead of a candidate's concurrency key
-    are read from their partial indexes, so 100,000 distinct keys cost no scan."""
+    are read from their partial indexes, so 100,000 distinct keys cost no scan, in every
+    queue scope."""
     await store.init()
-    sql = _merge_heads("claim_jobs", (True, False))
-    args: list[object] = [0, "w", 0, "a", 0, 0, 0, 0, 2, 2, 5, "b", 0, 0, 5]
+    sql = _merge_heads("claim_jobs", (scope.arm(True), scope.arm(False)))
+    args: list[object] = [0, "w", 0]
+    args += scope.arm_args("a", 5, 0, key_cap=2)
+    args += scope.arm_args("b", 5, 0)
 
     plan = _plan(db_path, sql, [*args, 5])
 
     assert "SEARCH r USING INDEX jobs_running_keys (type=? AND concurrency_key=?)" in plan
     assert "SEARCH p USING INDEX jobs_pending_keys (type=? AND concurrency_key=?)" in plan
     assert not [step for step in plan if step.startswith("SCAN jobs")]
+
+
+async def test_a_claim_of_every_queue_steps_over_paused_queues_within_the_pending_index(
+    store: SQLiteJobStorage, db_path: pathlib.Path
+) -> None:
+    """Flow control: with a queue paused, each type's head is still one index range of the
+    per-type index, and only the merge is sorted."""
+    await store.init()
+    scope = _Scope(queues=None, paused=("p",))
+    sql = _merge_heads("claim_jobs", (scope.arm(False),) * 3)
+    args: list[object] = [0, "w", 0]
+    for job_type in ("a", "b", "c"):
+        args += scope.arm_args(job_type, 5, 0)
+
+    plan = _plan(db_path, sql, [*args, 5])
+
+    searches = [step for step in plan if step.startswith("SEARCH jobs USING")]
+    assert searches.count("SEARCH jobs USING INDEX jobs_pending_queue (type=?)") == 3
+    assert sum("TEMP B-TREE" in step for step in plan) == 1
+
+
+async def test_a_claim_of_named_queues_reads_each_type_and_queue_head_from_its_index(
+    store: SQLiteJobStorage, db_path: pathlib.Path
+) -> None:
+    """Flow control: a worker serving queues a and b never reads the jobs of other queues (the
+    per-type index would make it step over them all), only two heads per type."""
+    await store.init()
+    scope = _Scope(queues=("a", "b"), paused=())
+    sql = _merge_heads("claim_jobs", (scope.arm(False),) * 3)
+    args: list[object] = [0, "w", 0]
+    for job_type in ("x", "y", "z"):
+        args += scope.arm_args(job_type, 5, 0)
+
+    plan = _plan(db_path, sql, [*args, 5])
+
+    searches = [step for step in plan if step.startswith("SEARCH jobs USING")]
+    assert searches.count("SEARCH jobs USING INDEX jobs_pending_by_queue (type=? AND queue=?)") == 6
+    assert not any("jobs_pending_queue " in step for step in plan)
 
 
 async def test_a_worker_with_more_types_than_one_statement_merges_claims_in_order(
@@ -86,3 +134,31 @@ async def test_a_worker_with_more_types_than_one_statement_merges_claims_in_orde
         expected.append(job.id)
     assert [c.job.id for c in claimed] == expected[:12]
     assert sum(c.job.type == limited for c in claimed) == 1
+
+
+async def test_a_worker_of_many_types_and_queues_slices_its_claim_and_keeps_the_order(
+    make_store: StoreFactory,
+) -> None:
+    """Flow control: each type has one head per served queue, so fewer types fit in one
+    statement; the slices still merge into the global claim order, other queues untouched."""
+    store = make_store()
+    types = [f"type-{n:03d}" for n in range(MAX_ARMS)]
+    queues = ("q0", "q1", "q2")
+    jobs = [
+        new_job(t, priority=(n * 7) % 41 - 20, queue=queues[n % 3]) for n, t in enumerate(types)
+    ]
+    decoys = [new_job(t, priority=20, queue="unserved") for t in types[:50]]
+    await insert(store, *decoys, *jobs)
+
+    claimed = await store.claim_jobs(
+        ClaimParams(
+            worker="w",
+            limit=12,
+            lease_ttl=LEASE,
+            type_limits=dict.fromkeys(types),
+            queues=frozenset(queues),
+        )
+    )
+
+    ordered = sorted(jobs, key=lambda job: (-job.priority, jobs.index(job)))
+    assert [c.job.id for c in claimed] == [job.id for job in ordered[:12]]

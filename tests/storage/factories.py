@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,9 +56,16 @@ def claim_params(
     limit: int = 10,
     lease_ttl: timedelta = LEASE,
     types: Mapping[str, int | None] | None = None,
+    queues: Collection[str] | None = None,
 ) -> ClaimParams:
     type_limits = dict(types) if types is not None else {EMAIL: None, REPORT: None}
-    return ClaimParams(worker=worker, limit=limit, lease_ttl=lease_ttl, type_limits=type_limits)
+    return ClaimParams(
+        worker=worker,
+        limit=limit,
+        lease_ttl=lease_ttl,
+        type_limits=type_limits,
+        queues=None if queues is None else frozenset(queues),
+    )
 
 
 async def claim(
@@ -68,8 +75,11 @@ async def claim(
     limit: int = 10,
     lease_ttl: timedelta = LEASE,
     types: Mapping[str, int | None] | None = None,
+    queues: Collection[str] | None = None,
 ) -> list[ClaimedJob]:
-    params = claim_params(worker=worker, limit=limit, lease_ttl=lease_ttl, types=types)
+    params = claim_params(
+        worker=worker, limit=limit, lease_ttl=lease_ttl, types=types, queues=queues
+    )
     return await storage.claim_jobs(params)
 
 

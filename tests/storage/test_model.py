@@ -65,6 +65,10 @@ TYPES = ("a", "b")
 WORKERS = ("w1", "w2")
 SCHEDULES = ("s1", "s2")
 KEYS = (None, "k1", "k2")
+CONCURRENCY_KEYS = (None, "c1", "c2")  # flow control: some claims limit type a's keys to 1
+QUEUES = ("default", "q1")  # flow control: claims serve some of them; a type or queue pauses
+SERVED = (None, frozenset({"q1"}), frozenset(QUEUES))
+PAUSABLE = ("a", "q1")
 TTLS = (timedelta(seconds=30), timedelta(seconds=90))  # leases and locks
 WORKER_TTLS = (timedelta(seconds=5), timedelta(seconds=30))  # shorter: pruned with jobs held
 # Sub-second steps (every store must keep microseconds exactly), steps that land exactly on a
@@ -180,12 +184,18 @@ class StoresAgree(RuleBasedStateMachine):
         """Every run starts with jobs of both types, some claimed, so the first steps that
         hypothesis draws already act on claims."""
         self.insert(
-            [("a", 1, 1, None, None, None, "linear"), ("b", 0, 0, "k1", None, 90, "linear")]
+            [
+                ("a", 1, 1, None, None, None, "linear", "default", "c1"),
+                ("b", 0, 0, "k1", None, 90, "linear", "q1", None),
+            ]
         )
         self.insert(
-            [("a", 2, 2, None, None, None, "exponential"), ("b", 1, 2, None, 0, None, "linear")]
+            [
+                ("a", 2, 2, None, None, None, "exponential", "q1", "c1"),
+                ("b", 1, 2, None, 0, None, "linear", "default", None),
+            ]
         )
-        self.claim("w1", 3, 1, 0)
+        self.claim("w1", 3, 1, 0, None, True)
         self.heartbeat("w1", 1, True, 0)
         self.upsert_schedule("s1", "1h", 0, None, True, 1, 0)
         self.upsert_schedule("s2", "30m", 1, None, False, 2, 60)
@@ -200,13 +210,16 @@ class StoresAgree(RuleBasedStateMachine):
                 st.sampled_from([None, 0, 20]),  # delay
                 st.sampled_from([None, 10, 90]),  # expires_in
                 st.sampled_from(["linear", "exponential"]),
+                st.sampled_from(QUEUES),
+                st.sampled_from(CONCURRENCY_KEYS),
             ),
             min_size=1,
             max_size=3,
         )
     )
     def insert(
-        self, batch: list[tuple[str, int, int, str | None, int | None, int | None, Any]]
+        self,
+        batch: list[tuple[str, int, int, str | None, int | None, int | None, Any, str, str | None]],
     ) -> None:
         jobs = [
             NewJob(
@@ -222,11 +235,13 @@ class StoresAgree(RuleBasedStateMachine):
                 unique_key=key,
                 delay=None if delay is None else timedelta(seconds=delay),
                 expires_in=None if expires is None else timedelta(seconds=expires),
+                queue=queue,
+                concurrency_key=concurrency_key,
             )
-            for index, (job_type, priority, retries, key, delay, expires, backoff) in enumerate(
-                batch
-            )
-        ]
+            for index, (
+                job_type, priority, retries, key, delay, expires, backoff, queue, concurrency_key
+            ) in enumerate(batch)
+        ]  # fmt: skip
         self._agree(lambda store: store.insert_jobs(jobs))
         self.job_ids += [job.id for job in jobs]
 
@@ -235,9 +250,27 @@ class StoresAgree(RuleBasedStateMachine):
         limit=st.integers(1, 4),
         a_limit=st.sampled_from([None, 1, 2]),
         ttl=st.integers(0, 1),
+        queues=st.sampled_from(SERVED),
+        keyed=st.booleans(),
     )
-    def claim(self, worker: str, limit: int, a_limit: int | None, ttl: int) -> None:
-        params = ClaimParams(worker, limit, TTLS[ttl], {"a": a_limit, "b": None})
+    def claim(
+        self,
+        worker: str,
+        limit: int,
+        a_limit: int | None,
+        ttl: int,
+        queues: frozenset[str] | None,
+        keyed: bool,
+    ) -> None:
+        # Flow control composed: queues served, pauses, and type a's concurrency keys.
+        params = ClaimParams(
+            worker,
+            limit,
+            TTLS[ttl],
+            {"a": a_limit, "b": None},
+            key_limits={"a": 1} if keyed else {},
+            queues=queues,
+        )
         expected = self._answer(self.reference.claim_jobs(params))
         actual = self._answer(self.real.claim_jobs(params))
         assert [c.job for c in actual] == [c.job for c in expected]
@@ -327,6 +360,11 @@ class StoresAgree(RuleBasedStateMachine):
     def retry(self, data: st.DataObject) -> None:
         job_id = self._some_job(data)
         self._agree(lambda store: store.retry_job(job_id))
+
+    @rule(name=st.sampled_from(PAUSABLE), paused=st.booleans())
+    def pause_or_resume(self, name: str, paused: bool) -> None:
+        self._agree(lambda store: store.pause(name) if paused else store.resume(name))
+        self._agree(lambda store: store.list_paused())
 
     @rule(seconds=st.sampled_from(CLOCK_STEPS))
     def advance_clock(self, seconds: float) -> None:

@@ -20,6 +20,9 @@ _COMMANDS = {
     "schedules": "timecrisis.cli.schedules:schedules",
     "workers": "timecrisis.cli.workers:workers",
     "metrics": "timecrisis.cli.metrics:metrics",
+    "pause": "timecrisis.cli.pauses:pause",
+    "resume": "timecrisis.cli.pauses:resume",
+    "paused": "timecrisis.cli.pauses:paused",
     "dashboard": "timecrisis.cli.dashboard:dashboard",
     "demo": "timecrisis.cli.demo:demo",
 }

@@ -52,6 +52,14 @@ logger = logging.getLogger("timecrisis.cli")
     ),
 )
 @click.option(
+    "--queues",
+    metavar="A,B",
+    help=(
+        "Claim only the jobs of these queues, comma-separated (default: the scheduler's "
+        "queues=, else every queue)."
+    ),
+)
+@click.option(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     default="info",
@@ -71,6 +79,7 @@ def worker(
     worker_name: str | None,
     concurrency: int | None,
     prefetch: int | None,
+    queues: str | None,
     log_level: str,
     log_format: LogFormat,
 ) -> None:
@@ -86,12 +95,24 @@ def worker(
     Examples:
       timecrisis worker myapp.jobs:scheduler
       timecrisis worker src/myapp/jobs.py:scheduler --concurrency 10
+      timecrisis worker myapp.jobs:scheduler --queues emails,reports
       timecrisis worker myapp.jobs:scheduler --storage postgresql://app@db:5432/app \\
           --worker web-1 --log-format json
     """
+    served = None if queues is None else _queue_list(queues)
     configure_logging(log_level, log_format)
     scheduler = load_scheduler(target)
-    run(_serve(scheduler, target, storage_url, worker_name, concurrency, prefetch))
+    run(_serve(scheduler, target, storage_url, worker_name, concurrency, prefetch, served))
+
+
+def _queue_list(value: str) -> list[str]:
+    """`--queues a,b` as names; an empty one is a usage error, before anything runs."""
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise click.BadParameter(
+            f"queue names must not be empty, got {value!r}", param_hint="'--queues'"
+        )
+    return names
 
 
 async def _serve(
@@ -101,18 +122,28 @@ async def _serve(
     worker_name: str | None,
     concurrency: int | None,
     prefetch: int | None,
+    queues: list[str] | None,
 ) -> None:
     replaced = None
     if storage_url is not None:
         # Built in the event loop (a PostgreSQL pool binds to it). A worker may create its store.
         replaced = scheduler.storage
         scheduler.configure(storage=open_storage(storage_url, must_exist=False))
-    scheduler.configure(worker=worker_name, max_concurrent_jobs=concurrency, prefetch=prefetch)
+    scheduler.configure(
+        worker=worker_name, max_concurrent_jobs=concurrency, prefetch=prefetch, queues=queues
+    )
     where = redact(storage_url) if storage_url is not None else repr(scheduler.storage)
     # An unreachable database is one error line at once, not the pool's 30 s of retries.
     # The worker creates its schema if missing, so only reachability is checked here.
     await connect(scheduler.storage, where, must_exist=False, init=False)
-    logger.info("running %s as worker %s on %s", target, scheduler.worker, where)
+    served = scheduler.settings.queues
+    logger.info(
+        "running %s as worker %s on %s, queues: %s",
+        target,
+        scheduler.worker,
+        where,
+        "every queue" if served is None else ", ".join(sorted(served)),
+    )
     try:
         await scheduler.serve()  # SIGINT/SIGTERM/SIGHUP, second-signal force stop, close
     finally:

@@ -51,18 +51,20 @@ class StoreSnapshot:
     workers: list[WorkerInfo]
     leader: LockInfo | None
     finished_recently: list[FinishedCount]  # jobs finished in the last `RECENT`
+    paused: tuple[str, ...] = ()  # flow control: the paused job types and queues
 
 
 async def read_snapshot(storage: JobStorage) -> StoreSnapshot:
     now = await storage.now()
-    metrics, run_stats, workers, leader, finished = await asyncio.gather(
+    metrics, run_stats, workers, leader, finished, paused = await asyncio.gather(
         storage.get_metrics(),
         storage.get_run_stats(),
         storage.list_workers(),
         storage.get_lock(LEADER_LOCK),
         storage.count_finished_jobs(now - RECENT, RECENT),
+        storage.list_paused(),
     )
-    return StoreSnapshot(metrics, run_stats, workers, leader, finished)
+    return StoreSnapshot(metrics, run_stats, workers, leader, finished, tuple(paused))
 
 
 class StoreCollector:
@@ -73,6 +75,7 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield from self._job_counts()
+        yield from self._flow_control()
         yield from self._runs()
         yield from self._workers()
 
@@ -103,6 +106,27 @@ class StoreCollector:
         yield jobs
         yield dead
         yield recent
+
+    def _flow_control(self) -> Iterator[Metric]:
+        """Per queue, so a queue that no worker serves shows its pending jobs piling up while
+        none runs; and what is paused (docs/flow-control.md)."""
+        queues = GaugeMetricFamily(
+            "timecrisis_queue_jobs",
+            "Pending and running jobs, by queue.",
+            labels=["queue", "status"],
+        )
+        for queue, counts in sorted(self._snapshot.metrics.queues.items()):
+            queues.add_metric([queue, "pending"], counts.pending)
+            queues.add_metric([queue, "running"], counts.running)
+        paused = GaugeMetricFamily(
+            "timecrisis_paused",
+            "1 for each paused job type or queue (its jobs are not claimed until resumed).",
+            labels=["name"],
+        )
+        for name in self._snapshot.paused:
+            paused.add_metric([name], 1)
+        yield queues
+        yield paused
 
     def _runs(self) -> Iterator[Metric]:
         runs = GaugeMetricFamily(

@@ -139,6 +139,7 @@ class Claimer:
                     type_limits=type_limits,
                     rate_limits=rate_limits,
                     key_limits=key_limits,
+                    queues=settings.queues,
                 )
                 claims = await self._claim(params, backoff)
                 if claims is None:

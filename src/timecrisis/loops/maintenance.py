@@ -136,6 +136,7 @@ class ScheduleFiring:
             max_retry_delay=schedule.max_retry_delay,
             scheduled_job_id=schedule.id,
             schedule_fire_at=fire_at,
+            queue=schedule.queue,
         )
 
 

@@ -34,6 +34,8 @@ class Settings:
     shutdown_timeout: float = 15.0
     scheduled_job_max_stale_age: timedelta = timedelta(hours=1)
     job_retention: timedelta = timedelta(days=30)
+    # The queues this worker claims from (None: every queue); docs/flow-control.md.
+    queues: frozenset[str] | None = None
 
     @property
     def prefetch_ceiling(self) -> int:

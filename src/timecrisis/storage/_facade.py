@@ -24,7 +24,8 @@ Wake-up rules (the in-process half; tests/storage/test_wakeups.py pins each):
 - `release_jobs` that gave a job back (or ended it canceled: a hint costs a poll);
 - `snooze_job` with no delay that left the job pending (due at once: another worker may take
   it now);
-- `advance_schedule` that inserted the tick's job.
+- `advance_schedule` that inserted the tick's job;
+- `resume` that lifted a pause (its jobs may be claimable at once).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
+from timecrisis._bounds import check_flow_name
 from timecrisis.models import Job, JobLog, JobRun, JobStatus, Metrics, ScheduledJob, WorkerInfo
 from timecrisis.rate_limits import RateLimit
 from timecrisis.storage._wakeups import WakeupHub
@@ -100,6 +102,10 @@ class Backend(Protocol):
     async def recover_expired_leases(self, limit: int) -> list[FailOutcome]: ...
     async def expire_jobs(self, limit: int) -> list[Job]: ...
 
+    async def pause(self, name: str) -> bool: ...
+    async def resume(self, name: str) -> bool: ...
+    async def list_paused(self) -> list[str]: ...
+
     async def acquire_lock(self, name: str, owner: str, ttl: timedelta) -> str | None: ...
     async def renew_lock(self, name: str, token: str, ttl: timedelta) -> bool: ...
     async def release_lock(self, name: str, token: str) -> bool: ...
@@ -153,6 +159,11 @@ class RemoteWakeups(Protocol):
 
 
 B = TypeVar("B", bound=Backend)
+
+
+def _nothing_to_claim(params: ClaimParams) -> bool:
+    """No room, no type, or no queue served: the answer is [] without asking the engine."""
+    return params.limit <= 0 or not params.type_limits or params.queues == frozenset()
 
 
 class Store(Generic[B]):
@@ -257,7 +268,7 @@ class Store(Generic[B]):
     # ---- claims ------------------------------------------------------------------------------
 
     async def claim_jobs(self, params: ClaimParams) -> list[ClaimedJob]:
-        if params.limit <= 0 or not params.type_limits:
+        if _nothing_to_claim(params):
             return []
         return await self._backend.claim_jobs(params)
 
@@ -271,7 +282,7 @@ class Store(Generic[B]):
             raise NotImplementedError(f"{type(self).__name__} does not declare complete_and_claim")
         if not completions:
             return [], await self.claim_jobs(params)
-        if params.limit <= 0 or not params.type_limits:
+        if _nothing_to_claim(params):
             return await self.complete_jobs(completions), []
         return await self._combined.complete_and_claim(completions, params)
 
@@ -327,6 +338,20 @@ class Store(Generic[B]):
 
     async def expire_jobs(self, limit: int = 100) -> list[Job]:
         return await self._backend.expire_jobs(limit)
+
+    # ---- flow control ------------------------------------------------------------------------
+
+    async def pause(self, name: str) -> bool:
+        return await self._backend.pause(check_flow_name(name))
+
+    async def resume(self, name: str) -> bool:
+        resumed = await self._backend.resume(check_flow_name(name))
+        if resumed:
+            self._hub.notify()  # its jobs may be claimable now
+        return resumed
+
+    async def list_paused(self) -> list[str]:
+        return await self._backend.list_paused()
 
     # ---- locks -------------------------------------------------------------------------------
 

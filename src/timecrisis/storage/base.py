@@ -95,6 +95,8 @@ class NewJob:
     data_json: str | None = None
     # Flow control: returned as `Job.concurrency_key` and limited by `ClaimParams.key_limits`.
     concurrency_key: str | None = None
+    # Flow control: the queue the job waits in (`Job.queue`); claims name the queues they serve.
+    queue: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,9 @@ class ClaimParams:
     `rate_limits` caps the claims of a type in any sliding window (every claim of the type by
     any worker counts, this one included); `key_limits` caps the running jobs of a type that
     share one `concurrency_key` (jobs without a key are limited by `type_limits` only).
+
+    `queues`: the queues this worker serves (`None` = every queue). Jobs of other queues are
+    never claimed and never block these.
     """
 
     worker: str
@@ -138,6 +143,7 @@ class ClaimParams:
     type_limits: Mapping[str, int | None]
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     key_limits: Mapping[str, int] = field(default_factory=dict)
+    queues: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +279,7 @@ class ScheduleSpec:
     backoff_strategy: BackoffStrategy = "exponential"
     retry_delay: float = 10.0  # seconds: the backoff base
     max_retry_delay: float = 86400.0  # seconds: the backoff cap
+    queue: str = "default"  # the queue of the jobs it fires
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,6 +459,9 @@ class WorkerStore(Protocol):
         (the claims of every worker count; the store keeps their times); a job whose
         `concurrency_key` already has `params.key_limits[type]` running jobs of its type is
         skipped, and the claim takes the next ones (of that key, no more than the room left).
+        Only jobs whose `queue` is in `params.queues` (when it is not None) are
+        claimed, and no job whose type or queue is paused (`pause`); jobs of other queues and
+        paused jobs are skipped and never block the others.
 
         Each claimed job becomes `running` with `attempts + 1`, `started_at = now`,
         `worker = params.worker`, a fresh token, `lease_expires_at = now + lease_ttl`, no cancel
@@ -607,6 +617,20 @@ class WorkerStore(Protocol):
         compare-and-set loses (`advanced=False`)."""
         ...
 
+    # ---- flow control -----------------------------------------------------------------
+
+    async def pause(self, name: str) -> bool:
+        """Pause `name`, cluster-wide: from now on no claim takes a job whose type or queue is
+        `name` (running jobs finish). Writes the pause row (`name`, `paused_at` = now). True
+        when newly paused, False when it already was. A name no store can hold (see
+        `timecrisis._bounds.text_problem`) is a `JobValidationError`, nothing written."""
+        ...
+
+    async def resume(self, name: str) -> bool:
+        """Lift the pause of `name` (deletes its row); wakes listeners like an insert, since
+        its jobs may be claimable now. True when it was paused. Bad names as in `pause`."""
+        ...
+
     # ---- wake-ups ---------------------------------------------------------------------
 
     def add_wakeup_listener(self, callback: WakeupCallback) -> Callable[[], None]:
@@ -657,6 +681,12 @@ class StoreInspector(Protocol):
         `bucket` starting at `since` (a job finished at `t` falls in bucket
         `floor((t - since) / bucket)`). Only non-empty buckets, ordered by start then status.
         Reads the finished-time index, so it costs the jobs in the window, not the table."""
+        ...
+
+    # ---- flow control -----------------------------------------------------------------
+
+    async def list_paused(self) -> list[str]:
+        """Every paused type or queue name, sorted."""
         ...
 
     # ---- coordination -----------------------------------------------------------------

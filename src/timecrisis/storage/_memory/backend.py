@@ -31,6 +31,7 @@ class MemoryBackend:
         self._schedules = ScheduleTable()
         self._locks = LockTable()
         self._workers = WorkerTable()
+        self._paused: set[str] = set()  # paused job types and queues (docs/flow-control.md)
 
     def _now(self) -> datetime:
         return to_utc(self._clock.now())
@@ -100,7 +101,7 @@ class MemoryBackend:
 
     async def claim_jobs(self, params: b.ClaimParams) -> list[b.ClaimedJob]:
         with self._lock:
-            return self._claims.claim(params, self._now())
+            return self._claims.claim(params, self._now(), self._paused)
 
     async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None:
         with self._lock:
@@ -135,6 +136,26 @@ class MemoryBackend:
     async def append_logs(self, entries: Sequence[b.NewLogEntry]) -> None:
         with self._lock:
             self._jobs.append_logs(entries, self._now())
+
+    # ---- flow control ------------------------------------------------------------------------
+
+    async def pause(self, name: str) -> bool:
+        with self._lock:
+            if name in self._paused:
+                return False
+            self._paused.add(name)
+            return True
+
+    async def resume(self, name: str) -> bool:
+        with self._lock:
+            if name not in self._paused:
+                return False
+            self._paused.discard(name)
+            return True
+
+    async def list_paused(self) -> list[str]:
+        with self._lock:
+            return sorted(self._paused)
 
     # ---- maintenance -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ running under the same token; a stale token changes nothing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from timecrisis.models import FailureKind, Job, JobStatus, RunStatus
@@ -32,7 +32,9 @@ class Claims:
         self._table = table
         self.rates = RateWindows()  # flow control: the recent claims of rate-limited types
 
-    def claim(self, params: ClaimParams, now: datetime) -> list[ClaimedJob]:
+    def claim(
+        self, params: ClaimParams, now: datetime, paused: Collection[str] = ()
+    ) -> list[ClaimedJob]:
         if params.limit <= 0:
             return []
         table = self._table
@@ -50,7 +52,8 @@ class Claims:
         lease_expires_at = now + params.lease_ttl
         claimed: list[ClaimedJob] = []
         admit = _KeyRoom(params.key_limits, table.running_by_key) if params.key_limits else None
-        for row in table.queue.take(now, capacities, params.limit, admit):
+        # Flow control: only the queues served, nothing paused (`take` never looks at the rest).
+        for row in table.queue.take(now, capacities, params.limit, params.queues, paused, admit):
             run = RunRow(
                 id=new_id(),
                 job_id=row.id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from timecrisis.models import JobStatus, Metrics, TypeMetrics
+from timecrisis.models import JobStatus, Metrics, QueueMetrics, TypeMetrics
 from timecrisis.storage._common import average_seconds
 from timecrisis.storage._memory.rows import JobRow
 
@@ -18,6 +18,7 @@ class JobCounters:
         self._jobs: Counter[str] = Counter()
         self._duration_sum_us: Counter[str] = Counter()
         self._duration_count: Counter[str] = Counter()
+        self._live_by_queue: Counter[tuple[str, JobStatus]] = Counter()  # pending and running
 
     def add(self, row: JobRow) -> None:
         self._change(row, 1)
@@ -44,6 +45,7 @@ class JobCounters:
             **{status: sum(getattr(m, status) for m in types.values()) for status in _COUNTS},
             average_duration=average_seconds(total_us, total_runs),
             types=types,
+            queues=self._queue_metrics(),
         )
 
     def _change(self, row: JobRow, step: int) -> None:
@@ -51,6 +53,18 @@ class JobCounters:
         self._jobs[row.type] += step
         if row.status is JobStatus.FAILED and row.dead_lettered:
             self._dead_letters[row.type] += step
+        if row.status in _LIVE:
+            self._live_by_queue[(row.queue, row.status)] += step
+
+    def _queue_metrics(self) -> dict[str, QueueMetrics]:
+        names = sorted({queue for (queue, _), n in self._live_by_queue.items() if n > 0})
+        return {
+            queue: QueueMetrics(
+                running=self._live_by_queue[(queue, JobStatus.RUNNING)],
+                pending=self._live_by_queue[(queue, JobStatus.PENDING)],
+            )
+            for queue in names
+        }
 
     def _type_metrics(self, job_type: str) -> TypeMetrics:
         return TypeMetrics(
@@ -66,4 +80,5 @@ class JobCounters:
         )
 
 
+_LIVE = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
 _COUNTS = ("running", "pending", "completed", "failed", "canceled", "dead_letter")

@@ -120,6 +120,7 @@ class JobTable:
             created_at=now,
             headers=None if job.headers is None else dict(job.headers),
             concurrency_key=job.concurrency_key,
+            queue=job.queue,
         )
         self.rows[row.id] = row
         self.runs[row.id] = []

@@ -70,6 +70,7 @@ class JobRow:
     cancel_terminate: bool = False  # the cancel request asks to interrupt the handler
     headers: dict[str, str] | None = None  # the store's own copy (see `to_record`)
     concurrency_key: str | None = None  # flow control (docs/flow-control.md)
+    queue: str = "default"
     # Bumped on every status change; index entries remember it, so an entry made for an
     # earlier state of the job is recognised as stale and dropped (lazy deletion).
     version: int = 0
@@ -108,6 +109,7 @@ class JobRow:
             # A fresh dict per read, like the decoded payload: callers may mutate what they get.
             headers=None if self.headers is None else dict(self.headers),
             concurrency_key=self.concurrency_key,
+            queue=self.queue,
         )
 
 
@@ -200,6 +202,7 @@ class ScheduleRow:
     backoff_strategy: BackoffStrategy = "exponential"
     retry_delay: float = 10.0
     max_retry_delay: float = 86400.0
+    queue: str = "default"
 
     def to_record(self) -> ScheduledJob:
         return ScheduledJob(
@@ -221,6 +224,7 @@ class ScheduleRow:
             backoff_strategy=self.backoff_strategy,
             retry_delay=self.retry_delay,
             max_retry_delay=self.max_retry_delay,
+            queue=self.queue,
         )
 
 

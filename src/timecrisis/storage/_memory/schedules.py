@@ -101,3 +101,4 @@ def _set_job_options(row: ScheduleRow, spec: ScheduleSpec) -> None:
     row.backoff_strategy = spec.backoff_strategy
     row.retry_delay = spec.retry_delay
     row.max_retry_delay = spec.max_retry_delay
+    row.queue = spec.queue

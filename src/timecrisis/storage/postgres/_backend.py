@@ -311,6 +311,21 @@ class PostgresBackend:
         async with self.session.transaction("expire_jobs") as conn:
             return await claims.expire_jobs(conn, self.ctx, limit, self._now())
 
+    # ---- flow control ------------------------------------------------------------------------
+
+    async def pause(self, name: str) -> bool:
+        async with self.session.connection("pause") as conn:
+            return await coord.pause(conn, self.ctx, name, self._now())
+
+    async def resume(self, name: str) -> bool:
+        async with self.session.connection("resume") as conn:  # its NOTIFY rides in the DELETE
+            return await coord.resume(conn, self.ctx, name)
+
+    async def list_paused(self) -> list[str]:
+        return await self.session.read(
+            "list_paused", lambda conn: coord.list_paused(conn, self.ctx)
+        )
+
     # ---- locks -------------------------------------------------------------------------------
 
     async def acquire_lock(self, name: str, owner: str, ttl: timedelta) -> str | None:

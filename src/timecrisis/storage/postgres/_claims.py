@@ -64,7 +64,7 @@ async def send_claim(
     rate_types = [t for t in params.rate_limits if t in params.type_limits]
     return await start(
         conn,
-        ctx.queries["claim_jobs"],
+        ctx.queries[_scoped("claim_jobs", params)],
         {
             "now": now,
             "limit": params.limit,
@@ -75,6 +75,7 @@ async def send_claim(
             # Flow control (docs/flow-control.md).
             "key_caps": [params.key_limits.get(t) for t in types],
             **_rate_args(params.rate_limits, rate_types),
+            **_queue_args(params),
         },
     )
 
@@ -106,6 +107,24 @@ async def rate_limit_free_at(
     return None if row is None else opt_utc(row["free_at"])
 
 
+# Flow control (docs/flow-control.md): each claim statement of queries.sql has a second form
+# for a worker that serves named queues, written out in full: (every queue, named queues).
+_FORMS = {
+    "claim_jobs": ("claim_jobs", "claim_jobs_in_queues"),
+    "complete_and_claim": ("complete_and_claim", "complete_and_claim_in_queues"),
+}
+
+
+def _scoped(statement: str, params: ClaimParams) -> str:
+    """The form of claim `statement` for the queues `params` serves."""
+    every_queue, named_queues = _FORMS[statement]
+    return every_queue if params.queues is None else named_queues
+
+
+def _queue_args(params: ClaimParams) -> dict[str, object]:
+    return {} if params.queues is None else {"queues": sorted(params.queues)}
+
+
 async def read_claims(cur: AsyncCursor[DictRow]) -> list[ClaimedJob]:
     return [
         ClaimedJob(job_from_row(row), row["lock_token"], row["run_id"], utc(row["lock_expires_at"]))
@@ -130,6 +149,7 @@ def _claim_args(params: ClaimParams, now: datetime | None) -> dict[str, object]:
         "types": list(params.type_limits),
         "worker": params.worker,
         "ttl": params.lease_ttl,
+        **_queue_args(params),
     }
 
 
@@ -155,7 +175,7 @@ async def complete_and_claim_unlimited(
     `complete_and_claim`)."""
     rows = await fetch_all(
         conn,
-        ctx.queries["complete_and_claim"],
+        ctx.queries[_scoped("complete_and_claim", params)],
         {**_complete_args(completions, now), **_claim_args(params, now)},
     )
     done = set(rows[0]["completed_ids"] or ())

@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from timecrisis.models import JobLog, JobRun, Metrics, ScheduledJob, TypeMetrics, WorkerInfo
+from timecrisis.models import (
+    JobLog,
+    JobRun,
+    Metrics,
+    QueueMetrics,
+    ScheduledJob,
+    TypeMetrics,
+    WorkerInfo,
+)
 from timecrisis.storage._common import (
     average_seconds,
     canonical_json,
@@ -128,6 +136,7 @@ async def upsert_schedule(
         "backoff": spec.backoff_strategy,
         "retry_delay": spec.retry_delay,
         "max_retry_delay": spec.max_retry_delay,
+        "queue": spec.queue,
     }
     row = await fetch_one(conn, ctx.queries["lock_schedule_by_name"], {"name": spec.name})
     if row is None:
@@ -275,4 +284,29 @@ async def get_metrics(conn: Conn, ctx: Context) -> Metrics:
         **{k: sum(getattr(t, k) for t in types.values()) for k in _COUNT_FIELDS},
         average_duration=average_seconds(all_total, all_runs),
         types=types,
+        queues=await _queue_metrics(conn, ctx),
     )
+
+
+async def _queue_metrics(conn: Conn, ctx: Context) -> dict[str, QueueMetrics]:
+    """Pending and running counts per queue (docs/flow-control.md)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in await fetch_all(conn, ctx.queries["queue_counts"], {}):
+        counts.setdefault(row["queue"], {})[row["status"]] = int(row["total"])
+    return {queue: QueueMetrics(**counts[queue]) for queue in sorted(counts)}
+
+
+# ---- flow control: pauses ---------------------------------------------------------------------
+
+
+async def pause(conn: Conn, ctx: Context, name: str, now: datetime | None) -> bool:
+    return await fetch_one(conn, ctx.queries["pause"], {"name": name, "now": now}) is not None
+
+
+async def resume(conn: Conn, ctx: Context, name: str) -> bool:
+    row = await fetch_one(conn, ctx.queries["resume"], {"name": name, "channel": ctx.channel})
+    return row is not None
+
+
+async def list_paused(conn: Conn, ctx: Context) -> list[str]:
+    return [row["name"] for row in await fetch_all(conn, ctx.queries["list_paused"], {})]

@@ -62,6 +62,7 @@ def _row(job: NewJob) -> list[Any]:
         _interval(job.expires_in),
         job.headers,  # a JSON object in the row's array; `->>` gives its text back
         job.concurrency_key,
+        job.queue,
     ]
 
 

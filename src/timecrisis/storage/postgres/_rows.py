@@ -58,6 +58,7 @@ def job_from_row(row: Row) -> Job:
         failure_kind=_kind(row["failure_kind"]),
         headers=row["headers"],
         concurrency_key=row["concurrency_key"],
+        queue=row["queue"],
     )
 
 
@@ -113,6 +114,7 @@ def schedule_from_row(row: Row) -> ScheduledJob:
         backoff_strategy=row["backoff_strategy"],
         retry_delay=row["retry_delay"],
         max_retry_delay=row["max_retry_delay"],
+        queue=row["queue"],
     )
 
 

@@ -32,13 +32,13 @@ WITH input AS (
            r.j->>11 AS unique_key, (r.j->>12)::timestamptz AS run_at,
            (r.j->>13)::interval AS delay, (r.j->>14)::timestamptz AS expires_at,
            (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers,
-           r.j->>17 AS concurrency_key, r.n
+           r.j->>17 AS concurrency_key, r.j->>18 AS queue, r.n
     FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(j, n)
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
-        expires_at, created_at, headers, concurrency_key
+        expires_at, created_at, headers, concurrency_key, queue
     )
     SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
@@ -46,7 +46,7 @@ WITH input AS (
            coalesce(coalesce(%(now)s::timestamptz, now()) + t.delay, t.run_at,
                     coalesce(%(now)s::timestamptz, now())),
            coalesce(coalesce(%(now)s::timestamptz, now()) + t.expires_in, t.expires_at),
-           coalesce(%(now)s::timestamptz, now()), t.headers, t.concurrency_key
+           coalesce(%(now)s::timestamptz, now()), t.headers, t.concurrency_key, t.queue
     FROM input AS t
     ORDER BY t.n
     RETURNING id
@@ -73,13 +73,13 @@ WITH input AS (
            r.j->>11 AS unique_key, (r.j->>12)::timestamptz AS run_at,
            (r.j->>13)::interval AS delay, (r.j->>14)::timestamptz AS expires_at,
            (r.j->>15)::interval AS expires_in, (r.j->>16)::json AS headers,
-           r.j->>17 AS concurrency_key, r.n
+           r.j->>17 AS concurrency_key, r.j->>18 AS queue, r.n
     FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(j, n)
 ), inserted AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
-        expires_at, created_at, headers, concurrency_key
+        expires_at, created_at, headers, concurrency_key, queue
     )
     SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
@@ -87,7 +87,7 @@ WITH input AS (
            coalesce(coalesce(%(now)s::timestamptz, now()) + t.delay, t.run_at,
                     coalesce(%(now)s::timestamptz, now())),
            coalesce(coalesce(%(now)s::timestamptz, now()) + t.expires_in, t.expires_at),
-           coalesce(%(now)s::timestamptz, now()), t.headers, t.concurrency_key
+           coalesce(%(now)s::timestamptz, now()), t.headers, t.concurrency_key, t.queue
     FROM input AS t
     ORDER BY t.n
     ON CONFLICT DO NOTHING
@@ -237,6 +237,15 @@ WHERE w.next_start - coalesce(w.oldest, w.next_start) >= t.rate_cap
 -- claimer is taking, never waits for them. The top %(limit)s across types win; the few extra
 -- rows locked per type are released at commit, microseconds later.
 --
+-- Flow control (docs/flow-control.md): this is the claim of every queue; `claim_jobs_in_queues`
+-- is the same statement for a worker that serves named queues. A paused type gets no room; a
+-- paused queue's jobs are stepped over inside each head. The paused names are read once into
+-- an array (an InitPlan), then tested per row: written as NOT EXISTS, the generic plan turned
+-- it into an anti join over a sequential scan of `jobs`. The test is on `j.queue || ''`, an
+-- expression without statistics, on purpose: on the column itself, with every job in one
+-- queue, the planner estimated that no row passes, so LIMIT saved nothing and a sequential
+-- scan won; this way it keeps walking the index in claim order.
+--
 -- The CTEs are MATERIALIZED on purpose, as an optimisation fence (Oban's basic engine does the
 -- same): inlined into the UPDATE, the planner may pick a nested loop that re-runs the locking
 -- subquery and updates more rows than the LIMIT allowed.
@@ -250,7 +259,10 @@ WHERE w.next_start - coalesce(w.oldest, w.next_start) >= t.rate_cap
 -- with a `concurrency_key` is passed over when its key has `key_cap` jobs running or waiting
 -- ahead of it (at most `key_cap` of those are read, from jobs_pending_keys in claim order), so
 -- the claim takes exactly the jobs a walk of the queue in order would; two index probes per
--- candidate, whatever the number of distinct keys.
+-- candidate, whatever the number of distinct keys. The jobs "ahead" are only those of the
+-- queues this claim reads: a paused queue's job is not taken now, so it holds no place of its
+-- key. `claim_jobs_in_queues` applies every one of these limits too; the `complete_and_claim`
+-- forms need none: a flow-limited type takes its type lock, and so always claims here.
 WITH rate_room AS MATERIALIZED (
     SELECT t.type, t.rate_window, rn.at, w.next_start,
            greatest(0, t.rate_cap - (w.next_start - coalesce(w.oldest, w.next_start)))::int
@@ -275,6 +287,8 @@ WITH rate_room AS MATERIALIZED (
            END, (SELECT rr.room FROM rate_room AS rr WHERE rr.type = t.type)) AS room,
            t.key_cap
     FROM unnest(%(types)s::text[], %(caps)s::int[], %(key_caps)s::int[]) AS t(type, cap, key_cap)
+    -- Flow control: a paused type gets no room, so its backlog is never read.
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
 ), candidates AS MATERIALIZED (
     SELECT c.id, c.priority, c.seq
     FROM quota AS q
@@ -284,6 +298,7 @@ WITH rate_room AS MATERIALIZED (
         WHERE j.status = 'pending' AND j.type = q.type
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
           AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+          AND (j.queue || '') <> ALL (ARRAY(SELECT p.name FROM {schema}.paused AS p))
           AND (q.key_cap IS NULL OR j.concurrency_key IS NULL OR (
               (SELECT count(*) FROM {schema}.jobs AS r
                WHERE r.status = 'running' AND r.concurrency_key IS NOT NULL
@@ -295,6 +310,7 @@ WITH rate_room AS MATERIALIZED (
                       AND p.run_at <= coalesce(%(now)s::timestamptz, now())
                       AND (p.expires_at IS NULL
                            OR p.expires_at > coalesce(%(now)s::timestamptz, now()))
+                      AND (p.queue || '') <> ALL (ARRAY(SELECT x.name FROM {schema}.paused AS x))
                     ORDER BY p.priority DESC, p.seq
                     LIMIT q.key_cap) AS h
                  WHERE h.priority > j.priority OR (h.priority = j.priority AND h.seq < j.seq))
@@ -306,9 +322,10 @@ WITH rate_room AS MATERIALIZED (
 ), chosen AS MATERIALIZED (
     SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
 ),
--- The writes of a claim (also in `complete_and_claim`): the jobs in `chosen` become running
--- with a fresh lock token and lease, and each gets its run row. The rows are found with
--- `id = ANY(ARRAY(...))`, not by joining `chosen`: these statements run with generic plans
+-- The writes of a claim (also in `complete_and_claim` and the `_in_queues` forms): the jobs
+-- in `chosen` become running with a fresh lock token and lease, and each gets its run row. The
+-- rows are found with `id = ANY(ARRAY(...))`, not by joining `chosen`: these statements run
+-- with generic plans
 -- (_session._ClaimPool), and a generic plan, which cannot know the batch is small, turned that
 -- join into a hash join over a sequential scan of `jobs` (14 ms for one job on 20,000 rows). An
 -- array of ids is always an index probe per id.
@@ -347,6 +364,116 @@ claimed AS (
     -- The rows that left the window of a type this claim started (this statement's snapshot
     -- does not hold `rate_starts`' row: it is never pruned). The table holds one row per
     -- claim inside each window, so even a scan of it stays small.
+    DELETE FROM {schema}.rate_limit_starts AS s
+    WHERE s.type = ANY(ARRAY(
+              SELECT r.type FROM rate_room AS r
+              WHERE EXISTS (SELECT FROM claimed AS c WHERE c.type = r.type)))
+      AND s.started_at <= (SELECT r.at - r.rate_window FROM rate_room AS r WHERE r.type = s.type)
+)
+SELECT * FROM claimed ORDER BY priority DESC, seq
+
+-- claim_jobs_in_queues --
+-- Flow control: `claim_jobs` (the same statement, kept in step with it, rate and key limits
+-- included) for a worker that serves the queues %(queues)s. Each type's head is one head per
+-- served queue that is not paused (jobs_pending_by_queue, so the jobs of other queues are
+-- never read), merged, at most the type's room in all. Its own statement, not an OR in
+-- `claim_jobs`: the claim pool plans each statement once (generic plans), and one plan cannot
+-- pick its index by a parameter. The key is written as that index's expression,
+-- ARRAY[type, queue], so no plan can pick another index (migration 0006 says why). A key's
+-- jobs "ahead" of a candidate are those of every queue this claim reads (`served`): the type's
+-- heads are merged in claim order, so the key's job in another served queue is taken first.
+WITH rate_room AS MATERIALIZED (
+    SELECT t.type, t.rate_window, rn.at, w.next_start,
+           greatest(0, t.rate_cap - (w.next_start - coalesce(w.oldest, w.next_start)))::int
+               AS room
+    FROM unnest(%(rate_types)s::text[], %(rate_caps)s::int[], %(rate_windows)s::interval[])
+         AS t(type, rate_cap, rate_window)
+    CROSS JOIN (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS at) AS rn
+    CROSS JOIN LATERAL (
+        SELECT coalesce((SELECT s.first_start + s.starts FROM {schema}.rate_limit_starts AS s
+                         WHERE s.type = t.type ORDER BY s.first_start DESC LIMIT 1), 0)
+                   AS next_start,
+               (SELECT s.first_start FROM {schema}.rate_limit_starts AS s
+                WHERE s.type = t.type AND s.started_at > rn.at - t.rate_window
+                ORDER BY s.started_at, s.first_start LIMIT 1) AS oldest
+    ) AS w
+), quota AS MATERIALIZED (
+    SELECT t.type,
+           least(CASE WHEN t.cap IS NULL THEN %(limit)s::int
+                ELSE least(%(limit)s::int, t.cap - (
+                    SELECT count(*) FROM {schema}.jobs AS r
+                    WHERE r.status = 'running' AND r.type = t.type)::int)
+           END, (SELECT rr.room FROM rate_room AS rr WHERE rr.type = t.type)) AS room,
+           t.key_cap
+    FROM unnest(%(types)s::text[], %(caps)s::int[], %(key_caps)s::int[]) AS t(type, cap, key_cap)
+    -- Flow control: a paused type gets no room, so its backlog is never read.
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+), served AS MATERIALIZED (
+    SELECT s.queue FROM unnest(%(queues)s::text[]) AS s(queue)
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = s.queue)
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.priority, c.seq
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.priority, h.seq
+        FROM served AS s
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.priority, j.seq
+            FROM {schema}.jobs AS j
+            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+              AND (q.key_cap IS NULL OR j.concurrency_key IS NULL OR (
+                  (SELECT count(*) FROM {schema}.jobs AS r
+                   WHERE r.status = 'running' AND r.concurrency_key IS NOT NULL
+                     AND r.type = j.type AND r.concurrency_key = j.concurrency_key)
+                  + (SELECT count(*) FROM (
+                        SELECT p.priority, p.seq FROM {schema}.jobs AS p
+                        WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL
+                          AND p.type = j.type AND p.concurrency_key = j.concurrency_key
+                          AND p.run_at <= coalesce(%(now)s::timestamptz, now())
+                          AND (p.expires_at IS NULL
+                               OR p.expires_at > coalesce(%(now)s::timestamptz, now()))
+                          AND p.queue = ANY(ARRAY(SELECT x.queue FROM served AS x))
+                        ORDER BY p.priority DESC, p.seq
+                        LIMIT q.key_cap) AS h
+                     WHERE h.priority > j.priority
+                        OR (h.priority = j.priority AND h.seq < j.seq))
+                  < q.key_cap))
+            ORDER BY j.priority DESC, j.seq
+            LIMIT greatest(q.room, 0)
+            FOR UPDATE SKIP LOCKED
+        ) AS h
+        ORDER BY h.priority DESC, h.seq
+        LIMIT greatest(q.room, 0)
+    ) AS c
+), chosen AS MATERIALIZED (
+    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+),
+-- The writes of a claim, as in `claim_jobs`.
+claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1,
+        started_at = coalesce(%(now)s::timestamptz, now()),
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = coalesce(%(now)s::timestamptz, now()) + %(ttl)s,
+        run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
+                                 12, '0') placing '-' from 9 for 0)
+                 || '-7' || substr(gen_random_uuid()::text, 16),
+        cancel_requested = false, cancel_terminate = false
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    RETURNING j.*
+), runs AS (
+    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
+    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
+), rate_starts AS (
+    -- Flow control, rate limits, as in `claim_jobs`.
+    INSERT INTO {schema}.rate_limit_starts (type, first_start, starts, started_at)
+    SELECT r.type, r.next_start, n.starts, r.at
+    FROM rate_room AS r
+    CROSS JOIN LATERAL (SELECT count(*) AS starts FROM claimed AS c WHERE c.type = r.type) AS n
+    WHERE n.starts > 0
+), rate_pruned AS (
     DELETE FROM {schema}.rate_limit_starts AS s
     WHERE s.type = ANY(ARRAY(
               SELECT r.type FROM rate_room AS r
@@ -457,18 +584,107 @@ input AS (
         duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
     FROM done AS d
     WHERE r.id = d.run_id AND r.job_id = d.id
+), quota AS MATERIALIZED (
+    SELECT t.type, %(limit)s::int AS room
+    FROM unnest(%(types)s::text[]) AS t(type)
+    -- Flow control: a paused type gets no room, so its backlog is never read.
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
 ), candidates AS MATERIALIZED (
     SELECT c.id, c.priority, c.seq
-    FROM unnest(%(types)s::text[]) AS q(type)
+    FROM quota AS q
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.seq
         FROM {schema}.jobs AS j
         WHERE j.status = 'pending' AND j.type = q.type
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
           AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+          AND (j.queue || '') <> ALL (ARRAY(SELECT p.name FROM {schema}.paused AS p))
         ORDER BY j.priority DESC, j.seq
-        LIMIT %(limit)s
+        LIMIT greatest(q.room, 0)
         FOR UPDATE SKIP LOCKED
+    ) AS c
+), chosen AS MATERIALIZED (
+    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+),
+-- The writes of a claim, as in `claim_jobs`.
+claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1,
+        started_at = coalesce(%(now)s::timestamptz, now()),
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = coalesce(%(now)s::timestamptz, now()) + %(ttl)s,
+        run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
+                                 12, '0') placing '-' from 9 for 0)
+                 || '-7' || substr(gen_random_uuid()::text, 16),
+        cancel_requested = false, cancel_terminate = false
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    RETURNING j.*
+), runs AS (
+    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
+    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
+)
+SELECT d.completed_ids, d.completed_at, claimed.*
+FROM (SELECT array_agg(id) AS completed_ids, min(finished_at) AS completed_at FROM done) AS d
+LEFT JOIN claimed ON true
+ORDER BY claimed.priority DESC, claimed.seq
+
+-- complete_and_claim_in_queues --
+-- Flow control: `complete_and_claim` (the same statement, kept in step with it) for a worker
+-- that serves the queues %(queues)s, each type's head read as in `claim_jobs_in_queues`.
+WITH
+-- The writes of a completion batch, as in `complete_jobs`.
+input AS (
+    SELECT *
+    FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[], %(results)s::text[],
+                %(canceled)s::bool[])
+         WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
+), locked AS MATERIALIZED (
+    SELECT j.id FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
+    ORDER BY j.id
+    FOR UPDATE OF j
+), done AS (
+    UPDATE {schema}.jobs AS j
+    SET status = CASE WHEN i.canceled THEN 'canceled' ELSE 'completed' END,
+        finished_at = coalesce(%(now)s::timestamptz, now()), result = i.result::json,
+        progress = CASE WHEN i.canceled THEN j.progress ELSE 100 END,
+        lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
+        cancel_requested = false
+    FROM input AS i
+    WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
+    RETURNING j.id, i.run_id, j.finished_at
+), done_runs AS (
+    UPDATE {schema}.job_runs AS r
+    SET status = 'completed', finished_at = d.finished_at,
+        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
+    FROM done AS d
+    WHERE r.id = d.run_id AND r.job_id = d.id
+), quota AS MATERIALIZED (
+    SELECT t.type, %(limit)s::int AS room
+    FROM unnest(%(types)s::text[]) AS t(type)
+    -- Flow control: a paused type gets no room, so its backlog is never read.
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.priority, c.seq
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.priority, h.seq
+        FROM (
+            SELECT s.queue FROM unnest(%(queues)s::text[]) AS s(queue)
+            WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = s.queue)
+        ) AS s
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.priority, j.seq
+            FROM {schema}.jobs AS j
+            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+            ORDER BY j.priority DESC, j.seq
+            LIMIT greatest(q.room, 0)
+            FOR UPDATE SKIP LOCKED
+        ) AS h
+        ORDER BY h.priority DESC, h.seq
+        LIMIT greatest(q.room, 0)
     ) AS c
 ), chosen AS MATERIALIZED (
     SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
@@ -649,6 +865,33 @@ RETURNING j.*
 -- A wake-up for every listening node (a hint: listeners still poll).
 SELECT pg_notify(%(channel)s, '')
 
+-- pause --
+-- Flow control: pause a type or a queue. A row only when newly paused.
+INSERT INTO {schema}.paused (name, paused_at)
+VALUES (%(name)s, coalesce(%(now)s::timestamptz, now()))
+ON CONFLICT (name) DO NOTHING
+RETURNING name
+
+-- resume --
+-- Flow control: lift a pause, waking every listening node (its jobs may be claimable now).
+-- The NOTIFY rides in the statement, sent only if a pause was lifted.
+WITH resumed AS (
+    DELETE FROM {schema}.paused WHERE name = %(name)s RETURNING name
+), wake AS (
+    SELECT pg_notify(%(channel)s, '') FROM resumed
+)
+SELECT name, (SELECT count(*) FROM wake) AS notified FROM resumed
+
+-- list_paused --
+-- Flow control: the paused names, sorted.
+SELECT name FROM {schema}.paused ORDER BY name
+
+-- queue_counts --
+-- Flow control: pending and running jobs per queue, for the metrics.
+SELECT queue, status, count(*) AS total FROM {schema}.jobs
+WHERE status IN ('pending', 'running')
+GROUP BY queue, status
+
 -- acquire_lock --
 -- Insert the lock, or take it over once expired, in one statement: two acquirers racing for
 -- the same expired lock serialize on its row, and only the first still sees it expired.
@@ -729,12 +972,13 @@ FROM {schema}.scheduled_jobs WHERE name = %(name)s FOR UPDATE
 INSERT INTO {schema}.scheduled_jobs (
     id, name, type, data, schedule_type, schedule_value, time_zone, enabled, allow_overlap,
     next_run_at, created_at, updated_at,
-    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay
+    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay, queue
 )
 VALUES (%(id)s, %(name)s, %(type)s, %(data)s::json, %(kind)s, %(value)s, %(zone)s,
         %(enabled)s, %(overlap)s, %(next)s, coalesce(%(now)s::timestamptz, now()),
         coalesce(%(now)s::timestamptz, now()),
-        %(priority)s, %(max_retries)s, %(backoff)s, %(retry_delay)s, %(max_retry_delay)s)
+        %(priority)s, %(max_retries)s, %(backoff)s, %(retry_delay)s, %(max_retry_delay)s,
+        %(queue)s)
 ON CONFLICT (name) DO NOTHING
 RETURNING id
 
@@ -745,7 +989,8 @@ SET type = %(type)s, data = %(data)s::json, schedule_type = %(kind)s, schedule_v
     time_zone = %(zone)s, next_run_at = %(next)s, enabled = %(enabled)s,
     allow_overlap = %(overlap)s, priority = %(priority)s, max_retries = %(max_retries)s,
     backoff_strategy = %(backoff)s, retry_delay = %(retry_delay)s,
-    max_retry_delay = %(max_retry_delay)s, updated_at = coalesce(%(now)s::timestamptz, now())
+    max_retry_delay = %(max_retry_delay)s, queue = %(queue)s,
+    updated_at = coalesce(%(now)s::timestamptz, now())
 WHERE id = %(id)s
 
 -- touch_schedule --
@@ -754,7 +999,7 @@ WHERE id = %(id)s
 UPDATE {schema}.scheduled_jobs
 SET enabled = %(enabled)s, schedule_value = %(value)s, allow_overlap = %(overlap)s,
     priority = %(priority)s, max_retries = %(max_retries)s, backoff_strategy = %(backoff)s,
-    retry_delay = %(retry_delay)s, max_retry_delay = %(max_retry_delay)s,
+    retry_delay = %(retry_delay)s, max_retry_delay = %(max_retry_delay)s, queue = %(queue)s,
     updated_at = coalesce(%(now)s::timestamptz, now())
 WHERE id = %(id)s
 

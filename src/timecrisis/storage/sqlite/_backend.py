@@ -143,6 +143,17 @@ class SQLiteBackend:
 
         return await self._db.write(both)
 
+    # ---- flow control ------------------------------------------------------------------------
+
+    async def pause(self, name: str) -> bool:
+        return await self._db.write(lambda conn, now: _coordination.pause(conn, name, now))
+
+    async def resume(self, name: str) -> bool:
+        return await self._db.write(lambda conn, now: _coordination.resume(conn, name))
+
+    async def list_paused(self) -> list[str]:
+        return await self._db.read(lambda conn, now: _coordination.list_paused(conn))
+
     async def renew_claims(self, refs: Sequence[b.ClaimRef], lease_ttl: timedelta) -> b.RenewResult:
         return await self._db.write(
             lambda conn, now: _claims.renew_claims(conn, refs, lease_ttl, now)

@@ -24,6 +24,14 @@ full part-way, exclude it and select again" loop reaches, without the loop. Fres
 run ids come from `timecrisis_new_id()` (our `new_id`, registered on the connection) inside the
 UPDATE, and the runs are inserted with one `executemany`: three statements whatever the batch.
 
+**Flow control** (docs/flow-control.md, `_Scope`) picks the arm, each a named query: a claim of
+every queue reads `claim_queue_head`, or `claim_queue_head_skipping_paused` while a queue is
+paused; a worker of named queues reads one `claim_named_queue_head` per (type, queue), merged
+per type within its quota (`claim_named_queues_head`). A paused type gets no arm at all. A
+type that limits its concurrency keys reads the `_keyed` form of its scope's arm, which passes
+over a job whose key is full (running, or taken ahead of it by this claim). Rate limits cap a
+type's quota before the statement is built (`_rate_rooms`).
+
 **Batches** (`complete_jobs`, `release_jobs`, `renew_claims`) read the current claims of the
 whole batch with one `IN` query, then write with `executemany`.
 """
@@ -75,43 +83,111 @@ _RUN_ID = JOB_COLUMN_COUNT + 2
 MAX_ARMS = 200
 
 
-@functools.lru_cache(maxsize=128)
-def _merge_heads(name: str, keyed: tuple[bool, ...]) -> str:
-    """Statement `name` of queries.sql with its one queue-head arm (`claim_queue_head`) replaced
-    by one arm per type, UNION ALL: `claim_queue_head_keyed` where `keyed[i]` (the type limits
-    its concurrency keys), else `claim_queue_head` (args: per arm `_arm_args`). The only SQL
-    assembled at run time in the claim: SQLite has no LATERAL join, so one index range per
-    type of a list needs one arm per type; a statement text per arm pattern keeps the
-    statement cache warm."""
-    arm = Q["claim_queue_head"]
-    statement = Q[name]
-    if statement.count(arm) != 1:  # pragma: no cover - a queries.sql edit out of step
-        raise AssertionError(f"queries.sql: {name!r} must hold claim_queue_head exactly once")
-    arms = [Q["claim_queue_head_keyed"] if key else arm for key in keyed]
-    return statement.replace(arm, "\nUNION ALL\n".join(arms))
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """Flow control (docs/flow-control.md): which queues a claim reads, decided inside its
+    write transaction (nobody can pause or resume between this read and the claim).
+
+    `queues`: the served queues that are not paused, one head each per type; None for a claim
+    of every queue, which reads each type's head and steps over the `paused` queues' jobs."""
+
+    queues: tuple[str, ...] | None
+    paused: tuple[str, ...]
+
+    @classmethod
+    def read(cls, conn: sqlite3.Connection, served: frozenset[str] | None) -> _Scope:
+        paused = tuple(name for (name,) in conn.execute(Q["list_paused"]))
+        if served is None:
+            return cls(None, paused)
+        return cls(tuple(sorted(served.difference(paused))), paused)
+
+    @property
+    def max_arms(self) -> int:
+        """Types per statement: `MAX_ARMS` heads in all, however many queues each type has."""
+        return max(1, MAX_ARMS // len(self.queues)) if self.queues else MAX_ARMS
+
+    def arm(self, keyed: bool) -> tuple[str, int]:
+        """The named query of one type's head in this scope (its `_keyed` form for a type that
+        limits its concurrency keys), and the number of queues it merges (`_type_head`)."""
+        if self.queues is not None:
+            named = "claim_named_queue_head_keyed" if keyed else "claim_named_queue_head"
+            return (named, len(self.queues))
+        if self.paused:
+            if keyed:
+                return ("claim_queue_head_keyed_skipping_paused", 1)
+            return ("claim_queue_head_skipping_paused", 1)
+        return ("claim_queue_head_keyed" if keyed else "claim_queue_head", 1)
+
+    def arm_args(
+        self, job_type: str, quota: int, now_us: int, key_cap: int | None = None
+    ) -> list[Any]:
+        """The args of `arm(key_cap is not None)` for one type, in the order queries.sql
+        gives them."""
+        if self.queues is None:
+            paused = [json_array(self.paused)] if self.paused else []
+            keys = [] if key_cap is None else [now_us, now_us, *paused, key_cap, key_cap]
+            return [job_type, now_us, now_us, *paused, *keys, quota]
+        read = json_array(self.queues)
+        keys = [] if key_cap is None else [now_us, now_us, read, key_cap, key_cap]
+        heads = [a for q in self.queues for a in (job_type, q, now_us, now_us, *keys, quota)]
+        return heads if len(self.queues) == 1 else [*heads, quota]
 
 
-def _arm_args(
-    params: ClaimParams, quotas: Sequence[tuple[str, int]], now_us: int
-) -> tuple[tuple[bool, ...], list[object]]:
-    """Which arms are keyed, and the args of every arm in order: type, now, now, then for a
-    keyed arm now, now, key cap, key cap, then the quota."""
-    keyed: list[bool] = []
-    args: list[object] = []
+def _arms(
+    scope: _Scope, params: ClaimParams, quotas: Sequence[tuple[str, int]], now_us: int
+) -> tuple[tuple[tuple[str, int], ...], list[Any]]:
+    """Each type's arm in this scope (keyed when it limits its keys), and all their args."""
+    arms: list[tuple[str, int]] = []
+    args: list[Any] = []
     for job_type, quota in quotas:
-        cap = params.key_limits.get(job_type)
-        keyed.append(cap is not None)
-        args += [job_type, now_us, now_us]
-        if cap is not None:
-            args += [now_us, now_us, cap, cap]
-        args.append(quota)
-    return tuple(keyed), args
+        key_cap = params.key_limits.get(job_type)
+        arms.append(scope.arm(key_cap is not None))
+        args += scope.arm_args(job_type, quota, now_us, key_cap)
+    return tuple(arms), args
+
+
+def _splice(statement: str, block: str, copies: Sequence[str]) -> str:
+    """`statement` with its one `block` replaced by `copies`, UNION ALL."""
+    if statement.count(block) != 1:  # pragma: no cover - a queries.sql edit out of step
+        raise AssertionError("queries.sql: a claim statement must hold its arm exactly once")
+    return statement.replace(block, "\nUNION ALL\n".join(copies))
+
+
+# The named query that merges several named-queue heads of one type, by the head it repeats.
+_MERGED_QUEUE_HEADS = {
+    "claim_named_queue_head": "claim_named_queues_head",
+    "claim_named_queue_head_keyed": "claim_named_queues_head_keyed",
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _type_head(arm: str, queues: int) -> str:
+    """One type's claimable head: the named query `arm`, or, over several named queues, one
+    `arm` per queue merged within the type's quota (`_MERGED_QUEUE_HEADS`)."""
+    if queues == 1:
+        return Q[arm]
+    head = Q[arm]
+    return _splice(Q[_MERGED_QUEUE_HEADS[arm]], head, [head] * queues)
+
+
+@functools.lru_cache(maxsize=128)
+def _merge_heads(name: str, arms: tuple[tuple[str, int], ...]) -> str:
+    """Statement `name` of queries.sql with its one queue-head arm (`claim_queue_head`) replaced
+    by one arm per type, UNION ALL (`_Scope.arm` of each; args: per arm `_Scope.arm_args`).
+    The only SQL assembled at run time in the claim: SQLite has no LATERAL join, so one index
+    range per type of a list needs one arm per type; a statement text per arm pattern keeps
+    the statement cache warm. Every piece is a named query."""
+    return _splice(Q[name], Q["claim_queue_head"], [_type_head(*arm) for arm in arms])
 
 
 def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> list[ClaimedJob]:
     if params.limit <= 0:
         return []
-    quotas = _quotas(conn, params)
+    scope = _Scope.read(conn, params.queues)
+    if scope.queues == ():  # flow control: every served queue is paused
+        return []
+    # Flow control: a paused type gets no arm, so its backlog is never read.
+    quotas = [quota for quota in _quotas(conn, params) if quota[0] not in scope.paused]
     now_us = to_us(now)
     rates = _rate_rooms(conn, params, now_us) if params.rate_limits else {}
     if rates:  # flow control: a full rate-limit window caps its type like a full limit
@@ -121,12 +197,12 @@ def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> 
         return []
     lease_expires_at = now + params.lease_ttl
     head = [now_us, params.worker, to_us(lease_expires_at)]
-    if len(quotas) <= MAX_ARMS:
-        keyed, arms = _arm_args(params, quotas, now_us)
-        sql = _merge_heads("claim_jobs", keyed)
-        rows = conn.execute(sql, [*head, *arms, params.limit]).fetchall()
+    if len(quotas) <= scope.max_arms:
+        arms, args = _arms(scope, params, quotas, now_us)
+        sql = _merge_heads("claim_jobs", arms)
+        rows = conn.execute(sql, [*head, *args, params.limit]).fetchall()
     else:
-        seqs = _candidates(conn, params, quotas, now_us)
+        seqs = _candidates(conn, params, quotas, now_us, scope)
         if not seqs:
             return []
         rows = conn.execute(Q["claim_jobs_by_seq"], [*head, json_array(seqs)]).fetchall()
@@ -229,17 +305,21 @@ def _quotas(conn: sqlite3.Connection, params: ClaimParams) -> list[tuple[str, in
 
 
 def _candidates(
-    conn: sqlite3.Connection, params: ClaimParams, quotas: Sequence[tuple[str, int]], now_us: int
+    conn: sqlite3.Connection,
+    params: ClaimParams,
+    quotas: Sequence[tuple[str, int]],
+    now_us: int,
+    scope: _Scope,
 ) -> list[int]:
     """The `limit` best queue heads over more types than one statement can merge: each slice's
     best `limit` (within quotas), then the best `limit` of those."""
     limit = params.limit
     found: list[tuple[int, int]] = []
-    for start in range(0, len(quotas), MAX_ARMS):
-        part = quotas[start : start + MAX_ARMS]
-        keyed, arms = _arm_args(params, part, now_us)
-        sql = _merge_heads("claim_candidates", keyed)
-        found.extend(conn.execute(sql, [*arms, limit]).fetchall())
+    for start in range(0, len(quotas), scope.max_arms):
+        part = quotas[start : start + scope.max_arms]
+        arms, args = _arms(scope, params, part, now_us)
+        sql = _merge_heads("claim_candidates", arms)
+        found.extend(conn.execute(sql, [*args, limit]).fetchall())
     found.sort(key=lambda seq_priority: (-seq_priority[1], seq_priority[0]))
     return [seq for seq, _ in found[:limit]]
 

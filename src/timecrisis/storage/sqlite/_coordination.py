@@ -104,3 +104,18 @@ def prune_workers(conn: sqlite3.Connection, now: datetime) -> list[str]:
     if names:
         conn.execute(Q["prune_workers_end_leases"], (now_us, now_us, json_array(names)))
     return sorted(names)
+
+
+# ---- flow control: pauses (docs/flow-control.md) ----------------------------------------------
+
+
+def pause(conn: sqlite3.Connection, name: str, now: datetime) -> bool:
+    return conn.execute(Q["pause"], (name, to_us(now))).rowcount == 1
+
+
+def resume(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute(Q["resume"], (name,)).rowcount == 1
+
+
+def list_paused(conn: sqlite3.Connection) -> list[str]:
+    return [name for (name,) in conn.execute(Q["list_paused"])]

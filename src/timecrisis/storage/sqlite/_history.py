@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from timecrisis.models import JobLog, JobRun, JobStatus, Metrics, TypeMetrics
+from timecrisis.models import JobLog, JobRun, JobStatus, Metrics, QueueMetrics, TypeMetrics
 from timecrisis.storage._common import average_seconds, dump_json
 from timecrisis.storage._queries import load_queries
 from timecrisis.storage._run_stats import RunStatsBuilder, bucket_microseconds, require_aware
@@ -77,7 +77,16 @@ def get_metrics(conn: sqlite3.Connection) -> Metrics:
         **{name: sum(getattr(t, name) for t in types.values()) for name in _COUNTED},
         average_duration=average_seconds(all_total, all_runs),
         types=types,
+        queues=_queue_metrics(conn),
     )
+
+
+def _queue_metrics(conn: sqlite3.Connection) -> dict[str, QueueMetrics]:
+    """Pending and running counts per queue (docs/flow-control.md)."""
+    counts: dict[str, dict[str, int]] = {}
+    for queue, status, count in conn.execute(Q["queue_counts"]):
+        counts.setdefault(queue, {})[status] = count
+    return {queue: QueueMetrics(**counts[queue]) for queue in sorted(counts)}
 
 
 def get_run_stats(conn: sqlite3.Connection) -> list[RunStats]:

@@ -73,6 +73,7 @@ def _insert_args(job: NewJob, now: datetime, now_us: int) -> tuple[Any, ...]:
         now_us,
         None if job.headers is None else dump_json(job.headers),
         job.concurrency_key,
+        job.queue,
     )
 
 

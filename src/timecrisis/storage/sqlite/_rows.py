@@ -28,7 +28,7 @@ JOB_COLUMNS = (
     "id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id, "
     "scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result, "
     "created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay, "
-    "failure_kind, headers, concurrency_key"
+    "failure_kind, headers, concurrency_key, queue"
 )
 JOB_COLUMN_COUNT = JOB_COLUMNS.count(",") + 1
 """Where the extra columns of a `SELECT {JOB_COLUMNS}, ...` start."""
@@ -101,6 +101,7 @@ def job_from_row(r: Row) -> Job:
             "failure_kind": r[23],
             "headers": load_json(r[24]),
             "concurrency_key": r[25],
+            "queue": r[26],
         }
     )
 
@@ -158,6 +159,7 @@ def schedule_from_row(row: Row) -> ScheduledJob:
             "backoff_strategy": row[15],
             "retry_delay": row[16],
             "max_retry_delay": row[17],
+            "queue": row[18],
         }
     )
 

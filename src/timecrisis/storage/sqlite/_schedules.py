@@ -81,7 +81,7 @@ def upsert_schedule(conn: sqlite3.Connection, spec: ScheduleSpec, now: datetime)
     return schedule
 
 
-def _job_options(spec: ScheduleSpec) -> tuple[int, int, str, float, float]:
+def _job_options(spec: ScheduleSpec) -> tuple[int, int, str, float, float, str]:
     """The options of the jobs the schedule fires, in the column order of `insert_schedule`."""
     return (
         spec.priority,
@@ -89,6 +89,7 @@ def _job_options(spec: ScheduleSpec) -> tuple[int, int, str, float, float]:
         spec.backoff_strategy,
         spec.retry_delay,
         spec.max_retry_delay,
+        spec.queue,
     )
 
 

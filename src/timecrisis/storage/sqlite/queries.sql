@@ -54,13 +54,135 @@ SELECT * FROM (
     ORDER BY priority DESC, seq LIMIT ?
 )
 
+-- claim_queue_head_skipping_paused --
+-- Flow control: `claim_queue_head` for a claim of every queue while some names are paused
+-- (args: type, now, now, the paused names as a JSON array, quota). The paused queues' jobs are
+-- stepped over inside the claim; `_claims._merge_heads` puts this arm in place of
+-- `claim_queue_head` (a paused type gets no arm at all).
+SELECT * FROM (
+    SELECT seq, priority FROM jobs INDEXED BY jobs_pending_queue
+    WHERE status = 'pending' AND type = ?
+    AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
+    AND queue NOT IN (SELECT value FROM json_each(?))
+    ORDER BY priority DESC, seq LIMIT ?
+)
+
+-- claim_queue_head_keyed_skipping_paused --
+-- Flow control: `claim_queue_head_keyed` while some queues are paused (args: type, now, now,
+-- the paused names as a JSON array, then now, now, the paused names again, key cap, key cap,
+-- then the quota). The key's jobs "ahead" are only those of the queues this claim reads: a
+-- job of a paused queue is not taken now, so it holds no place of its key.
+SELECT * FROM (
+    SELECT seq, priority FROM jobs AS j INDEXED BY jobs_pending_queue
+    WHERE status = 'pending' AND type = ?
+    AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
+    AND queue NOT IN (SELECT value FROM json_each(?))
+    AND (j.concurrency_key IS NULL OR (
+        SELECT count(*) FROM jobs AS r INDEXED BY jobs_running_keys
+        WHERE r.status = 'running' AND r.concurrency_key IS NOT NULL
+        AND r.type = j.type AND r.concurrency_key = j.concurrency_key
+    ) + (
+        SELECT count(*) FROM (
+            SELECT p.priority, p.seq FROM jobs AS p INDEXED BY jobs_pending_keys
+            WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL
+            AND p.type = j.type AND p.concurrency_key = j.concurrency_key
+            AND p.run_at <= ? AND (p.expires_at IS NULL OR p.expires_at > ?)
+            AND p.queue NOT IN (SELECT value FROM json_each(?))
+            ORDER BY p.priority DESC, p.seq LIMIT ?
+        ) AS h
+        WHERE h.priority > j.priority OR (h.priority = j.priority AND h.seq < j.seq)
+    ) < ?)
+    ORDER BY priority DESC, seq LIMIT ?
+)
+
+-- claim_named_queue_head --
+-- Flow control: one (type, queue) head, for a claim of named queues (args: type, queue, now,
+-- now, quota). Its own index, so the jobs of the queues this worker does not serve are never
+-- read, however many wait. `_claims._merge_heads` puts it in place of `claim_queue_head`.
+SELECT * FROM (
+    SELECT seq, priority FROM jobs INDEXED BY jobs_pending_by_queue
+    WHERE status = 'pending' AND type = ? AND queue = ?
+    AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
+    ORDER BY priority DESC, seq LIMIT ?
+)
+
+-- claim_named_queue_head_keyed --
+-- Flow control: `claim_named_queue_head` for a type that limits its keys (args: type, queue,
+-- now, now, then now, now, every queue this claim reads as a JSON array, key cap, key cap,
+-- then the quota). The key's jobs "ahead" are those of every queue the claim reads, not just
+-- this one: the type's heads are merged in claim order, so a key's job in another served queue
+-- is taken first when it is ahead.
+SELECT * FROM (
+    SELECT seq, priority FROM jobs AS j INDEXED BY jobs_pending_by_queue
+    WHERE status = 'pending' AND type = ? AND queue = ?
+    AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
+    AND (j.concurrency_key IS NULL OR (
+        SELECT count(*) FROM jobs AS r INDEXED BY jobs_running_keys
+        WHERE r.status = 'running' AND r.concurrency_key IS NOT NULL
+        AND r.type = j.type AND r.concurrency_key = j.concurrency_key
+    ) + (
+        SELECT count(*) FROM (
+            SELECT p.priority, p.seq FROM jobs AS p INDEXED BY jobs_pending_keys
+            WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL
+            AND p.type = j.type AND p.concurrency_key = j.concurrency_key
+            AND p.run_at <= ? AND (p.expires_at IS NULL OR p.expires_at > ?)
+            AND p.queue IN (SELECT value FROM json_each(?))
+            ORDER BY p.priority DESC, p.seq LIMIT ?
+        ) AS h
+        WHERE h.priority > j.priority OR (h.priority = j.priority AND h.seq < j.seq)
+    ) < ?)
+    ORDER BY priority DESC, seq LIMIT ?
+)
+
+-- claim_named_queues_head --
+-- Flow control: one type's head over several named queues, still at most the type's quota in
+-- all (args: per queue those of `claim_named_queue_head`, then the quota). Written with one
+-- queue; `_claims._merge_heads` repeats `claim_named_queue_head` once per served queue.
+SELECT * FROM (SELECT seq, priority FROM (
+SELECT * FROM (
+    SELECT seq, priority FROM jobs INDEXED BY jobs_pending_by_queue
+    WHERE status = 'pending' AND type = ? AND queue = ?
+    AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
+    ORDER BY priority DESC, seq LIMIT ?
+)
+) ORDER BY priority DESC, seq LIMIT ?)
+
+-- claim_named_queues_head_keyed --
+-- Flow control: `claim_named_queues_head` for a type that limits its keys (args: per queue
+-- those of `claim_named_queue_head_keyed`, then the quota). Written with one queue;
+-- `_claims._merge_heads` repeats `claim_named_queue_head_keyed` once per served queue.
+SELECT * FROM (SELECT seq, priority FROM (
+SELECT * FROM (
+    SELECT seq, priority FROM jobs AS j INDEXED BY jobs_pending_by_queue
+    WHERE status = 'pending' AND type = ? AND queue = ?
+    AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
+    AND (j.concurrency_key IS NULL OR (
+        SELECT count(*) FROM jobs AS r INDEXED BY jobs_running_keys
+        WHERE r.status = 'running' AND r.concurrency_key IS NOT NULL
+        AND r.type = j.type AND r.concurrency_key = j.concurrency_key
+    ) + (
+        SELECT count(*) FROM (
+            SELECT p.priority, p.seq FROM jobs AS p INDEXED BY jobs_pending_keys
+            WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL
+            AND p.type = j.type AND p.concurrency_key = j.concurrency_key
+            AND p.run_at <= ? AND (p.expires_at IS NULL OR p.expires_at > ?)
+            AND p.queue IN (SELECT value FROM json_each(?))
+            ORDER BY p.priority DESC, p.seq LIMIT ?
+        ) AS h
+        WHERE h.priority > j.priority OR (h.priority = j.priority AND h.seq < j.seq)
+    ) < ?)
+    ORDER BY priority DESC, seq LIMIT ?
+)
+) ORDER BY priority DESC, seq LIMIT ?)
+
 -- claim_jobs --
 -- The claim: the merged queue heads, best first, become running with fresh tokens and run ids
 -- (was `_CLAIM_HEAD` + `_heads(n)` + `_CLAIM_RETURNING`; args: now, worker, lease expiry, the
 -- arms' args, the overall limit). Written here with one arm; `_claims._merge_heads` puts one
--- arm per type in its place (`claim_queue_head`, or `claim_queue_head_keyed` for a type that
--- limits its concurrency keys), since SQLite has no LATERAL join to read one index range per
--- type of a list in a fixed statement.
+-- arm per type in its place (the claim scope's arm, `_claims._Scope.arm`: `claim_queue_head`
+-- or one of its flow-control variants above, keyed for a type that limits its concurrency
+-- keys), since SQLite has no LATERAL join to read one index range per type of a list in a
+-- fixed statement.
 UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, worker = ?,
     lock_token = timecrisis_new_id(), lock_expires_at = ?, run_id = timecrisis_new_id(),
     cancel_requested = 0, cancel_terminate = 0
@@ -75,7 +197,7 @@ SELECT * FROM (
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, seq, lock_token, run_id
+    failure_kind, headers, concurrency_key, queue, seq, lock_token, run_id
 
 -- claim_candidates --
 -- One slice of the best queue heads when a claim has more types than one statement can merge
@@ -99,7 +221,7 @@ WHERE seq IN (SELECT value FROM json_each(?))
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, seq, lock_token, run_id
+    failure_kind, headers, concurrency_key, queue, seq, lock_token, run_id
 
 -- insert_run --
 -- The run row of a claimed job (was `_claims._INSERT_RUN`).
@@ -158,7 +280,7 @@ WHERE id = ?
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key
+    failure_kind, headers, concurrency_key, queue
 
 -- snooze_job --
 -- The handler raised `Snooze`: pending again at the given time, the attempt not charged.
@@ -168,7 +290,7 @@ UPDATE jobs SET status = 'pending', attempts = attempts - 1, run_at = ?,
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key
+    failure_kind, headers, concurrency_key, queue
 
 -- update_progress --
 -- Set the job's progress if the token is current; its run id comes back for `update_run_progress`.
@@ -208,7 +330,7 @@ UPDATE jobs SET status = 'pending', run_at = ?, fail_reason = ?, failure_kind = 
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key
+    failure_kind, headers, concurrency_key, queue
 
 -- fail_attempt_final --
 -- A failed attempt that ends the job: failed (dead-lettered or not) or canceled.
@@ -218,7 +340,7 @@ UPDATE jobs SET status = ?, finished_at = ?, fail_reason = ?, failure_kind = ?,
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key
+    failure_kind, headers, concurrency_key, queue
 
 -- ---- flow control: rate limits (_claims.py) -------------------------------------------------
 -- `rate_limit_starts` holds one row per claim of a rate-limited type (migration 0007): `starts`
@@ -258,8 +380,8 @@ ORDER BY first_start DESC LIMIT 1
 -- One new job (was `_jobs._INSERT`). A repeated id or a taken key fails the whole batch.
 INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy,
     retry_delay, max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key,
-    run_at, expires_at, created_at, headers, concurrency_key)
-VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    run_at, expires_at, created_at, headers, concurrency_key, queue)
+VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- insert_jobs_unless_held --
 -- `insert_jobs`, but a job whose unique key or schedule tick is already held is skipped, not
@@ -268,8 +390,8 @@ VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 -- caller bug, and the whole batch is refused.
 INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy,
     retry_delay, max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key,
-    run_at, expires_at, created_at, headers, concurrency_key)
-VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    run_at, expires_at, created_at, headers, concurrency_key, queue)
+VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (type, unique_key)
 WHERE unique_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
 ON CONFLICT (scheduled_job_id, schedule_fire_at)
@@ -293,7 +415,7 @@ AND status IN ('pending', 'running')
 SELECT id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key
+    failure_kind, headers, concurrency_key, queue
 FROM jobs WHERE id = ?
 
 -- list_jobs_cursor --
@@ -307,7 +429,7 @@ SELECT seq FROM jobs WHERE id = ?
 SELECT id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key
+    failure_kind, headers, concurrency_key, queue
 FROM jobs WHERE true ORDER BY seq DESC LIMIT ?
 
 -- cancel_job --
@@ -364,7 +486,7 @@ UPDATE jobs SET status = 'failed', finished_at = ?, dead_lettered = 1, fail_reas
 SELECT id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, seq
+    failure_kind, headers, concurrency_key, queue, seq
 FROM jobs WHERE seq IN (SELECT value FROM json_each(?))
 
 -- ---- locks and workers (_coordination.py) ---------------------------------------------------
@@ -424,6 +546,20 @@ DELETE FROM workers WHERE coalesce(expires_at, last_heartbeat + ?) < ? RETURNING
 UPDATE jobs SET lock_expires_at = ? WHERE status = 'running'
 AND lock_expires_at > ? AND worker IN (SELECT value FROM json_each(?))
 
+-- ---- flow control: pauses (_coordination.py, docs/flow-control.md) -------------------------
+
+-- pause --
+-- Pause a job type or queue (one namespace); pausing a paused name changes nothing.
+INSERT INTO paused (name, paused_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING
+
+-- resume --
+-- Resume a paused name.
+DELETE FROM paused WHERE name = ?
+
+-- list_paused --
+-- The paused names, sorted (also read by each claim, inside its write transaction).
+SELECT name FROM paused ORDER BY name
+
 -- ---- history and metrics (_history.py) ------------------------------------------------------
 
 -- append_logs --
@@ -446,6 +582,11 @@ FROM job_logs WHERE job_id = ? ORDER BY timestamp, seq
 -- job_counts --
 -- Job counts per type and status, dead-lettered counted apart (was in `_history.get_metrics`).
 SELECT type, status, count(*), total(dead_lettered) FROM jobs GROUP BY type, status
+
+-- queue_counts --
+-- Pending and running jobs per queue (was in `_history._queue_metrics`).
+SELECT queue, status, count(*) FROM jobs WHERE status IN ('pending', 'running')
+GROUP BY queue, status
 
 -- run_durations --
 -- Total duration in whole microseconds and count of completed runs per type (was in
@@ -491,8 +632,8 @@ FROM scheduled_jobs WHERE name = ?
 -- A new schedule, columns in `_rows.SCHEDULE_COLUMNS` order (last_scheduled_at NULL).
 INSERT INTO scheduled_jobs (id, name, type, data, schedule_type, schedule_value, time_zone,
     enabled, allow_overlap, next_run_at, last_scheduled_at, created_at, updated_at,
-    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)
+    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay, queue)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- touch_schedule --
 -- An existing schedule registered again: `enabled=None` keeps the flag; the value's text (the
@@ -500,7 +641,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)
 -- always updated.
 UPDATE scheduled_jobs SET enabled = coalesce(?, enabled), schedule_value = ?,
     allow_overlap = ?, priority = ?, max_retries = ?, backoff_strategy = ?,
-    retry_delay = ?, max_retry_delay = ?, updated_at = ? WHERE id = ?
+    retry_delay = ?, max_retry_delay = ?, queue = ?, updated_at = ? WHERE id = ?
 
 -- redefine_schedule --
 -- The definition changed: it takes the caller's next_run_at (an unchanged one keeps its tick).
@@ -511,14 +652,14 @@ UPDATE scheduled_jobs SET type = ?, data = ?, schedule_type = ?,
 -- One schedule by name.
 SELECT id, name, type, data, schedule_type, schedule_value, time_zone, enabled, allow_overlap,
     next_run_at, last_scheduled_at, created_at, updated_at,
-    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay
+    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay, queue
 FROM scheduled_jobs WHERE name = ?
 
 -- list_schedules --
 -- Every schedule, by name.
 SELECT id, name, type, data, schedule_type, schedule_value, time_zone, enabled, allow_overlap,
     next_run_at, last_scheduled_at, created_at, updated_at,
-    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay
+    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay, queue
 FROM scheduled_jobs ORDER BY name
 
 -- set_schedule_enabled --
@@ -533,7 +674,7 @@ DELETE FROM scheduled_jobs WHERE name = ?
 -- The due schedules, oldest tick first (was in `_schedules.get_due_schedules`).
 SELECT id, name, type, data, schedule_type, schedule_value, time_zone, enabled, allow_overlap,
     next_run_at, last_scheduled_at, created_at, updated_at,
-    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay
+    priority, max_retries, backoff_strategy, retry_delay, max_retry_delay, queue
 FROM scheduled_jobs WHERE enabled = 1
 AND next_run_at IS NOT NULL AND next_run_at <= ? ORDER BY next_run_at, name LIMIT ?
 
