@@ -356,3 +356,22 @@ def test_retry_all_shown_asks_with_the_count_then_says_how_many(
     assert page.url.startswith(f"{tab.base}/dead-letters?")
     expect(page.locator("table.jobs tbody")).to_contain_text("No jobs.")
     assert all(_job(server, job_id).status is JobStatus.PENDING for job_id in shown)
+
+
+def test_a_type_is_paused_and_resumed_from_the_metrics_page(
+    tab: Tab, served: tuple[ServedDashboard, Showcase]
+) -> None:
+    server, _ = served
+    tab.log_in()
+    page = tab.goto("/stats")
+    row = page.locator('#stats-flow tr[data-flow="send-email"]')
+    expect(row).to_contain_text("active")
+    row.get_by_role("button", name="Pause").click()
+
+    expect(page.get_by_role("status")).to_contain_text("paused")
+    expect(row).to_contain_text("paused")
+    assert server.call(lambda storage: storage.list_paused()) == ["send-email"]
+    row.get_by_role("button", name="Resume").click()
+    expect(page.get_by_role("status")).to_contain_text("resumed")
+    expect(row).to_contain_text("active")
+    assert server.call(lambda storage: storage.list_paused()) == []

@@ -18,6 +18,7 @@ from timecrisis.dashboard._security import (
     local_path,
     refuse_cross_site,
 )
+from timecrisis.errors import JobValidationError
 
 MAX_FORM_BYTES = 16 * 1024  # the forms hold a token, a CSRF value and a path: never more
 
@@ -98,14 +99,32 @@ async def _disable(dash: Dashboard, request: Request) -> str:
     return "disabled" if done else "no-schedule"
 
 
+async def _pause(dash: Dashboard, request: Request) -> str:
+    try:
+        done = await dash.scheduler.pause(request.path_params["name"])
+    except JobValidationError:
+        return "bad-name"
+    return "paused" if done else "already-paused"
+
+
+async def _resume(dash: Dashboard, request: Request) -> str:
+    try:
+        done = await dash.scheduler.resume(request.path_params["name"])
+    except JobValidationError:
+        return "bad-name"
+    return "resumed" if done else "not-paused"
+
+
 ACTIONS: dict[str, Act] = {
     "retry": _retry,
     "cancel": _cancel,
     "enable": _enable,
     "disable": _disable,
+    "pause": _pause,
+    "resume": _resume,
 }
-DONE = frozenset({"retried", "canceled", "enabled", "disabled"})
-MISSING = frozenset({"no-job", "no-schedule"})
+DONE = frozenset({"retried", "canceled", "enabled", "disabled", "paused", "resumed"})
+MISSING = frozenset({"no-job", "no-schedule", "bad-name"})
 
 
 async def act(dash: Dashboard, request: Request, action: str) -> Response:

@@ -26,6 +26,11 @@ NOTICES = {
     "disabled": "schedule disabled",
     "no-schedule": "no such schedule",
     "no-job": "no such job",
+    "paused": "paused: no node claims its jobs until it is resumed (running jobs finish)",
+    "already-paused": "already paused",
+    "resumed": "resumed: its due jobs start now",
+    "not-paused": "not paused",
+    "bad-name": "no job type or queue can have that name",
 }
 """What an action reports after its redirect (`?notice=retried`). A code, not the text itself:
 a crafted link cannot make the dashboard display words of someone else's choosing."""

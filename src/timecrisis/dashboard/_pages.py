@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from timecrisis._bounds import lookup_key, text_problem
 from timecrisis.dashboard._chart import MINUTE, build_chart, window
 from timecrisis.dashboard._dashboard import Dashboard, root_path
+from timecrisis.dashboard._flow import flow_rows
 from timecrisis.dashboard._format import cancel_requested
 from timecrisis.dashboard._metrics import CONTENT_TYPE, exposition, read_snapshot
 from timecrisis.dashboard._stats import summarise
@@ -259,7 +260,15 @@ async def workers(dash: Dashboard, request: Request) -> Response:
 
 async def stats(dash: Dashboard, request: Request) -> Response:
     snapshot = await read_snapshot(dash.storage)
-    return dash.render(request, "stats.html", stats=summarise(snapshot), statuses=JOB_STATUSES)
+    definitions = dash.scheduler.job_definitions
+    flow = flow_rows(
+        types=[*definitions, *snapshot.metrics.types],
+        queues=[*(d.queue for d in definitions.values()), *snapshot.metrics.queues],
+        paused=snapshot.paused,
+    )
+    return dash.render(
+        request, "stats.html", stats=summarise(snapshot), statuses=JOB_STATUSES, flow=flow
+    )
 
 
 async def metrics(dash: Dashboard, request: Request) -> Response:

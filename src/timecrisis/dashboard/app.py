@@ -89,6 +89,8 @@ def create_app(
         # `:path`: a schedule name may contain "/" (the template leaves it unescaped).
         Route("/schedules/{name:path}/enable", action("enable"), methods=["POST"]),
         Route("/schedules/{name:path}/disable", action("disable"), methods=["POST"]),
+        Route("/flow/{name:path}/pause", action("pause"), methods=["POST"]),
+        Route("/flow/{name:path}/resume", action("resume"), methods=["POST"]),
         Route("/workers", page(_pages.workers), name="workers"),
         Route("/stats", page(_pages.stats), name="stats"),
         Route("/metrics", page(_pages.metrics), name="metrics"),
