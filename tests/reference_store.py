@@ -101,6 +101,14 @@ def _record(model: type[R], row: object) -> R:
     return model(**{name: copy.deepcopy(getattr(row, name)) for name in model.model_fields})
 
 
+def _job_record(job: _Job) -> Job:
+    """A job's public record: a cancel request shows only while the job still runs."""
+    record = _record(Job, job)
+    if record.cancel_requested and record.status is not JobStatus.RUNNING:
+        return record.model_copy(update={"cancel_requested": False})
+    return record
+
+
 def _micros(start: datetime, end: datetime) -> int:
     return max(0, (end - start) // timedelta(microseconds=1))  # a clock set back: 0, not < 0
 
@@ -382,7 +390,7 @@ class ReferenceJobStorage:
     async def get_job(self, job_id: str) -> Job | None:
         async with self._mutex:
             job = self._job(job_id)
-            return None if job is None else _record(Job, job)
+            return None if job is None else _job_record(job)
 
     async def list_jobs(self, query: JobQuery) -> list[Job]:
         async with self._mutex:
@@ -400,7 +408,7 @@ class ReferenceJobStorage:
                 and query.entity_id in (None, job.entity_id)
                 and query.dead_lettered in (None, job.dead_lettered)
             ]
-            return [_record(Job, job) for job in matching[: max(query.limit, 0)]]
+            return [_job_record(job) for job in matching[: max(query.limit, 0)]]
 
     async def get_job_runs(self, job_id: str) -> list[JobRun]:
         async with self._mutex:
@@ -561,7 +569,7 @@ class ReferenceJobStorage:
         job.status, job.started_at, job.worker = JobStatus.RUNNING, now, params.worker
         job.token, job.lease_expires_at = common.new_id(), now + params.lease_ttl
         job.cancel_requested = job.cancel_terminate = False
-        return ClaimedJob(_record(Job, job), job.token, run.id, job.lease_expires_at)
+        return ClaimedJob(_job_record(job), job.token, run.id, job.lease_expires_at)
 
     async def renew_claims(self, refs: Sequence[ClaimRef], lease_ttl: timedelta) -> RenewResult:
         async with self._mutex:
@@ -643,7 +651,7 @@ class ReferenceJobStorage:
             job.run_at = decision.run_at
         else:
             job.finish(JobStatus.FAILED, now, dead_lettered=decision.dead_lettered)
-        return FailOutcome(_record(Job, job), decision.will_retry, error, kind)
+        return FailOutcome(_job_record(job), decision.will_retry, error, kind)
 
     async def release_jobs(self, refs: Sequence[ClaimRef]) -> list[bool]:
         async with self._mutex:
@@ -676,7 +684,7 @@ class ReferenceJobStorage:
                 job.back_to_pending()
                 job.attempts -= 1  # a snooze does not charge the attempt
                 job.run_at = now + delay
-            snoozed = _record(Job, job)
+            snoozed = _job_record(job)
         if snoozed.status is JobStatus.PENDING and delay <= timedelta(0):
             self._wakeups.notify()
         return snoozed
@@ -755,7 +763,7 @@ class ReferenceJobStorage:
                 job.fail_reason = common.expired_reason(job.expires_at)
                 job.failure_kind = FailureKind.EXPIRED
                 job.finish(JobStatus.FAILED, now, dead_lettered=True)
-            return [_record(Job, job) for job in expired]
+            return [_job_record(job) for job in expired]
 
     # ---- locks -------------------------------------------------------------------------------
 

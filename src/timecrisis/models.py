@@ -99,6 +99,10 @@ class Job(_Record):
     # Flow control (docs/flow-control.md): the queue the job waits in; only workers that serve
     # it claim it. Every job written before queues existed is in "default".
     queue: str = "default"
+    # `cancel_job` asked this running job to stop and its handler has not ended yet (it ends
+    # `canceled`): what the dashboard shows as "cancel requested". False once the job is not
+    # running, whatever the store keeps.
+    cancel_requested: bool = False
 
 
 class JobRun(_Record):

@@ -4,23 +4,20 @@ loops, so every state is exact), and the client that talks to the app in-process
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 from starlette.types import ASGIApp
 
 from timecrisis.clock import ManualClock
-from timecrisis.models import FailureKind, Job
+from timecrisis.models import FailureKind
 from timecrisis.storage.base import (
     LEADER_LOCK,
     ClaimedJob,
     ClaimParams,
     Completion,
     Failure,
-    JobQuery,
     JobStorage,
     NewJob,
     NewLogEntry,
@@ -139,34 +136,3 @@ def client(app: ASGIApp) -> httpx.AsyncClient:
     """In-process HTTP to the app. Browser-like headers (the same origin) are added by the
     tests that need them."""
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN)
-
-
-class FlaggedJob(Job):
-    """A `Job` that carries the store's `cancel_requested` flag, as `Job` will once the stores
-    read it back (see `timecrisis.dashboard._format.cancel_requested`)."""
-
-    cancel_requested: bool = True
-
-
-class CancelFlagged:
-    """A store whose reads return the jobs in `flagged` as `FlaggedJob`; everything else goes
-    to the real store underneath. `flagged` may grow while the dashboard serves."""
-
-    def __init__(self, storage: JobStorage, flagged: set[str]) -> None:
-        self._storage = storage
-        self.flagged = flagged
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._storage, name)
-
-    def _flag(self, job: Job) -> Job:
-        if job.id not in self.flagged:
-            return job
-        return FlaggedJob.model_validate(job.model_dump())
-
-    async def get_job(self, job_id: str) -> Job | None:
-        job = await self._storage.get_job(job_id)
-        return None if job is None else self._flag(job)
-
-    async def list_jobs(self, query: JobQuery) -> Sequence[Job]:
-        return [self._flag(job) for job in await self._storage.list_jobs(query)]

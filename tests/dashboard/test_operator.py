@@ -5,14 +5,13 @@ the token and CSRF like every action) and the Metrics page."""
 from __future__ import annotations
 
 import re
-from typing import cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from tests.dashboard.support import CancelFlagged, Seeded, claim_one, client, new_job
+from tests.dashboard.support import Seeded, claim_one, client, new_job
 from tests.dashboard.test_actions import SAME_ORIGIN, TOKEN, login, status_of
 from timecrisis.clock import ManualClock
 from timecrisis.dashboard import create_app
@@ -120,8 +119,8 @@ async def test_the_jobs_list_shows_fail_reason_run_at_worker_and_duration(
 async def test_a_running_job_asked_to_cancel_shows_cancel_requested(
     storage: JobStorage, seeded: Seeded
 ) -> None:
-    flagged = cast(JobStorage, CancelFlagged(storage, {seeded.running}))
-    async with client(create_app(flagged, actions_enabled=True, token=TOKEN)) as http:
+    assert await storage.cancel_job(seeded.running) == "cancel_requested"
+    async with client(create_app(storage, actions_enabled=True, token=TOKEN)) as http:
         await login(http)
         listing = (await http.get("/jobs")).text
         page = (await http.get(f"/jobs/{seeded.running}")).text

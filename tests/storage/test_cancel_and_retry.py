@@ -59,6 +59,33 @@ async def test_cancelling_a_running_job_requests_it_and_leaves_it_running(
     assert renewed.cancel_requested == frozenset({job_id})
 
 
+async def test_a_requested_cancel_shows_on_the_record_while_the_job_runs(
+    storage: JobStorage,
+) -> None:
+    job_id = await insert_one(storage)
+    assert (await get(storage, job_id)).cancel_requested is False
+    claimed = await claim_one(storage)
+    assert claimed.job.cancel_requested is False
+
+    assert await storage.cancel_job(job_id) == "cancel_requested"
+    asked = await get(storage, job_id)
+    listed = await storage.list_jobs(JobQuery(status=JobStatus.RUNNING))
+    assert asked.status is JobStatus.RUNNING and asked.cancel_requested is True
+    assert [j.cancel_requested for j in listed if j.id == job_id] == [True]
+
+    await complete(storage, claimed, canceled=True)  # the worker ends it canceled
+    ended = await get(storage, job_id)
+    assert ended.status is JobStatus.CANCELED and ended.cancel_requested is False
+
+
+async def test_a_pending_job_canceled_at_once_shows_no_pending_request(
+    storage: JobStorage,
+) -> None:
+    job_id = await insert_one(storage)
+    assert await storage.cancel_job(job_id) == "canceled"
+    assert (await get(storage, job_id)).cancel_requested is False
+
+
 async def test_cancelling_a_running_job_twice_requests_it_again(storage: JobStorage) -> None:
     job_id = await insert_one(storage)
     await claim_one(storage)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from timecrisis.models import Job, JobStatus, JsonValue
+from timecrisis.models import Job, JsonValue
 
 
 def utc_text(value: datetime | None) -> str:
@@ -95,10 +95,8 @@ def job_duration(job: Job) -> float | None:
 
 def cancel_requested(job: Job) -> bool:
     """Whether `cancel_job` asked this running job to stop (it still runs until its handler
-    returns). Read from the record's `cancel_requested` flag, which stores write on the job
-    row; a `Job` that does not carry the flag reads as no request."""
-    requested = bool(getattr(job, "cancel_requested", False))
-    return requested and job.status is JobStatus.RUNNING
+    returns): the record's `cancel_requested`, which stores set only while the job runs."""
+    return job.cancel_requested
 
 
 FILTERS = {

@@ -110,6 +110,7 @@ class JobRow:
             headers=None if self.headers is None else dict(self.headers),
             concurrency_key=self.concurrency_key,
             queue=self.queue,
+            cancel_requested=self.cancel_requested and self.status is JobStatus.RUNNING,
         )
 
 

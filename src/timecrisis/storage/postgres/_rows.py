@@ -59,6 +59,7 @@ def job_from_row(row: Row) -> Job:
         headers=row["headers"],
         concurrency_key=row["concurrency_key"],
         queue=row["queue"],
+        cancel_requested=row["cancel_requested"] and row["status"] == "running",
     )
 
 

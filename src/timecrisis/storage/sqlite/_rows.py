@@ -28,7 +28,7 @@ JOB_COLUMNS = (
     "id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id, "
     "scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result, "
     "created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay, "
-    "failure_kind, headers, concurrency_key, queue"
+    "failure_kind, headers, concurrency_key, queue, cancel_requested"
 )
 JOB_COLUMN_COUNT = JOB_COLUMNS.count(",") + 1
 """Where the extra columns of a `SELECT {JOB_COLUMNS}, ...` start."""
@@ -102,6 +102,7 @@ def job_from_row(r: Row) -> Job:
             "headers": load_json(r[24]),
             "concurrency_key": r[25],
             "queue": r[26],
+            "cancel_requested": bool(r[27]) and r[3] == "running",
         }
     )
 

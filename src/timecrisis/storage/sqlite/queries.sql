@@ -197,7 +197,7 @@ SELECT * FROM (
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, queue, seq, lock_token, run_id
+    failure_kind, headers, concurrency_key, queue, cancel_requested, seq, lock_token, run_id
 
 -- claim_candidates --
 -- One slice of the best queue heads when a claim has more types than one statement can merge
@@ -221,7 +221,7 @@ WHERE seq IN (SELECT value FROM json_each(?))
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, queue, seq, lock_token, run_id
+    failure_kind, headers, concurrency_key, queue, cancel_requested, seq, lock_token, run_id
 
 -- insert_run --
 -- The run row of a claimed job (was `_claims._INSERT_RUN`).
@@ -280,7 +280,7 @@ WHERE id = ?
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, queue
+    failure_kind, headers, concurrency_key, queue, cancel_requested
 
 -- snooze_job --
 -- The handler raised `Snooze`: pending again at the given time, the attempt not charged.
@@ -290,7 +290,7 @@ UPDATE jobs SET status = 'pending', attempts = attempts - 1, run_at = ?,
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, queue
+    failure_kind, headers, concurrency_key, queue, cancel_requested
 
 -- update_progress --
 -- Set the job's progress if the token is current; its run id comes back for `update_run_progress`.
@@ -330,7 +330,7 @@ UPDATE jobs SET status = 'pending', run_at = ?, fail_reason = ?, failure_kind = 
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, queue
+    failure_kind, headers, concurrency_key, queue, cancel_requested
 
 -- fail_attempt_final --
 -- A failed attempt that ends the job: failed (dead-lettered or not) or canceled.
@@ -340,7 +340,7 @@ UPDATE jobs SET status = ?, finished_at = ?, fail_reason = ?, failure_kind = ?,
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, queue
+    failure_kind, headers, concurrency_key, queue, cancel_requested
 
 -- ---- flow control: rate limits (_claims.py) -------------------------------------------------
 -- `rate_limit_starts` holds one row per claim of a rate-limited type (migration 0007): `starts`
@@ -415,7 +415,7 @@ AND status IN ('pending', 'running')
 SELECT id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, queue
+    failure_kind, headers, concurrency_key, queue, cancel_requested
 FROM jobs WHERE id = ?
 
 -- list_jobs_cursor --
@@ -429,7 +429,7 @@ SELECT seq FROM jobs WHERE id = ?
 SELECT id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, queue
+    failure_kind, headers, concurrency_key, queue, cancel_requested
 FROM jobs WHERE true ORDER BY seq DESC LIMIT ?
 
 -- cancel_job --
@@ -486,7 +486,7 @@ UPDATE jobs SET status = 'failed', finished_at = ?, dead_lettered = 1, fail_reas
 SELECT id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
-    failure_kind, headers, concurrency_key, queue, seq
+    failure_kind, headers, concurrency_key, queue, cancel_requested, seq
 FROM jobs WHERE seq IN (SELECT value FROM json_each(?))
 
 -- ---- locks and workers (_coordination.py) ---------------------------------------------------
