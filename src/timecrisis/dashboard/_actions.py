@@ -100,19 +100,22 @@ async def _disable(dash: Dashboard, request: Request) -> str:
 
 
 async def _pause(dash: Dashboard, request: Request) -> str:
-    try:
-        done = await dash.scheduler.pause(request.path_params["name"])
-    except JobValidationError:
-        return "bad-name"
-    return "paused" if done else "already-paused"
+    return await _flip(dash.scheduler.pause, request, ("paused", "already-paused"))
 
 
 async def _resume(dash: Dashboard, request: Request) -> str:
+    return await _flip(dash.scheduler.resume, request, ("resumed", "not-paused"))
+
+
+async def _flip(
+    call: Callable[[str], Awaitable[bool]], request: Request, outcomes: tuple[str, str]
+) -> str:
+    """Pause or resume the type or queue in the path: `outcomes` is (changed, already so)."""
     try:
-        done = await dash.scheduler.resume(request.path_params["name"])
+        changed = await call(request.path_params["name"])
     except JobValidationError:
         return "bad-name"
-    return "resumed" if done else "not-paused"
+    return outcomes[0] if changed else outcomes[1]
 
 
 ACTIONS: dict[str, Act] = {
