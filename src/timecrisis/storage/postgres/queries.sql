@@ -743,29 +743,40 @@ SELECT job_id, run_id, "timestamp", level, message, metadata FROM {schema}.job_l
 WHERE job_id = %(id)s ORDER BY "timestamp", seq
 
 -- job_counts --
--- Job counts per type and status, dead-lettered counted apart. An aggregate: never loads jobs.
-SELECT type, status, count(*) AS total, count(*) FILTER (WHERE dead_lettered) AS dead
-FROM {schema}.jobs GROUP BY type, status
+-- Job counts per type and status, dead-lettered counted apart: the counters migration 8's
+-- triggers keep plus the deltas not folded into them yet, a few rows whatever the number of
+-- jobs (keys counted down to zero skipped).
+SELECT type, status, sum(n) AS total, coalesce(sum(n) FILTER (WHERE dead_lettered), 0) AS dead
+FROM (
+    SELECT type, status, dead_lettered, n FROM {schema}.job_counts
+    UNION ALL
+    SELECT type, status, dead_lettered, n FROM {schema}.job_count_deltas
+) AS counts
+GROUP BY type, status HAVING sum(n) > 0
 
 -- run_durations --
 -- Total duration (in whole microseconds, so the average is computed as every store does, and
--- agrees to the last digit) and count of completed runs per type.
-SELECT job_type, sum(round(duration * 1000000))::bigint AS total_us, count(*) AS runs
-FROM {schema}.job_runs WHERE status = 'completed' GROUP BY job_type
+-- agrees to the last digit) and count of completed runs per type, from the run counters.
+SELECT job_type, sum(duration_sum_us)::bigint AS total_us, sum(runs) AS runs
+FROM (
+    SELECT job_type, status, runs, duration_sum_us FROM {schema}.run_counts
+    UNION ALL
+    SELECT job_type, status, runs, duration_sum_us FROM {schema}.run_count_deltas
+) AS counts
+WHERE status = 'completed' GROUP BY job_type HAVING sum(runs) > 0
 
 -- run_stats --
--- Runs per type, status, duration bucket and failure kind, with their retries: one pass over
--- the runs, for a metrics scrape (lease losses are the failed runs of kind lease_expired).
--- `%(n)s - width_bucket(-duration, negated bounds)` counts
--- the bounds below the duration: the index of the first bound >= it, as Prometheus' `le`.
-SELECT job_type, status,
-       CASE WHEN duration IS NULL THEN NULL
-            ELSE %(n)s::int - width_bucket(-duration, %(neg_bounds)s::float8[]) END AS bucket,
-       failure_kind,
-       count(*) AS runs,
-       count(*) FILTER (WHERE attempt > 1) AS retries,
-       coalesce(sum(round(duration * 1000000)), 0)::bigint AS duration_sum_us
-FROM {schema}.job_runs GROUP BY job_type, status, bucket, failure_kind
+-- Runs per type, status, duration bucket and failure kind, with their retries, from the run
+-- counters plus their unfolded deltas ('' and -1 there stand for no failure kind and no
+-- duration).
+SELECT job_type, status, nullif(bucket, -1) AS bucket, nullif(failure_kind, '') AS failure_kind,
+       sum(runs) AS runs, sum(retries) AS retries, sum(duration_sum_us)::bigint AS duration_sum_us
+FROM (
+    SELECT * FROM {schema}.run_counts
+    UNION ALL
+    SELECT * FROM {schema}.run_count_deltas
+) AS counts
+GROUP BY job_type, status, bucket, failure_kind HAVING sum(runs) > 0
 
 -- count_finished_jobs --
 -- Jobs finished since a time, per status and per bucket of a width in microseconds. The range

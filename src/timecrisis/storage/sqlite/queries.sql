@@ -382,32 +382,23 @@ SELECT job_id, run_id, timestamp, level, message, metadata
 FROM job_logs WHERE job_id = ? ORDER BY timestamp, seq
 
 -- job_counts --
--- Job counts per type and status, dead-lettered counted apart (was in `_history.get_metrics`).
-SELECT type, status, count(*), total(dead_lettered) FROM jobs GROUP BY type, status
+-- Job counts per type and status, dead-lettered counted apart: the counters the triggers of
+-- migration 8 keep, a few rows whatever the number of jobs (keys counted down to zero skipped).
+SELECT type, status, sum(n), sum(n * dead_lettered) FROM job_counts
+GROUP BY type, status HAVING sum(n) > 0
 
 -- run_durations --
--- Total duration in whole microseconds and count of completed runs per type (was in
--- `_history.get_metrics`).
-SELECT job_type, total(round(duration * 1000000)), count(*) FROM job_runs
-WHERE status = 'completed' GROUP BY job_type
+-- Total duration in whole microseconds and count of completed runs per type, from the run
+-- counters (migration 8).
+SELECT job_type, sum(duration_sum_us), sum(runs) FROM run_counts
+WHERE status = 'completed' GROUP BY job_type HAVING sum(runs) > 0
 
 -- get_run_stats --
--- Runs per type, status, duration bucket and failure kind, with their retries. The bucket is
--- `_run_stats.duration_bucket` (bounds inclusive): one `WHEN` per bound of
--- `base.RUN_DURATION_BUCKETS`, bound in order (was `_history._BUCKET_CASE`); ELSE is the
--- +Inf bucket. A test checks the count against the bounds.
-SELECT job_type, status,
-    CASE WHEN duration IS NULL THEN NULL
-        WHEN duration <= ? THEN 0 WHEN duration <= ? THEN 1 WHEN duration <= ? THEN 2
-        WHEN duration <= ? THEN 3 WHEN duration <= ? THEN 4 WHEN duration <= ? THEN 5
-        WHEN duration <= ? THEN 6 WHEN duration <= ? THEN 7 WHEN duration <= ? THEN 8
-        WHEN duration <= ? THEN 9 WHEN duration <= ? THEN 10 WHEN duration <= ? THEN 11
-        WHEN duration <= ? THEN 12 WHEN duration <= ? THEN 13 WHEN duration <= ? THEN 14
-        WHEN duration <= ? THEN 15
-        ELSE 16 END AS bucket,
-    failure_kind, count(*),
-    total(attempt > 1), total(round(duration * 1000000)) FROM job_runs
-GROUP BY job_type, status, bucket, failure_kind
+-- Runs per type, status, duration bucket and failure kind, with their retries, from the run
+-- counters (migration 8; '' and -1 there stand for no failure kind and no duration).
+SELECT job_type, status, nullif(bucket, -1), nullif(failure_kind, ''), runs, retries,
+    duration_sum_us
+FROM run_counts WHERE runs > 0
 
 -- count_finished_jobs --
 -- Jobs finished since a time, per status and per bucket of a width in microseconds, from the
