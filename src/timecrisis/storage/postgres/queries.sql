@@ -327,20 +327,21 @@ WITH rate_room AS MATERIALIZED (
 -- here: the job row holds everything a running attempt's run shows (run_id, worker,
 -- started_at, attempts, run_progress, NULL until the handler reports progress), `get_job_runs`
 -- and `run_stats` read a running attempt from it, and the attempt's row in job_runs is
--- inserted once, by whatever ends it (migration 0010: an insert at claim and an update at the
--- end cost 1 ms of the 3.5 ms a 25 + 25 `complete_and_claim` executes). The rows are found with `id = ANY(ARRAY(...))`, not by joining `chosen`: these statements run
--- with generic plans
--- (_session._ClaimPool), and a generic plan, which cannot know the batch is small, turned that
--- join into a hash join over a sequential scan of `jobs` (14 ms for one job on 20,000 rows). An
--- array of ids is always an index probe per id.
+-- inserted once, by whatever ends it (migration 0010: one row version and its index entries
+-- fewer per attempt than an insert here and an update at the end; a 25 + 25
+-- `complete_and_claim` writes 18 % less WAL, docs/performance.md).
+-- The rows are found with `id = ANY(ARRAY(...))`, not by joining `chosen`: these statements
+-- run with generic plans (_session._ClaimPool), and a generic plan, which cannot know the
+-- batch is small, turned that join into a hash join over a sequential scan of `jobs` (14 ms
+-- for one job on 20,000 rows). An array of ids is always an index probe per id.
 -- The run id is made inside the statement, one per row: a version 7 UUID like
 -- `_common.new_id` (48 bits of Unix milliseconds, then the version, then the random rest of a
 -- `gen_random_uuid()`), for the same reason: ids that grow at the right edge of their index,
 -- where random ones land on a random leaf of job_runs' primary key each, and that index grows
--- with the history kept (the row goes in when the attempt ends, a lease or less after its id
--- was made: still at the right edge). PostgreSQL 15 has no uuidv7(). (Measured on W5, 1,000,000 runs: within
--- the noise of this machine, medians 2,250 and 2,270 jobs/s; it matters once the index outgrows
--- the cache.)
+-- with the history kept (the row goes in when its attempt ends, among the rows of attempts
+-- that started about when it did: near the right edge still). PostgreSQL 15 has no uuidv7().
+-- (Measured on W5, 1,000,000 runs: within the noise of this machine, medians 2,250 and 2,270
+-- jobs/s; it matters once the index outgrows the cache.)
 claimed AS (
     UPDATE {schema}.jobs AS j
     SET status = 'running', attempts = j.attempts + 1,
