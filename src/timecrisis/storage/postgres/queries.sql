@@ -482,6 +482,101 @@ claimed AS (
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq
 
+-- claim_jobs_unlimited --
+-- `claim_jobs` for a claim with no per-type limit, no rate limit and no concurrency key among
+-- its types: the claim half of `complete_and_claim` (kept in step with it), with none of flow
+-- control's limit CTEs. Those cost an idle worker's claim about 0.15 ms even when their arrays
+-- are empty (the executor opens and locks `rate_limit_starts` and its indexes for the writes,
+-- and starts every subplan), which is an eighth of W3's enqueue-to-start latency. A paused type
+-- or queue is still passed over, as in every claim.
+WITH quota AS MATERIALIZED (
+    SELECT t.type, %(limit)s::int AS room
+    FROM unnest(%(types)s::text[]) AS t(type)
+    -- Flow control: a paused type gets no room, so its backlog is never read.
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.priority, c.seq
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.seq
+        FROM {schema}.jobs AS j
+        WHERE j.status = 'pending' AND j.type = q.type
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+          AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+          AND (j.queue || '') <> ALL (ARRAY(SELECT p.name FROM {schema}.paused AS p))
+        ORDER BY j.priority DESC, j.seq
+        LIMIT greatest(q.room, 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+), chosen AS MATERIALIZED (
+    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+),
+-- The writes of a claim, as in `claim_jobs`.
+claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1,
+        started_at = coalesce(%(now)s::timestamptz, now()),
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = coalesce(%(now)s::timestamptz, now()) + %(ttl)s,
+        run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
+                                 12, '0') placing '-' from 9 for 0)
+                 || '-7' || substr(gen_random_uuid()::text, 16),
+        cancel_requested = false, cancel_terminate = false, run_progress = NULL
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    RETURNING j.*
+)
+SELECT * FROM claimed ORDER BY priority DESC, seq
+
+-- claim_jobs_unlimited_in_queues --
+-- Flow control: `claim_jobs_unlimited` for a worker that serves the queues %(queues)s, each
+-- type's head read as in `claim_jobs_in_queues` (the claim half of
+-- `complete_and_claim_in_queues`, kept in step with it).
+WITH quota AS MATERIALIZED (
+    SELECT t.type, %(limit)s::int AS room
+    FROM unnest(%(types)s::text[]) AS t(type)
+    -- Flow control: a paused type gets no room, so its backlog is never read.
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.priority, c.seq
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.priority, h.seq
+        FROM (
+            SELECT s.queue FROM unnest(%(queues)s::text[]) AS s(queue)
+            WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = s.queue)
+        ) AS s
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.priority, j.seq
+            FROM {schema}.jobs AS j
+            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+            ORDER BY j.priority DESC, j.seq
+            LIMIT greatest(q.room, 0)
+            FOR UPDATE SKIP LOCKED
+        ) AS h
+        ORDER BY h.priority DESC, h.seq
+        LIMIT greatest(q.room, 0)
+    ) AS c
+), chosen AS MATERIALIZED (
+    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+),
+-- The writes of a claim, as in `claim_jobs`.
+claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1,
+        started_at = coalesce(%(now)s::timestamptz, now()),
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = coalesce(%(now)s::timestamptz, now()) + %(ttl)s,
+        run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
+                                 12, '0') placing '-' from 9 for 0)
+                 || '-7' || substr(gen_random_uuid()::text, 16),
+        cancel_requested = false, cancel_terminate = false, run_progress = NULL
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    RETURNING j.*
+)
+SELECT * FROM claimed ORDER BY priority DESC, seq
+
 -- renew_claims --
 -- Extend the leases whose token is still current. Rows are locked in id order first, as in
 -- every batch update here, so two batches over the same jobs (a renewal and a completion of one
