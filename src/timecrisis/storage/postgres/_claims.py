@@ -179,7 +179,10 @@ async def claim_unlimited(
     (queries.sql `claim_jobs_unlimited`): what an idle worker sends when woken."""
     return await read_claims(
         await start(
-            conn, ctx.queries[_scoped("claim_jobs_unlimited", params)], _claim_args(params, now)
+            conn,
+            ctx.queries[_scoped("claim_jobs_unlimited", params)],
+            _claim_args(params, now),
+            binary=_CLAIMED_ROWS_BINARY,
         )
     )
 
