@@ -362,10 +362,7 @@ class JobScheduler:
         if unique_key is not None and len(payloads) > 1:
             raise JobValidationError("unique_key applies to one job; enqueue them one by one")
         with _tracing.sending(definition.type, len(payloads)) as send:  # no-op without OTel
-            jobs = [
-                options.new_job(definition, payload, send.headers, data_json=text)
-                for payload, text in payloads
-            ]
+            jobs = options.new_jobs(definition, payloads, send.headers)
             results = await self.storage.insert_jobs(jobs, connection=connection)
             send.sent(results)
         processor = self._processor

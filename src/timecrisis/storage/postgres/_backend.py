@@ -130,6 +130,9 @@ class PostgresBackend:
 
     async def insert_jobs(self, jobs_: Sequence[b.NewJob]) -> list[b.InsertResult]:
         batch = list(jobs_)
+        if jobs.can_copy(batch):
+            async with self.session.connection("insert") as conn, conn.transaction():
+                return await jobs.copy_jobs(conn, self.ctx, batch, self._now())
         if jobs.may_conflict(batch):
             async with self.session.transaction("insert") as conn:
                 return await jobs.insert_jobs(conn, self.ctx, batch, self._now())
