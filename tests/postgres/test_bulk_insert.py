@@ -6,14 +6,16 @@ The store-neutral half is in tests/storage/test_jobs.py ("large batches")."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.postgres.conftest import Admin, StoreFactory
 from timecrisis.clock import ManualClock
+from timecrisis.errors import StorageError
 from timecrisis.storage._common import new_id
-from timecrisis.storage.base import JobQuery, NewJob
+from timecrisis.storage.base import JobQuery, NewJob, capabilities_of, streamed_insert
 from timecrisis.storage.postgres import _jobs
 
 pytestmark = pytest.mark.postgres
@@ -109,3 +111,64 @@ async def test_a_large_batch_is_numbered_in_input_order(
     cur = await admin.execute(f'SELECT id FROM "{schema}".jobs ORDER BY seq')
     assert [row[0] for row in await cur.fetchall()] == [job.id for job in jobs]
     assert len(await store.list_jobs(JobQuery(limit=LARGE))) == LARGE
+
+
+# ---- streamed: `insert_job_stream` consumes its jobs while the COPY runs --------------------
+
+
+class Refused(Exception):
+    pass
+
+
+def _stream(jobs: list[NewJob], fail_at: int | None = None) -> Iterator[NewJob]:
+    for i, job in enumerate(jobs):
+        if i == fail_at:
+            raise Refused(f"job {i}")
+        yield job
+
+
+def test_the_store_declares_streamed_inserts(make_store: StoreFactory) -> None:
+    store = make_store()
+    assert capabilities_of(store).streamed_insert
+    assert streamed_insert(store) is not None
+
+
+@pytest.mark.parametrize("size", [2, LARGE], ids=["statement", "copy"])
+async def test_a_stream_inserts_every_job_in_order(make_store: StoreFactory, size: int) -> None:
+    store = make_store()
+    jobs = [_job(priority=i % 5) for i in range(size)]
+
+    results = await store.insert_job_stream(size, _stream(jobs))
+
+    assert [(r.id, r.created) for r in results] == [(job.id, True) for job in jobs]
+    listed = await store.list_jobs(JobQuery(limit=size))
+    assert [job.id for job in listed] == [job.id for job in reversed(jobs)]
+
+
+@pytest.mark.parametrize("fail_at", [0, 150, LARGE - 1])
+async def test_a_stream_that_raises_stores_nothing(make_store: StoreFactory, fail_at: int) -> None:
+    store = make_store()
+    jobs = [_job() for _ in range(LARGE)]
+
+    with pytest.raises(Refused, match=f"job {fail_at}"):
+        await store.insert_job_stream(LARGE, _stream(jobs, fail_at))
+
+    assert await store.list_jobs(JobQuery()) == []
+    # The connection went back to the pool usable: the next insert works.
+    assert [r.created for r in await store.insert_job_stream(LARGE, _stream(jobs))] == [
+        True
+    ] * LARGE
+
+
+async def test_a_stream_repeating_an_id_or_holding_a_key_stores_nothing(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    jobs = [_job() for _ in range(LARGE)]
+
+    with pytest.raises(StorageError, match="repeats an id"):
+        await store.insert_job_stream(LARGE + 1, _stream([*jobs, jobs[3]]))
+    with pytest.raises(ValueError, match="unique key"):
+        await store.insert_job_stream(LARGE + 1, _stream([*jobs, _job(unique_key="k")]))
+
+    assert await store.list_jobs(JobQuery()) == []

@@ -6,7 +6,7 @@ transaction for a transactional enqueue) and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -128,19 +128,26 @@ def can_copy(jobs: Sequence[NewJob]) -> bool:
 
 
 async def copy_jobs(
-    conn: Conn, ctx: Context, jobs: Sequence[NewJob], now: datetime | None
+    conn: Conn, ctx: Context, jobs: Iterable[NewJob], now: datetime | None
 ) -> list[InsertResult]:
     """Insert a batch that `can_copy` with COPY, inside the caller's transaction (which must be
     open: the clock read here is that transaction's). The same rows as `insert_jobs`; any
-    conflict (an id that exists) fails the transaction, so the batch."""
-    ids = [job.id for job in jobs]
-    if len(set(ids)) != len(ids):
-        raise StorageError("a batch of jobs repeats an id")
+    conflict (an id that exists) fails the transaction, so the batch. `jobs` may be an
+    iterator that still makes them (`StreamedInsert`): the rows already formatted are on their
+    way meanwhile, and anything it raises aborts the COPY, so the transaction."""
     # In UTC: an aware datetime in the session's zone adds a timedelta as wall-clock time.
     clock = to_utc(await fetch_value(conn, ctx.queries["db_now"], {"now": now}))
+    ids: list[str] = []
+    seen: set[str] = set()
     async with conn.cursor().copy(ctx.queries["copy_jobs"]) as copy:
         copy.set_types(_COPY_TYPES)
         for job in jobs:
+            if job.unique_key is not None or job.scheduled_job_id is not None:
+                raise ValueError("copy_jobs takes no job with a unique key or a schedule tick")
+            seen.add(job.id)
+            ids.append(job.id)
+            if len(seen) != len(ids):
+                raise StorageError("a batch of jobs repeats an id")
             await copy.write_row(_copy_row(job, clock))
     await conn.execute(ctx.queries["notify"], {"channel": ctx.channel})
     return [InsertResult(job_id, True) for job_id in ids]
