@@ -347,7 +347,7 @@ async def test_a_failed_batch_leaves_unique_keys_free(storage: JobStorage) -> No
 
 # ---- large batches ----------------------------------------------------------------------------
 
-# Large enough for every store's bulk path (PostgreSQL streams a batch from 100 jobs with COPY).
+# Large enough for every store's bulk path (PostgreSQL copies a batch of 150 jobs or more).
 LARGE = 250
 
 
