@@ -18,7 +18,7 @@ from typing import Any
 from benchmarks import w1_enqueue, w3_latency, w5_history, w6_sync
 from benchmarks.config import Counts, counts
 from benchmarks.systems import Memory, Postgres, SQLite, System
-from benchmarks.w2_drain import drain
+from benchmarks.w2_drain import drain, fork_drain
 
 WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "fork", "w6")
 OURS = ("memory", "sqlite", "postgres")
@@ -78,9 +78,7 @@ async def measure(workload: str, name: str, c: Counts, workdir: Path) -> dict[st
         if workload == "w6":
             return await w6_sync.run(system, c, workdir)
         if workload == "fork":
-            return await drain(
-                system, jobs=c.fork_jobs, workers=1, fork=True, timeout=budget, workdir=workdir
-            )
+            return await fork_drain(system, jobs=c.fork_jobs, timeout=budget, workdir=workdir)
         raise ValueError(f"unknown workload {workload!r}")
     finally:
         await system.close()

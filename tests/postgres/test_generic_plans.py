@@ -80,6 +80,8 @@ def _prepare(name: str, query: bytes) -> tuple[str, str]:
         "complete_jobs",
         "claim_jobs_in_queues",  # flow control: the forms for named queues
         "complete_and_claim_in_queues",
+        "claim_jobs_unlimited",  # an idle worker's claim, without flow control's limits
+        "claim_jobs_unlimited_in_queues",
     ],
 )
 async def test_the_generic_plans_of_claim_statements_never_scan_the_jobs_table(
@@ -107,7 +109,8 @@ async def test_the_generic_plans_of_claim_statements_never_scan_the_jobs_table(
     if statement.endswith("_in_queues"):  # one (type, queue) head each: other queues unread
         assert "jobs_pending_by_queue" in plan, plan
     assert "Hash Join" not in plan or not statement.startswith("claim_jobs"), plan
-    if not statement.startswith("claim_jobs"):  # it counts a limited type's running jobs there
+    counts_running = statement in ("claim_jobs", "claim_jobs_in_queues")  # a limited type's
+    if not counts_running:
         assert "jobs_running" not in plan, plan
 
 

@@ -212,3 +212,43 @@ async def test_prefetch_must_be_a_non_negative_int(store: JobStorage, bad: objec
     scheduler = JobScheduler(store)
     with pytest.raises(ValueError, match="prefetch must be an int >= 0"):
         scheduler.configure(prefetch=bad)  # type: ignore[arg-type]
+
+
+async def test_the_next_claim_goes_out_while_prefetched_jobs_still_wait(
+    store: JobStorage, make_scheduler: SchedulerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker claims again once about half of its buffer is worked off, so the database
+    answers while the rest still runs. Handlers that never await used to run all in the event
+    loop's turn that launched them, and the claim loop only looked again once every claimed
+    job had finished: database and worker took turns (docs/performance.md, W2)."""
+    scheduler = make_scheduler(store, max_concurrent_jobs=10)
+    claimed = finished = 0
+    waiting_at_claims: list[int] = []
+
+    @scheduler.job("instant", concurrency=None)
+    async def instant(data: Payload, ctx: JobContext) -> None:
+        nonlocal finished
+        finished += 1
+
+    def watched(call: Any) -> Any:
+        async def claim(*args: Any) -> Any:
+            nonlocal claimed
+            waiting_at_claims.append(claimed - finished)
+            result = await call(*args)
+            got = result[1] if isinstance(result, tuple) else result
+            claimed += len(got)
+            return result
+
+        return claim
+
+    for name in ("claim_jobs", "complete_and_claim"):
+        if hasattr(store, name):
+            monkeypatch.setattr(store, name, watched(getattr(store, name)))
+
+    async with scheduler:
+        await _run_all(scheduler, "instant", 400)
+
+    assert finished == 400
+    during = waiting_at_claims[2:]  # after the first claims, which start with an empty buffer
+    overlapped = [w for w in during if w > 0]
+    assert len(overlapped) >= len(during) // 2, waiting_at_claims

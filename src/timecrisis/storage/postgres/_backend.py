@@ -249,9 +249,7 @@ class PostgresBackend:
     async def claim_jobs(self, params: b.ClaimParams) -> list[b.ClaimedJob]:
         async with self.session.claim_connection("claim") as conn:
             if not claims.needs_type_locks(params):  # one statement: atomic on its own
-                return await claims.read_claims(
-                    await claims.send_claim(conn, self.ctx, params, self._now())
-                )
+                return await claims.claim_unlimited(conn, self.ctx, params, self._now())
             async with conn.pipeline(), conn.transaction():
                 cursor = await claims.send_claim(conn, self.ctx, params, self._now())
             return await claims.read_claims(cursor)  # committed: one round trip in all

@@ -111,6 +111,7 @@ async def rate_limit_free_at(
 # for a worker that serves named queues, written out in full: (every queue, named queues).
 _FORMS = {
     "claim_jobs": ("claim_jobs", "claim_jobs_in_queues"),
+    "claim_jobs_unlimited": ("claim_jobs_unlimited", "claim_jobs_unlimited_in_queues"),
     "complete_and_claim": ("complete_and_claim", "complete_and_claim_in_queues"),
 }
 
@@ -162,6 +163,18 @@ def _complete_args(completions: Sequence[Completion], now: datetime | None) -> d
         "results": [None if c.result is None else dump_json(c.result) for c in completions],
         "canceled": [c.canceled for c in completions],
     }
+
+
+async def claim_unlimited(
+    conn: Conn, ctx: Context, params: ClaimParams, now: datetime | None
+) -> list[ClaimedJob]:
+    """A claim without per-type limits, rate limits or keys, in one autocommitted statement
+    (queries.sql `claim_jobs_unlimited`): what an idle worker sends when woken."""
+    return await read_claims(
+        await start(
+            conn, ctx.queries[_scoped("claim_jobs_unlimited", params)], _claim_args(params, now)
+        )
+    )
 
 
 async def complete_and_claim_unlimited(

@@ -363,19 +363,25 @@ WITH rate_room AS MATERIALIZED (
     SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
 ),
 -- The writes of a claim (also in `complete_and_claim` and the `_in_queues` forms): the jobs
--- in `chosen` become running with a fresh lock token and lease, and each gets its run row. The
--- rows are found with `id = ANY(ARRAY(...))`, not by joining `chosen`: these statements run
--- with generic plans
--- (_session._ClaimPool), and a generic plan, which cannot know the batch is small, turned that
--- join into a hash join over a sequential scan of `jobs` (14 ms for one job on 20,000 rows). An
--- array of ids is always an index probe per id.
+-- in `chosen` become running with a fresh lock token, lease and run id. No run row is written
+-- here: the job row holds everything a running attempt's run shows (run_id, worker,
+-- started_at, attempts, run_progress, NULL until the handler reports progress), `get_job_runs`
+-- and `run_stats` read a running attempt from it, and the attempt's row in job_runs is
+-- inserted once, by whatever ends it (migration 0010: one row version and its index entries
+-- fewer per attempt than an insert here and an update at the end; a 25 + 25
+-- `complete_and_claim` writes 18 % less WAL, docs/performance.md).
+-- The rows are found with `id = ANY(ARRAY(...))`, not by joining `chosen`: these statements
+-- run with generic plans (_session._ClaimPool), and a generic plan, which cannot know the
+-- batch is small, turned that join into a hash join over a sequential scan of `jobs` (14 ms
+-- for one job on 20,000 rows). An array of ids is always an index probe per id.
 -- The run id is made inside the statement, one per row: a version 7 UUID like
 -- `_common.new_id` (48 bits of Unix milliseconds, then the version, then the random rest of a
 -- `gen_random_uuid()`), for the same reason: ids that grow at the right edge of their index,
 -- where random ones land on a random leaf of job_runs' primary key each, and that index grows
--- with the history kept. PostgreSQL 15 has no uuidv7(). (Measured on W5, 1,000,000 runs: within
--- the noise of this machine, medians 2,250 and 2,270 jobs/s; it matters once the index outgrows
--- the cache.)
+-- with the history kept (the row goes in when its attempt ends, among the rows of attempts
+-- that started about when it did: near the right edge still). PostgreSQL 15 has no uuidv7().
+-- (Measured on W5, 1,000,000 runs: within the noise of this machine, medians 2,250 and 2,270
+-- jobs/s; it matters once the index outgrows the cache.)
 claimed AS (
     UPDATE {schema}.jobs AS j
     SET status = 'running', attempts = j.attempts + 1,
@@ -385,12 +391,9 @@ claimed AS (
         run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
                                  12, '0') placing '-' from 9 for 0)
                  || '-7' || substr(gen_random_uuid()::text, 16),
-        cancel_requested = false, cancel_terminate = false
+        cancel_requested = false, cancel_terminate = false, run_progress = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
-), runs AS (
-    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
-    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
 ), rate_starts AS (
     -- Flow control, rate limits: this claim's starts of each rate-limited type, one row. The
     -- writes below read the small CTEs through subqueries, not joins, so the generic plans
@@ -500,12 +503,9 @@ claimed AS (
         run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
                                  12, '0') placing '-' from 9 for 0)
                  || '-7' || substr(gen_random_uuid()::text, 16),
-        cancel_requested = false, cancel_terminate = false
+        cancel_requested = false, cancel_terminate = false, run_progress = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
-), runs AS (
-    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
-    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
 ), rate_starts AS (
     -- Flow control, rate limits, as in `claim_jobs`.
     INSERT INTO {schema}.rate_limit_starts (type, first_start, starts, started_at)
@@ -519,6 +519,101 @@ claimed AS (
               SELECT r.type FROM rate_room AS r
               WHERE EXISTS (SELECT FROM claimed AS c WHERE c.type = r.type)))
       AND s.started_at <= (SELECT r.at - r.rate_window FROM rate_room AS r WHERE r.type = s.type)
+)
+SELECT * FROM claimed ORDER BY priority DESC, seq
+
+-- claim_jobs_unlimited --
+-- `claim_jobs` for a claim with no per-type limit, no rate limit and no concurrency key among
+-- its types: the claim half of `complete_and_claim` (kept in step with it), with none of flow
+-- control's limit CTEs. Those cost an idle worker's claim about 0.15 ms even when their arrays
+-- are empty (the executor opens and locks `rate_limit_starts` and its indexes for the writes,
+-- and starts every subplan), which is an eighth of W3's enqueue-to-start latency. A paused type
+-- or queue is still passed over, as in every claim.
+WITH quota AS MATERIALIZED (
+    SELECT t.type, %(limit)s::int AS room
+    FROM unnest(%(types)s::text[]) AS t(type)
+    -- Flow control: a paused type gets no room, so its backlog is never read.
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.priority, c.seq
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.seq
+        FROM {schema}.jobs AS j
+        WHERE j.status = 'pending' AND j.type = q.type
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+          AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+          AND (j.queue || '') <> ALL (ARRAY(SELECT p.name FROM {schema}.paused AS p))
+        ORDER BY j.priority DESC, j.seq
+        LIMIT greatest(q.room, 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+), chosen AS MATERIALIZED (
+    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+),
+-- The writes of a claim, as in `claim_jobs`.
+claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1,
+        started_at = coalesce(%(now)s::timestamptz, now()),
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = coalesce(%(now)s::timestamptz, now()) + %(ttl)s,
+        run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
+                                 12, '0') placing '-' from 9 for 0)
+                 || '-7' || substr(gen_random_uuid()::text, 16),
+        cancel_requested = false, cancel_terminate = false, run_progress = NULL
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    RETURNING j.*
+)
+SELECT * FROM claimed ORDER BY priority DESC, seq
+
+-- claim_jobs_unlimited_in_queues --
+-- Flow control: `claim_jobs_unlimited` for a worker that serves the queues %(queues)s, each
+-- type's head read as in `claim_jobs_in_queues` (the claim half of
+-- `complete_and_claim_in_queues`, kept in step with it).
+WITH quota AS MATERIALIZED (
+    SELECT t.type, %(limit)s::int AS room
+    FROM unnest(%(types)s::text[]) AS t(type)
+    -- Flow control: a paused type gets no room, so its backlog is never read.
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.priority, c.seq
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.priority, h.seq
+        FROM (
+            SELECT s.queue FROM unnest(%(queues)s::text[]) AS s(queue)
+            WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = s.queue)
+        ) AS s
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.priority, j.seq
+            FROM {schema}.jobs AS j
+            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+            ORDER BY j.priority DESC, j.seq
+            LIMIT greatest(q.room, 0)
+            FOR UPDATE SKIP LOCKED
+        ) AS h
+        ORDER BY h.priority DESC, h.seq
+        LIMIT greatest(q.room, 0)
+    ) AS c
+), chosen AS MATERIALIZED (
+    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+),
+-- The writes of a claim, as in `claim_jobs`.
+claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'running', attempts = j.attempts + 1,
+        started_at = coalesce(%(now)s::timestamptz, now()),
+        worker = %(worker)s, lock_token = gen_random_uuid()::text,
+        lock_expires_at = coalesce(%(now)s::timestamptz, now()) + %(ttl)s,
+        run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
+                                 12, '0') placing '-' from 9 for 0)
+                 || '-7' || substr(gen_random_uuid()::text, 16),
+        cancel_requested = false, cancel_terminate = false, run_progress = NULL
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    RETURNING j.*
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq
 
@@ -551,7 +646,10 @@ RETURNING j.id, j.cancel_requested, j.cancel_requested AND j.cancel_terminate AS
 -- Finish runs successfully, in one statement for the whole batch. A stale token matches nothing.
 WITH
 -- The writes of a completion batch (also in `complete_and_claim`): the jobs whose token is
--- still current are locked in id order (see `renew_claims`), finished, and their runs closed.
+-- still current are locked in id order (see `renew_claims`), finished, and their runs written
+-- (the run row's first and only write, see the writes of a claim in `claim_jobs`), from the
+-- values `locked` read from the job row (the attempt's, before `done` clears the claim). The run
+-- id the worker sent must be the job's, as when this updated the row the claim had inserted.
 -- `done` returns what was completed. `id = ANY(ARRAY(...))` for the reason given in
 -- `claim_jobs`. No `status = 'running'` in `done`, on purpose (as in `renew_claims`): with it, a
 -- generic plan reached the jobs through jobs_running and its dead entries. The token is the
@@ -563,7 +661,8 @@ input AS (
                 %(canceled)s::bool[])
          WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
 ), locked AS MATERIALIZED (
-    SELECT j.id FROM {schema}.jobs AS j
+    SELECT j.id, j.run_id, j.type, j.attempts, j.worker, j.started_at
+    FROM {schema}.jobs AS j
     WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
     ORDER BY j.id
     FOR UPDATE OF j
@@ -578,11 +677,14 @@ input AS (
     WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
     RETURNING j.id, i.run_id, j.finished_at
 ), done_runs AS (
-    UPDATE {schema}.job_runs AS r
-    SET status = 'completed', finished_at = d.finished_at,
-        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
+    INSERT INTO {schema}.job_runs (
+        id, job_id, job_type, attempt, status, worker, started_at, finished_at, duration, progress
+    )
+    SELECT l.run_id, l.id, l.type, l.attempts, 'completed', l.worker, l.started_at,
+           d.finished_at, extract(epoch FROM d.finished_at - l.started_at), 100
     FROM done AS d
-    WHERE r.id = d.run_id AND r.job_id = d.id
+    JOIN locked AS l ON l.id = d.id
+    WHERE l.run_id = d.run_id
 )
 SELECT id, finished_at FROM done
 
@@ -604,7 +706,8 @@ input AS (
                 %(canceled)s::bool[])
          WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
 ), locked AS MATERIALIZED (
-    SELECT j.id FROM {schema}.jobs AS j
+    SELECT j.id, j.run_id, j.type, j.attempts, j.worker, j.started_at
+    FROM {schema}.jobs AS j
     WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
     ORDER BY j.id
     FOR UPDATE OF j
@@ -619,11 +722,14 @@ input AS (
     WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
     RETURNING j.id, i.run_id, j.finished_at
 ), done_runs AS (
-    UPDATE {schema}.job_runs AS r
-    SET status = 'completed', finished_at = d.finished_at,
-        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
+    INSERT INTO {schema}.job_runs (
+        id, job_id, job_type, attempt, status, worker, started_at, finished_at, duration, progress
+    )
+    SELECT l.run_id, l.id, l.type, l.attempts, 'completed', l.worker, l.started_at,
+           d.finished_at, extract(epoch FROM d.finished_at - l.started_at), 100
     FROM done AS d
-    WHERE r.id = d.run_id AND r.job_id = d.id
+    JOIN locked AS l ON l.id = d.id
+    WHERE l.run_id = d.run_id
 ), quota AS MATERIALIZED (
     SELECT t.type, %(limit)s::int AS room
     FROM unnest(%(types)s::text[]) AS t(type)
@@ -656,12 +762,9 @@ claimed AS (
         run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
                                  12, '0') placing '-' from 9 for 0)
                  || '-7' || substr(gen_random_uuid()::text, 16),
-        cancel_requested = false, cancel_terminate = false
+        cancel_requested = false, cancel_terminate = false, run_progress = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
-), runs AS (
-    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
-    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
 )
 SELECT d.completed_ids, d.completed_at, claimed.*
 FROM (SELECT array_agg(id) AS completed_ids, min(finished_at) AS completed_at FROM done) AS d
@@ -679,7 +782,8 @@ input AS (
                 %(canceled)s::bool[])
          WITH ORDINALITY AS i(id, token, run_id, result, canceled, n)
 ), locked AS MATERIALIZED (
-    SELECT j.id FROM {schema}.jobs AS j
+    SELECT j.id, j.run_id, j.type, j.attempts, j.worker, j.started_at
+    FROM {schema}.jobs AS j
     WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
     ORDER BY j.id
     FOR UPDATE OF j
@@ -694,11 +798,14 @@ input AS (
     WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
     RETURNING j.id, i.run_id, j.finished_at
 ), done_runs AS (
-    UPDATE {schema}.job_runs AS r
-    SET status = 'completed', finished_at = d.finished_at,
-        duration = extract(epoch FROM d.finished_at - r.started_at), progress = 100
+    INSERT INTO {schema}.job_runs (
+        id, job_id, job_type, attempt, status, worker, started_at, finished_at, duration, progress
+    )
+    SELECT l.run_id, l.id, l.type, l.attempts, 'completed', l.worker, l.started_at,
+           d.finished_at, extract(epoch FROM d.finished_at - l.started_at), 100
     FROM done AS d
-    WHERE r.id = d.run_id AND r.job_id = d.id
+    JOIN locked AS l ON l.id = d.id
+    WHERE l.run_id = d.run_id
 ), quota AS MATERIALIZED (
     SELECT t.type, %(limit)s::int AS room
     FROM unnest(%(types)s::text[]) AS t(type)
@@ -739,12 +846,9 @@ claimed AS (
         run_id = overlay(lpad(to_hex((extract(epoch FROM statement_timestamp()) * 1000)::bigint),
                                  12, '0') placing '-' from 9 for 0)
                  || '-7' || substr(gen_random_uuid()::text, 16),
-        cancel_requested = false, cancel_terminate = false
+        cancel_requested = false, cancel_terminate = false, run_progress = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
-), runs AS (
-    INSERT INTO {schema}.job_runs (id, job_id, job_type, attempt, status, worker, started_at)
-    SELECT run_id, id, type, attempts, 'running', worker, started_at FROM claimed
 )
 SELECT d.completed_ids, d.completed_at, claimed.*
 FROM (SELECT array_agg(id) AS completed_ids, min(finished_at) AS completed_at FROM done) AS d
@@ -785,13 +889,26 @@ WITH input AS (
                 %(canceled)s::bool[])
          AS i(id, run_id, error, reason, retry_at, finished_at, dead, kind, traceback, canceled)
 ), runs AS (
-    UPDATE {schema}.job_runs AS r
-    SET status = 'failed', finished_at = coalesce(%(now)s::timestamptz, now()),
-        duration = extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - r.started_at),
-        error = i.error,
-        failure_kind = i.kind, traceback = i.traceback
+    -- The failed run's only write (see the writes of a claim in `claim_jobs`), from the job
+    -- row as this transaction locked it: every CTE reads the statement's snapshot, so `j` holds
+    -- the attempt's worker, attempt number and progress, not what the UPDATE below writes.
+    -- ON CONFLICT: a job claimed by a node older than migration 0010 has its run row already
+    -- (status running, its progress in it); recovering its lease closes that row instead.
+    INSERT INTO {schema}.job_runs (
+        id, job_id, job_type, attempt, status, worker, started_at, finished_at, duration,
+        progress, error, failure_kind, traceback
+    )
+    SELECT j.run_id, j.id, j.type, j.attempts, 'failed', j.worker, j.started_at,
+           coalesce(%(now)s::timestamptz, now()),
+           extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - j.started_at),
+           coalesce(j.run_progress, 0), i.error, i.kind, i.traceback
     FROM input AS i
-    WHERE r.id = i.run_id AND r.job_id = i.id
+    JOIN {schema}.jobs AS j ON j.id = i.id
+    WHERE j.run_id = i.run_id
+    ON CONFLICT (id) DO UPDATE
+    SET status = excluded.status, finished_at = excluded.finished_at,
+        duration = excluded.duration, error = excluded.error,
+        failure_kind = excluded.failure_kind, traceback = excluded.traceback
 )
 UPDATE {schema}.jobs AS j
 SET status = CASE WHEN i.canceled THEN 'canceled' WHEN i.dead THEN 'failed' ELSE 'pending' END,
@@ -812,7 +929,8 @@ WITH input AS (
     SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(runs)s::text[])
          AS i(id, token, run_id)
 ), locked AS MATERIALIZED (
-    SELECT j.id FROM {schema}.jobs AS j
+    SELECT j.id, j.run_id, j.type, j.attempts, j.worker, j.started_at, j.run_progress
+    FROM {schema}.jobs AS j
     WHERE j.id = ANY(%(ids)s::text[]) AND j.lock_token = ANY(%(tokens)s::text[])
     ORDER BY j.id
     FOR UPDATE OF j
@@ -829,11 +947,18 @@ WITH input AS (
       AND j.status = 'running'
     RETURNING j.id, i.run_id
 ), runs AS (
-    UPDATE {schema}.job_runs AS r
-    SET status = 'released', finished_at = coalesce(%(now)s::timestamptz, now()),
-        duration = extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - r.started_at)
-    FROM released
-    WHERE r.id = released.run_id AND r.job_id = released.id
+    -- The released run's only write (see the writes of a claim in `claim_jobs`), from the job
+    -- row as `locked` read it (before `released` takes the attempt back).
+    INSERT INTO {schema}.job_runs (
+        id, job_id, job_type, attempt, status, worker, started_at, finished_at, duration, progress
+    )
+    SELECT l.run_id, l.id, l.type, l.attempts, 'released', l.worker, l.started_at,
+           coalesce(%(now)s::timestamptz, now()),
+           extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - l.started_at),
+           coalesce(l.run_progress, 0)
+    FROM released AS r
+    JOIN locked AS l ON l.id = r.id
+    WHERE l.run_id = r.run_id
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM (SELECT FROM released LIMIT 1) AS any_released
 )
@@ -845,7 +970,12 @@ SELECT id, (SELECT count(*) FROM wake) AS notified FROM released
 -- final): it ends canceled, finished now, the attempt kept. The run is `released` either way.
 -- Listeners are woken only when the job is due at once (a later run_at is the snoozing
 -- worker's to wake for).
-WITH job AS (
+WITH locked AS MATERIALIZED (
+    -- The attempt as the job row holds it, locked first: `job` below takes it back.
+    SELECT id, run_id, type, attempts, worker, started_at, run_progress FROM {schema}.jobs
+    WHERE id = %(id)s AND lock_token = %(token)s AND status = 'running'
+    FOR UPDATE
+), job AS (
     UPDATE {schema}.jobs AS j
     SET status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'pending' END,
         attempts = CASE WHEN j.cancel_requested THEN j.attempts ELSE j.attempts - 1 END,
@@ -855,14 +985,23 @@ WITH job AS (
                            ELSE j.finished_at END,
         worker = CASE WHEN j.cancel_requested THEN j.worker END, lock_token = NULL,
         lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
+    -- EXISTS: `locked` must lock (and read) the row before this writes it; left to run
+    -- after, as a CTE nobody here reads would be, it would skip the row this command changed.
     WHERE j.id = %(id)s AND j.lock_token = %(token)s AND j.status = 'running'
+      AND EXISTS (SELECT FROM locked)
     RETURNING j.*
 ), runs AS (
-    UPDATE {schema}.job_runs AS r
-    SET status = 'released', finished_at = coalesce(%(now)s::timestamptz, now()),
-        duration = extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - r.started_at)
+    -- The released run's only write (see the writes of a claim in `claim_jobs`).
+    INSERT INTO {schema}.job_runs (
+        id, job_id, job_type, attempt, status, worker, started_at, finished_at, duration, progress
+    )
+    SELECT l.run_id, l.id, l.type, l.attempts, 'released', l.worker, l.started_at,
+           coalesce(%(now)s::timestamptz, now()),
+           extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - l.started_at),
+           coalesce(l.run_progress, 0)
     FROM job
-    WHERE r.id = %(run)s AND r.job_id = job.id
+    JOIN locked AS l ON l.id = job.id
+    WHERE l.run_id = %(run)s
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM job
     WHERE job.status = 'pending' AND job.run_at <= coalesce(%(now)s::timestamptz, now())
@@ -870,14 +1009,15 @@ WITH job AS (
 SELECT job.*, (SELECT count(*) FROM wake) AS notified FROM job
 
 -- update_progress --
--- Set the job's and its run's progress, if the token is current. Extends nothing.
+-- Set the job's and its run's progress, if the token is current. Extends nothing. The running
+-- attempt's run has no row yet (see the writes of a claim in `claim_jobs`): its progress is the
+-- job row's run_progress, which the end of the attempt copies into the run row.
 WITH job AS (
-    UPDATE {schema}.jobs SET progress = %(percent)s
+    UPDATE {schema}.jobs
+    SET progress = %(percent)s,
+        run_progress = CASE WHEN run_id = %(run)s THEN %(percent)s ELSE run_progress END
     WHERE id = %(id)s AND lock_token = %(token)s AND status = 'running'
     RETURNING id
-), run AS (
-    UPDATE {schema}.job_runs SET progress = %(percent)s
-    WHERE id = %(run)s AND job_id IN (SELECT id FROM job)
 )
 SELECT count(*) FROM job
 
@@ -1110,8 +1250,24 @@ WHERE EXISTS (SELECT 1 FROM {schema}.jobs AS j WHERE j.id = e.job_id)
 ORDER BY e.n
 
 -- get_job_runs --
--- A job's runs in attempt (creation) order.
-SELECT * FROM {schema}.job_runs WHERE job_id = %(id)s ORDER BY seq
+-- A job's runs in attempt order: the ended ones from job_runs (each inserted when its attempt
+-- ended, so in attempt order), then, while the job runs, its running attempt as the job row
+-- holds it (no row of its own until it ends: see the writes of a claim in `claim_jobs`). NOT
+-- EXISTS: an attempt claimed by a node older than migration 0010 has its running row already.
+SELECT r.id, r.job_id, r.attempt, r.status, r.worker, r.started_at, r.finished_at, r.duration,
+       r.progress, r.error, r.traceback, r.failure_kind
+FROM (
+    SELECT id, job_id, attempt, status, worker, started_at, finished_at, duration, progress,
+           error, traceback, failure_kind, 0 AS part, seq
+    FROM {schema}.job_runs WHERE job_id = %(id)s
+    UNION ALL
+    SELECT j.run_id, j.id, j.attempts, 'running', j.worker, j.started_at, NULL, NULL,
+           coalesce(j.run_progress, 0), NULL, NULL, NULL, 1, 0
+    FROM {schema}.jobs AS j
+    WHERE j.id = %(id)s AND j.status = 'running'
+      AND NOT EXISTS (SELECT FROM {schema}.job_runs AS o WHERE o.id = j.run_id)
+) AS r
+ORDER BY r.part, r.seq
 
 -- get_job_logs --
 -- A job's logs in time order, insertion order among equal timestamps.
@@ -1134,6 +1290,8 @@ FROM {schema}.job_runs WHERE status = 'completed' GROUP BY job_type
 -- the runs, for a metrics scrape (lease losses are the failed runs of kind lease_expired).
 -- `%(n)s - width_bucket(-duration, negated bounds)` counts
 -- the bounds below the duration: the index of the first bound >= it, as Prometheus' `le`.
+-- The running attempts are the running jobs (no run row until they end, see the writes of a
+-- claim in `claim_jobs`; NOT EXISTS as in `get_job_runs`), read through jobs_running.
 SELECT job_type, status,
        CASE WHEN duration IS NULL THEN NULL
             ELSE %(n)s::int - width_bucket(-duration, %(neg_bounds)s::float8[]) END AS bucket,
@@ -1141,7 +1299,14 @@ SELECT job_type, status,
        count(*) AS runs,
        count(*) FILTER (WHERE attempt > 1) AS retries,
        coalesce(sum(round(duration * 1000000)), 0)::bigint AS duration_sum_us
-FROM {schema}.job_runs GROUP BY job_type, status, bucket, failure_kind
+FROM (
+    SELECT job_type, status, duration, failure_kind, attempt FROM {schema}.job_runs
+    UNION ALL
+    SELECT j.type, 'running', NULL, NULL, j.attempts FROM {schema}.jobs AS j
+    WHERE j.status = 'running'
+      AND NOT EXISTS (SELECT FROM {schema}.job_runs AS o WHERE o.id = j.run_id)
+) AS r
+GROUP BY job_type, status, bucket, failure_kind
 
 -- count_finished_jobs --
 -- Jobs finished since a time, per status and per bucket of a width in microseconds. The range
