@@ -3,7 +3,8 @@ until every argument of every job has passed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,8 +17,8 @@ from timecrisis.definitions import (
 )
 from timecrisis.durations import Duration, parse_job_duration
 from timecrisis.errors import JobValidationError
-from timecrisis.models import BackoffStrategy
-from timecrisis.storage._common import new_id
+from timecrisis.models import BackoffStrategy, JsonValue
+from timecrisis.storage._common import new_id, new_ids
 from timecrisis.storage.base import NewJob
 
 
@@ -81,9 +82,10 @@ class EnqueueOptions:
         headers: dict[str, str] | None = None,
         *,
         data_json: str | None = None,
+        job_id: str | None = None,
     ) -> NewJob:
         return NewJob(
-            id=new_id(),
+            id=new_id() if job_id is None else job_id,
             type=definition.type,
             data=data,
             priority=self.priority,
@@ -102,6 +104,69 @@ class EnqueueOptions:
             concurrency_key=self.concurrency_key,
             queue=self.queue,
         )
+
+    def new_jobs(
+        self,
+        definition: JobDefinition[Any],
+        payloads: Sequence[tuple[JsonValue, str]],
+        headers: dict[str, str] | None = None,
+    ) -> list[NewJob]:
+        """A `NewJob` per (payload, its JSON text), in order: `new_job` for each, made faster
+        for a batch. Its jobs differ only in id and payload, so one is built by `new_job` and
+        the others copy its fields (a frozen dataclass's `__init__` is a third of an
+        `enqueue_many`'s per-job cost before the store)."""
+        if len(payloads) == 1:
+            [(data, text)] = payloads
+            return [self.new_job(definition, data, headers, data_json=text)]
+        ids = new_ids(len(payloads))
+        template = self.new_job(definition, None, headers, job_id=ids[0])
+        return _copies(template, ids, payloads)
+
+    def stream_jobs(
+        self,
+        definition: JobDefinition[Any],
+        items: Sequence[Any],
+        headers: dict[str, str] | None = None,
+    ) -> Iterator[NewJob]:
+        """`new_jobs` of the validated `items`, made a chunk at a time as they are consumed
+        (`StreamedInsert`): a store writes one chunk while the next is validated. Raises
+        `JobValidationError` at the first invalid payload."""
+        for start in range(0, len(items), _STREAM_CHUNK):
+            chunk = items[start : start + _STREAM_CHUNK]
+            yield from self.new_jobs(
+                definition, [definition.stored_payload(x) for x in chunk], headers
+            )
+
+
+# Jobs validated at a time by `stream_jobs`: about what psycopg sends to the server at once
+# (32 KiB of COPY rows), so the server has the first rows after a few hundred microseconds.
+_STREAM_CHUNK = 256
+
+# A slot set through its descriptor, which is what a frozen dataclass's `__init__` does too
+# (through `object.__setattr__`), minus the keyword arguments and the per-field lookups.
+_OWN_FIELDS = ("id", "data", "data_json")
+_SHARED_SLOTS = [
+    getattr(NewJob, field.name) for field in fields(NewJob) if field.name not in _OWN_FIELDS
+]
+_ID, _DATA, _DATA_JSON = (getattr(NewJob, name) for name in _OWN_FIELDS)
+
+
+def _copies(
+    template: NewJob, ids: Sequence[str], payloads: Sequence[tuple[JsonValue, str]]
+) -> list[NewJob]:
+    """Copies of `template`, each with its own id and payload: what `new_job` would make."""
+    shared = [(slot.__set__, slot.__get__(template)) for slot in _SHARED_SLOTS]
+    make = object.__new__
+    jobs = []
+    for job_id, (data, text) in zip(ids, payloads, strict=True):
+        job = make(NewJob)
+        for set_slot, value in shared:
+            set_slot(job, value)
+        _ID.__set__(job, job_id)
+        _DATA.__set__(job, data)
+        _DATA_JSON.__set__(job, text)
+        jobs.append(job)
+    return jobs
 
 
 def _concurrency_key(definition: JobDefinition[Any], value: object) -> str | None:

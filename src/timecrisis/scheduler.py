@@ -68,7 +68,13 @@ from timecrisis.models import (
     WorkerInfo,
 )
 from timecrisis.schedules import ParsedSchedule, first_fire_at, parse_schedule
-from timecrisis.storage.base import JobQuery, JobStorage, PurgeParams, ScheduleSpec
+from timecrisis.storage.base import (
+    JobQuery,
+    JobStorage,
+    PurgeParams,
+    ScheduleSpec,
+    streamed_insert,
+)
 
 T = TypeVar("T")
 
@@ -356,17 +362,24 @@ class JobScheduler:
             concurrency_key=concurrency_key,
             queue=queue,
         )
-        payloads = [definition.stored_payload(item) for item in data]
-        if not payloads:
+        items = list(data)
+        if not items:
             return []
-        if unique_key is not None and len(payloads) > 1:
+        if unique_key is not None and len(items) > 1:
             raise JobValidationError("unique_key applies to one job; enqueue them one by one")
-        with _tracing.sending(definition.type, len(payloads)) as send:  # no-op without OTel
-            jobs = [
-                options.new_job(definition, payload, send.headers, data_json=text)
-                for payload, text in payloads
-            ]
-            results = await self.storage.insert_jobs(jobs, connection=connection)
+        streamed = streamed_insert(self.storage) if connection is None and len(items) > 1 else None
+        # A streamed batch is validated while the store writes the jobs validated before it
+        # (an invalid payload raises from inside the insert, which then stores nothing);
+        # otherwise every payload is validated before the store is called.
+        payloads = [] if streamed is not None else [definition.stored_payload(x) for x in items]
+        with _tracing.sending(definition.type, len(items)) as send:  # no-op without OTel
+            if streamed is not None:
+                results = await streamed(
+                    len(items), options.stream_jobs(definition, items, send.headers)
+                )
+            else:
+                batch = options.new_jobs(definition, payloads, send.headers)
+                results = await self.storage.insert_jobs(batch, connection=connection)
             send.sent(results)
         processor = self._processor
         if processor is not None and any(r.created for r in results):

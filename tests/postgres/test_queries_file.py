@@ -52,6 +52,10 @@ def _is_ddl(statement: bytes) -> bool:
     return statement.lstrip().upper().startswith(b"CREATE ")
 
 
+def _is_copy(statement: bytes) -> bool:
+    return statement.lstrip().upper().startswith(b"COPY ")
+
+
 async def test_every_statement_is_prepared_by_the_database(
     make_store: StoreFactory, admin: Admin, schema: str
 ) -> None:
@@ -59,8 +63,8 @@ async def test_every_statement_is_prepared_by_the_database(
     queries = Queries(schema)
     failures: dict[str, str] = {}
     for name in load_queries("timecrisis.storage.postgres"):
-        if _is_ddl(queries[name]):
-            continue  # PREPARE takes no DDL: see the next test
+        if _is_ddl(queries[name]) or _is_copy(queries[name]):
+            continue  # PREPARE takes neither DDL nor COPY: see the next tests
         try:
             await admin.execute(_prepare(f"tc_check_{name}", queries[name]).encode())
         except Exception as error:
@@ -80,3 +84,19 @@ async def test_the_schema_statements_run_in_a_transaction_that_is_rolled_back(
         for name in names:
             await admin.execute(fresh[name])
         raise psycopg.Rollback  # leaves no trace: the transaction context swallows it
+
+
+async def test_the_copy_statements_start_and_end_on_the_migrated_schema(
+    make_store: StoreFactory, admin: Admin, schema: str
+) -> None:
+    await make_store().init()
+    queries = Queries(schema)
+    names = [
+        name for name in load_queries("timecrisis.storage.postgres") if _is_copy(queries[name])
+    ]
+    assert names == ["copy_jobs"]
+    async with admin.transaction(force_rollback=True):
+        for name in names:
+            # Started (so every column named exists) and ended without a row.
+            async with admin.cursor().copy(queries[name]):
+                pass

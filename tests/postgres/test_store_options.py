@@ -57,6 +57,10 @@ async def test_a_pool_without_autocommit_works_too(pg_url: str, schema: str) -> 
         [result] = await store.insert_jobs([_job()])
         assert await store.retry_job(result.id) is False
         assert (await store.get_metrics()).pending == 1
+        large = [_job() for _ in range(300)]  # COPY, in a transaction of its own
+        assert len(await store.insert_jobs(large)) == 300
+        assert len(await store.insert_job_stream(300, iter([_job() for _ in range(300)]))) == 300
+        assert (await store.get_metrics()).pending == 601
         await store.close()
 
 

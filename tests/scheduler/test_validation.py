@@ -153,6 +153,32 @@ async def test_an_invalid_payload_names_the_field_and_stores_nothing(
     assert await scheduler.list_jobs() == []  # the batch is all or nothing
 
 
+@pytest.mark.parametrize("bad_at", [0, 299, 999], ids=["first", "middle", "last"])
+async def test_a_large_batch_with_one_invalid_payload_stores_nothing(
+    scheduler: JobScheduler, bad_at: int
+) -> None:
+    # Large enough that PostgreSQL streams it (validated while the first jobs are copied).
+    payloads: list[dict[str, object]] = [{"n": i} for i in range(1000)]
+    payloads[bad_at] = {"n": "bad"}
+
+    with pytest.raises(JobValidationError, match=r"'typed'.*n: Input should be a valid integer"):
+        await scheduler.enqueue_many("typed", payloads)
+
+    assert await scheduler.list_jobs() == []
+
+
+async def test_a_large_batch_stores_every_payload_validated_in_order(
+    scheduler: JobScheduler,
+) -> None:
+    ids = await scheduler.enqueue_many("typed", ({"n": i} for i in range(700)), priority=4)
+
+    assert len(set(ids)) == 700
+    listed = await scheduler.list_jobs(limit=1000)
+    assert [job.id for job in listed] == ids[::-1]  # newest first
+    assert [job.data for job in reversed(listed)] == [{"n": i, "text": ""} for i in range(700)]
+    assert {job.priority for job in listed} == {4}
+
+
 async def test_an_unknown_type_is_a_lookup_error(scheduler: JobScheduler) -> None:
     with pytest.raises(JobDefinitionNotFoundError, match="'nope'"):
         await scheduler.enqueue("nope", {})

@@ -27,7 +27,10 @@ DECLARED = {
     "memory": StoreCapabilities(),
     "sqlite": StoreCapabilities(complete_and_claim=True, cross_process_wakeups=True),
     "postgres": StoreCapabilities(
-        complete_and_claim=True, transactional_insert=True, cross_process_wakeups=True
+        complete_and_claim=True,
+        transactional_insert=True,
+        cross_process_wakeups=True,
+        streamed_insert=True,
     ),
 }
 

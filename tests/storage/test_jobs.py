@@ -345,6 +345,94 @@ async def test_a_failed_batch_leaves_unique_keys_free(storage: JobStorage) -> No
     assert result.created
 
 
+# ---- large batches ----------------------------------------------------------------------------
+
+# Large enough for every store's bulk path (PostgreSQL copies a batch of 150 jobs or more).
+LARGE = 250
+
+
+async def test_a_large_batch_reads_back_as_the_same_jobs_inserted_one_by_one(
+    storage: JobStorage, clock: ManualClock
+) -> None:
+    clock.advance(30)
+    options = {
+        "priority": 7,
+        "max_retries": 3,
+        "backoff_strategy": "linear",
+        "retry_delay": 1.5,
+        "max_retry_delay": 90.0,
+        "entity_id": "customer-7",
+        "delay": timedelta(days=1, seconds=5),
+        "expires_in": timedelta(hours=2),
+        "headers": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        "concurrency_key": "tenant-1",
+        "queue": "bulk",
+    }
+    [single] = await insert(storage, new_job(REPORT, **options))
+    batch = [new_job(REPORT, data={"i": i, "s": 'é\n"x"'}, **options) for i in range(LARGE)]
+
+    ids = await insert(storage, *batch)
+
+    reference = (await get(storage, single)).model_dump(exclude={"id", "data"})
+    assert ids == [job.id for job in batch]
+    for i, job_id in enumerate(ids):
+        job = await get(storage, job_id)
+        assert job.data == {"i": i, "s": 'é\n"x"'}
+        assert job.model_dump(exclude={"id", "data"}) == reference
+    listed = await storage.list_jobs(JobQuery(limit=LARGE + 1))
+    assert [job.id for job in listed] == [*reversed(ids), single]  # newest first: input order
+
+
+async def test_a_large_batch_with_absolute_times_stores_them_as_given(storage: JobStorage) -> None:
+    run_at = START + timedelta(days=3)
+    expires_at = START + timedelta(days=4)
+
+    ids = await insert(
+        storage, *(new_job(run_at=run_at, expires_at=expires_at) for _ in range(LARGE))
+    )
+
+    for job_id in (ids[0], ids[-1]):
+        job = await get(storage, job_id)
+        assert (job.run_at, job.expires_at, job.created_at) == (run_at, expires_at, START)
+
+
+async def test_a_large_batch_repeating_an_id_fails_and_inserts_nothing(
+    storage: JobStorage,
+) -> None:
+    batch = [new_job() for _ in range(LARGE)]
+    twin = dataclasses.replace(new_job(data={"other": True}), id=batch[10].id)
+
+    with pytest.raises(StorageError):
+        await storage.insert_jobs([*batch, twin])
+
+    assert await storage.list_jobs(JobQuery()) == []
+
+
+async def test_a_large_batch_reusing_a_stored_id_fails_and_inserts_nothing(
+    storage: JobStorage,
+) -> None:
+    existing = await insert_one(storage, data={"original": True})
+    batch = [new_job() for _ in range(LARGE)]
+    clash = dataclasses.replace(new_job(data={"replacement": True}), id=existing)
+
+    with pytest.raises(StorageError):
+        await storage.insert_jobs([*batch, clash])
+
+    assert (await get(storage, existing)).data == {"original": True}
+    assert [job.id for job in await storage.list_jobs(JobQuery())] == [existing]
+
+
+async def test_a_large_batch_with_a_payload_that_is_not_json_inserts_nothing(
+    storage: JobStorage,
+) -> None:
+    batch = [new_job() for _ in range(LARGE)]
+
+    with pytest.raises((TypeError, StorageError)):
+        await storage.insert_jobs([*batch, new_job(data={"when": object()})])
+
+    assert await storage.list_jobs(JobQuery()) == []
+
+
 # ---- connection= ------------------------------------------------------------------------------
 
 

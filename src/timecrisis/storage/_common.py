@@ -27,7 +27,23 @@ def new_id() -> str:
     completion grew with the history kept in the store (W5 in docs/performance.md). 74 random
     bits keep ids and fencing tokens unguessable and unique."""
     value = (time.time_ns() // 1_000_000 & _MS_MASK) << 80 | int.from_bytes(os.urandom(10))
-    value = value & _CLEAR_VERSION_AND_VARIANT | _VERSION_7 | _VARIANT_RFC
+    return _uuid_text(value & _CLEAR_VERSION_AND_VARIANT | _VERSION_7 | _VARIANT_RFC)
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` ids as `new_id` makes them, for a batch: one clock reading and one read of the
+    random source for all of them (a system call per id was a fifth of the per-job cost of an
+    `enqueue_many`). Ids made in the same millisecond are ordered by their random bits, as
+    with `new_id`."""
+    stamp = ((time.time_ns() // 1_000_000 & _MS_MASK) << 80) | _VERSION_7 | _VARIANT_RFC
+    random = os.urandom(10 * count)
+    return [
+        _uuid_text(int.from_bytes(random[i : i + 10]) & _CLEAR_VERSION_AND_VARIANT | stamp)
+        for i in range(0, 10 * count, 10)
+    ]
+
+
+def _uuid_text(value: int) -> str:
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 

@@ -30,7 +30,7 @@ Wake-up rules (the in-process half; tests/storage/test_wakeups.py pins each):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -145,6 +145,13 @@ class TransactionalBackend(Protocol):
     ) -> list[InsertResult]: ...
 
 
+class StreamedBackend(Protocol):
+    """An engine that declares `streamed_insert` (`StreamedInsert.insert_job_stream`), on a
+    count of at least two jobs."""
+
+    async def insert_job_stream(self, count: int, jobs: Iterator[NewJob]) -> list[InsertResult]: ...
+
+
 class RemoteWakeups(Protocol):
     """An engine's way to hear other processes' writes: started while anyone listens."""
 
@@ -177,6 +184,7 @@ class Store(Generic[B]):
         capabilities: StoreCapabilities,
         combined: CombinedBackend | None = None,
         transactional: TransactionalBackend | None = None,
+        streamed: StreamedBackend | None = None,
         remote: RemoteWakeups | None = None,
         hub: WakeupHub | None = None,
     ) -> None:
@@ -186,12 +194,15 @@ class Store(Generic[B]):
             raise ValueError("capabilities.complete_and_claim must match the engine given")
         if capabilities.transactional_insert != (transactional is not None):
             raise ValueError("capabilities.transactional_insert must match the engine given")
+        if capabilities.streamed_insert != (streamed is not None):
+            raise ValueError("capabilities.streamed_insert must match the engine given")
         if capabilities.cross_process_wakeups != (remote is not None):
             raise ValueError("capabilities.cross_process_wakeups must match the engine given")
         self.capabilities = capabilities
         self._backend = backend
         self._combined = combined
         self._transactional = transactional
+        self._streamed = streamed
         self._remote = remote
         self._hub = hub if hub is not None else WakeupHub()
         self._listeners = 0
@@ -227,6 +238,16 @@ class Store(Generic[B]):
             return []
         results = await self._backend.insert_jobs(jobs)
         if any(result.created for result in results):
+            self._hub.notify()
+        return results
+
+    async def insert_job_stream(self, count: int, jobs: Iterator[NewJob]) -> list[InsertResult]:
+        if self._streamed is None:
+            raise TypeError(f"{type(self).__name__} does not declare streamed_insert")
+        if count < 2:  # nothing to overlap: validated in full first, then one insert
+            return await self.insert_jobs(list(jobs))
+        results = await self._streamed.insert_job_stream(count, jobs)
+        if results:
             self._hub.notify()
         return results
 

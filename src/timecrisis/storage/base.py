@@ -28,7 +28,7 @@ Rules every backend follows (the conformance suite in `tests/storage/` pins each
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -751,12 +751,15 @@ class StoreCapabilities:
     - `transactional_insert`: `insert_jobs(..., connection=)` inserts within the caller's
       transaction (PostgreSQL); without it, a connection is a `TypeError`;
     - `cross_process_wakeups`: wake-up listeners also hear writes made by other processes
-      (PostgreSQL LISTEN/NOTIFY, SQLite's `data_version` watcher), not only this handle's.
+      (PostgreSQL LISTEN/NOTIFY, SQLite's `data_version` watcher), not only this handle's;
+    - `streamed_insert`: the store implements `StreamedInsert` (a large batch is written while
+      its jobs are still being made; the scheduler's `enqueue_many` then uses it).
     """
 
     complete_and_claim: bool = False
     transactional_insert: bool = False
     cross_process_wakeups: bool = False
+    streamed_insert: bool = False
 
 
 NO_CAPABILITIES = StoreCapabilities()
@@ -767,6 +770,29 @@ def capabilities_of(storage: object) -> StoreCapabilities:
     """The capabilities `storage` declares (its `capabilities` attribute), or none."""
     declared = getattr(storage, "capabilities", None)
     return declared if isinstance(declared, StoreCapabilities) else NO_CAPABILITIES
+
+
+@runtime_checkable
+class StreamedInsert(Protocol):
+    """The optional call behind `StoreCapabilities.streamed_insert`."""
+
+    async def insert_job_stream(self, count: int, jobs: Iterator[NewJob]) -> list[InsertResult]:
+        """`insert_jobs` of the `count` jobs `jobs` yields, which may be consumed while
+        earlier ones are already on their way to the database, so making the jobs (payload
+        validation) overlaps the store's work. None of them has a `unique_key` or a schedule
+        tick (a `ValueError` otherwise). All or nothing: if the iterator raises, its exception
+        propagates and no job is stored. Returns the results in order."""
+        ...
+
+
+InsertJobStream = Callable[[int, Iterator[NewJob]], Awaitable[list[InsertResult]]]
+
+
+def streamed_insert(storage: object) -> InsertJobStream | None:
+    """`storage.insert_job_stream` when the store declares that capability, else None."""
+    if isinstance(storage, StreamedInsert) and capabilities_of(storage).streamed_insert:
+        return storage.insert_job_stream
+    return None
 
 
 def combined_claim(storage: object) -> CompleteAndClaim | None:

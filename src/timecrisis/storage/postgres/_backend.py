@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -130,11 +130,24 @@ class PostgresBackend:
 
     async def insert_jobs(self, jobs_: Sequence[b.NewJob]) -> list[b.InsertResult]:
         batch = list(jobs_)
+        if jobs.can_copy(batch):
+            async with self.session.connection("insert") as conn, conn.transaction():
+                return await jobs.copy_jobs(conn, self.ctx, batch, self._now())
         if jobs.may_conflict(batch):
             async with self.session.transaction("insert") as conn:
                 return await jobs.insert_jobs(conn, self.ctx, batch, self._now())
         async with self.session.connection("insert") as conn:  # one statement: atomic alone
             return await jobs.insert_jobs(conn, self.ctx, batch, self._now())
+
+    async def insert_job_stream(
+        self, count: int, jobs_: Iterator[b.NewJob]
+    ) -> list[b.InsertResult]:
+        """`StreamedInsert.insert_job_stream`: a large batch is copied while the iterator
+        still makes its jobs; a small one is made in full first and inserted as usual."""
+        if count < jobs.COPY_MIN_BATCH:
+            return await self.insert_jobs(list(jobs_))
+        async with self.session.connection("insert") as conn, conn.transaction():
+            return await jobs.copy_jobs(conn, self.ctx, jobs_, self._now())
 
     async def insert_in_transaction(
         self, connection: Any, jobs_: Sequence[b.NewJob]

@@ -6,7 +6,7 @@ transaction for a transactional enqueue) and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,13 @@ from psycopg.rows import DictRow, dict_row
 
 from timecrisis.errors import StorageError
 from timecrisis.models import FINISHED_STATUSES, Job
-from timecrisis.storage._common import dump_json, job_data_json, to_utc
+from timecrisis.storage._common import (
+    dump_json,
+    job_data_json,
+    resolve_expires_at,
+    resolve_run_at,
+    to_utc,
+)
 from timecrisis.storage.base import CancelOutcome, InsertResult, JobQuery, NewJob, PurgeParams
 from timecrisis.storage.postgres._db import Conn, Context, fetch_all, fetch_one, fetch_value
 from timecrisis.storage.postgres._rows import job_from_row
@@ -35,10 +41,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _interval(value: timedelta | None) -> str | None:
-    # Exact in any IntervalStyle: explicit signs, whole days, seconds and microseconds.
+    # Exact in any IntervalStyle: explicit signs, seconds and microseconds. No days: PostgreSQL
+    # adds an interval's days in the session's time zone (23 or 25 hours across a DST change),
+    # where every store (and `copy_jobs`) adds elapsed time, as Python does.
     if value is None:
         return None
-    return f"{value.days:+d} day {value.seconds:+d} second {value.microseconds:+d} microsecond"
+    seconds = value.days * 86_400 + value.seconds
+    return f"{seconds:+d} second {value.microseconds:+d} microsecond"
 
 
 def _row(job: NewJob) -> list[Any]:
@@ -71,10 +80,100 @@ def _insert_params(jobs: Sequence[NewJob], now: datetime | None, channel: str) -
     return {"now": now, "channel": channel, "rows": dump_json([_row(j) for j in jobs])}
 
 
+def _insert_one_params(job: NewJob, now: datetime | None, channel: str) -> dict[str, Any]:
+    """The parameters of `insert_job` (a job without unique key or schedule tick)."""
+    return {
+        "id": job.id,
+        "type": job.type,
+        "data": job_data_json(job),
+        "priority": job.priority,
+        "max_retries": job.max_retries,
+        "backoff": job.backoff_strategy,
+        "retry_delay": job.retry_delay,
+        "max_retry_delay": job.max_retry_delay,
+        "entity_id": job.entity_id,
+        "now": now,
+        "delay": _interval(job.delay),
+        "run_at": _opt_utc(job.run_at),
+        "expires_in": _interval(job.expires_in),
+        "expires_at": _opt_utc(job.expires_at),
+        "headers": None if job.headers is None else dump_json(job.headers),
+        "concurrency_key": job.concurrency_key,
+        "queue": job.queue,
+        "channel": channel,
+    }
+
+
 def may_conflict(jobs: Sequence[NewJob]) -> bool:
     """Whether a batch can meet a unique key or a schedule tick (and so need a second
     statement, inside the same transaction, to name the holders)."""
     return any(j.unique_key is not None or j.scheduled_job_id is not None for j in jobs)
+
+
+# From this many jobs a batch goes in with COPY (`copy_jobs`): its more round trips (BEGIN, the
+# clock, the COPY, the NOTIFY, the COMMIT) are paid back by a cheaper insert per row. Measured:
+# 100 jobs 6.0 ms with the INSERT, 7.8 with COPY; 150: 6.1 and 5.9; 1,000: 33 and 27.
+COPY_MIN_BATCH = 150
+
+# The types of the `copy_jobs` columns, in order. A JSON column is sent as its text: the server's
+# binary input of `json` is the text itself (psycopg's json dumper would encode a str again).
+_COPY_TYPES = [
+    "text", "text", "text", "text", "int4", "int4", "text", "float8",
+    "float8", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "text",
+]  # fmt: skip
+
+
+def can_copy(jobs: Sequence[NewJob]) -> bool:
+    """Whether `copy_jobs` may insert this batch: large, and nothing in it can be skipped."""
+    return len(jobs) >= COPY_MIN_BATCH and not may_conflict(jobs)
+
+
+async def copy_jobs(
+    conn: Conn, ctx: Context, jobs: Iterable[NewJob], now: datetime | None
+) -> list[InsertResult]:
+    """Insert a batch that `can_copy` with COPY, inside the caller's transaction (which must be
+    open: the clock read here is that transaction's). The same rows as `insert_jobs`; any
+    conflict (an id that exists) fails the transaction, so the batch. `jobs` may be an
+    iterator that still makes them (`StreamedInsert`): the rows already formatted are on their
+    way meanwhile, and anything it raises aborts the COPY, so the transaction."""
+    # In UTC: an aware datetime in the session's zone adds a timedelta as wall-clock time.
+    clock = to_utc(await fetch_value(conn, ctx.queries["db_now"], {"now": now}))
+    ids: list[str] = []
+    seen: set[str] = set()
+    async with conn.cursor().copy(ctx.queries["copy_jobs"]) as copy:
+        copy.set_types(_COPY_TYPES)
+        for job in jobs:
+            if job.unique_key is not None or job.scheduled_job_id is not None:
+                raise ValueError("copy_jobs takes no job with a unique key or a schedule tick")
+            seen.add(job.id)
+            ids.append(job.id)
+            if len(seen) != len(ids):
+                raise StorageError("a batch of jobs repeats an id")
+            await copy.write_row(_copy_row(job, clock))
+    await conn.execute(ctx.queries["notify"], {"channel": ctx.channel})
+    return [InsertResult(job_id, True) for job_id in ids]
+
+
+def _copy_row(job: NewJob, now: datetime) -> tuple[Any, ...]:
+    """One job as the row `copy_jobs` writes: the values `insert_jobs` would compute."""
+    return (
+        job.id,
+        job.type,
+        job_data_json(job),
+        "pending",
+        job.priority,
+        job.max_retries,
+        job.backoff_strategy,
+        job.retry_delay,
+        job.max_retry_delay,
+        job.entity_id,
+        resolve_run_at(job, now),
+        resolve_expires_at(job, now),
+        now,
+        None if job.headers is None else dump_json(job.headers),
+        job.concurrency_key,
+        job.queue,
+    )
 
 
 async def insert_jobs(
@@ -123,7 +222,10 @@ def _insert_plan(ctx: Context, jobs: Sequence[NewJob], now: datetime | None) -> 
         raise StorageError("a batch of jobs repeats an id")
     if not may_conflict(jobs):
         # Nothing to skip: any conflict (an id that exists) fails the statement, so the batch.
-        yield ctx.queries["insert_jobs"], _insert_params(jobs, now, ctx.channel)
+        if len(jobs) == 1:
+            yield ctx.queries["insert_job"], _insert_one_params(jobs[0], now, ctx.channel)
+        else:
+            yield ctx.queries["insert_jobs"], _insert_params(jobs, now, ctx.channel)
         return [InsertResult(job_id, True) for job_id in ids]
     results: list[InsertResult | None] = [None] * len(jobs)
     todo = list(range(len(jobs)))

@@ -48,7 +48,10 @@ from timecrisis.storage.postgres.listener import NotificationListener
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
 
 CAPABILITIES = StoreCapabilities(
-    complete_and_claim=True, transactional_insert=True, cross_process_wakeups=True
+    complete_and_claim=True,
+    transactional_insert=True,
+    cross_process_wakeups=True,
+    streamed_insert=True,
 )
 
 
@@ -103,6 +106,7 @@ class PostgresJobStorage(Store[PostgresBackend]):
             capabilities=CAPABILITIES,
             combined=backend,
             transactional=backend,
+            streamed=backend,
             remote=listening,
             hub=hub,
         )
