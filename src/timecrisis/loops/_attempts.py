@@ -71,19 +71,15 @@ class Attempts:
         self._leases = leases
         self.budget = budget
         self._slots: asyncio.Semaphore | None = None  # one per handler allowed to run
-        self._unstarted: set[RunningJob] = set()  # launched, no slot taken yet
 
     def start(self, slots: int, budget: PrefetchBudget) -> None:
         self._slots = asyncio.Semaphore(slots)
         self.budget = budget
 
     def launch(self, running: RunningJob) -> None:
-        self._unstarted.add(running)
-        task = asyncio.get_running_loop().create_task(
+        running.task = asyncio.get_running_loop().create_task(
             self._execute(running), name=f"timecrisis-job-{running.job.id}"
         )
-        task.add_done_callback(lambda _: self._unstarted.discard(running))  # cancelled unstarted
-        running.task = task
 
     async def _execute(self, running: RunningJob) -> None:
         try:
@@ -109,39 +105,29 @@ class Attempts:
     async def _in_slot(self, running: RunningJob) -> None:
         slots = self._slots
         assert slots is not None, "start() creates the slots"
+        if slots.locked():  # a prefetched job: wait for a slot, for MAX_WAIT at most
+            try:
+                async with asyncio.timeout(MAX_WAIT):
+                    await slots.acquire()
+            except TimeoutError:
+                self._releases.hand_back(running)
+                return
+            except asyncio.CancelledError:
+                if running.phase is Phase.ABANDONED:
+                    return  # stop() or a lost lease: they handle the job
+                raise
+        else:  # a free slot: taken at once, without arming a timer on the per-job path
+            await slots.acquire()
+            # One turn of the event loop before the handler: a short handler that never awaits
+            # would otherwise run in the same turn as every other job launched with it, and the
+            # claim loop, woken by the first one to finish, would only look once all had
+            # finished. Then it claimed a whole buffer at a time, the database and the worker
+            # took turns instead of working at once (docs/performance.md, W2).
+            await asyncio.sleep(0)
+        running.started = time.monotonic()
+        if running.phase is Phase.WAITING:
+            running.phase = Phase.RUNNING
         try:
-            if slots.locked():  # a prefetched job: wait for a slot, for MAX_WAIT at most
-                try:
-                    async with asyncio.timeout(MAX_WAIT):
-                        await slots.acquire()
-                except TimeoutError:
-                    self._releases.hand_back(running)
-                    return
-                except asyncio.CancelledError:
-                    if running.phase is Phase.ABANDONED:
-                        return  # stop() or a lost lease: they handle the job
-                    raise
-            else:  # a free slot: taken at once, without arming a timer on the per-job path
-                await slots.acquire()
-        finally:
-            self._unstarted.discard(running)
-        try:
-            if self._unstarted:
-                # Jobs launched with this one wait behind it: one turn of the event loop first.
-                # A handler that never awaits would otherwise run in the same turn as all of
-                # them, and the claim loop, woken by the first to finish, would look only once
-                # every one had: it then claimed a whole buffer at a time, after it was empty,
-                # and the database and the worker took turns instead of working at once
-                # (docs/performance.md, W2). A job claimed alone (an idle worker) starts now.
-                try:
-                    await asyncio.sleep(0)
-                except asyncio.CancelledError:
-                    if running.phase is Phase.ABANDONED:
-                        return  # handed back before it started, as a job waiting for a slot
-                    raise
-            running.started = time.monotonic()
-            if running.phase is Phase.WAITING:
-                running.phase = Phase.RUNNING
             await self._attempt(running)
         finally:
             slots.release()
