@@ -118,12 +118,6 @@ class Attempts:
                 raise
         else:  # a free slot: taken at once, without arming a timer on the per-job path
             await slots.acquire()
-            # One turn of the event loop before the handler: a short handler that never awaits
-            # would otherwise run in the same turn as every other job launched with it, and the
-            # claim loop, woken by the first one to finish, would only look once all had
-            # finished. Then it claimed a whole buffer at a time, the database and the worker
-            # took turns instead of working at once (docs/performance.md, W2).
-            await asyncio.sleep(0)
         running.started = time.monotonic()
         if running.phase is Phase.WAITING:
             running.phase = Phase.RUNNING

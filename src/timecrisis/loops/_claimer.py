@@ -26,7 +26,7 @@ from timecrisis.loops._due import Anchor, DueTimes
 from timecrisis.loops._held import Held, RunningJob
 from timecrisis.loops._leases import LeaseKeeper
 from timecrisis.loops._periodic import ErrorBackoff, wait_for_event
-from timecrisis.loops._prefetch import HORIZON, PrefetchBudget
+from timecrisis.loops._prefetch import PrefetchBudget
 from timecrisis.loops._stopping import FLOOR, GRACE, StopBudget
 from timecrisis.loops._writer import Batch, EndWriter, Releases
 from timecrisis.loops.runtime import Runtime
@@ -78,7 +78,6 @@ class Claimer:
         # When known work becomes due (retries written here, delayed enqueues made here).
         self._due = DueTimes()
         self.anchor: Anchor | None = None  # the latest reading of the store's clock
-        self._prefetching = False  # whether the last look at the room allowed any prefetch
 
     def start(self, budget: PrefetchBudget) -> None:
         self.stopping = False
@@ -156,9 +155,7 @@ class Claimer:
                     await self._note_rate_limit_free(rate_limits)
                 idle = await self.idle_delay(idle)
             else:
-                due = self._writer.flush_pending(unless_younger_than=self._refill_wait(free))
-                if due is not None:
-                    idle = min(idle, due)
+                self._writer.flush_pending()  # no claim to ride on
             await wait_for_event(self._held.wake, idle)
 
     async def _claim(self, params: ClaimParams, backoff: ErrorBackoff) -> list[ClaimedJob] | None:
@@ -221,20 +218,11 @@ class Claimer:
         refuses completions must not make the worker claim without end)."""
         jobs = len(self._held.jobs)
         held = jobs - self._held.settling
-        allowance = self._prefetch_allowance(type_limits, keyed)
-        self._prefetching = allowance > 0
-        capacity = concurrency + allowance
+        capacity = concurrency + self._prefetch_allowance(type_limits, keyed)
         room = min(capacity - held, 2 * capacity - jobs)
         if held >= concurrency and room < capacity // 2:
             return 0
         return max(room, 0)
-
-    def _refill_wait(self, free: int) -> float:
-        """How long queued completions may wait for the next claim to take them along. With
-        prefetch on (short handlers) and no room yet, a claim follows once half of the buffer
-        is worked off, which takes about `HORIZON` by the budget's sizing: writing them on their
-        own first would cost a commit per refill. Otherwise no claim is in sight: none."""
-        return HORIZON if free == 0 and self.budget.ceiling > 0 and self._prefetching else 0.0
 
     def _prefetch_allowance(self, type_limits: dict[str, int | None], keyed: bool = False) -> int:
         if self.budget.ceiling <= 0:

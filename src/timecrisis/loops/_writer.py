@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
@@ -60,7 +59,6 @@ class EndWriter:
         # Whether the claim loop will write the queued completions with its next claim.
         self.rides: Callable[[], bool] = lambda: False
         self._pending: Batch = []
-        self._pending_since: float | None = None  # when the oldest queued completion was queued
         self._flush_task: asyncio.Task[None] | None = None
         self._ends: set[asyncio.Task[None]] = set()  # failure and snooze writes
         self._unwritten: list[RunningJob] = []  # failure and snooze writes a stop cut short
@@ -70,8 +68,6 @@ class EndWriter:
 
     def complete(self, running: RunningJob, completion: Completion) -> None:
         self._held.settle(running)
-        if not self._pending:
-            self._pending_since = time.monotonic()
         self._pending.append((running, completion))
         if not self.rides():
             self._start_flusher()
@@ -102,19 +98,10 @@ class EndWriter:
         if flush:
             self._start_flusher()
 
-    def flush_pending(self, *, unless_younger_than: float = 0.0) -> float | None:
-        """The claim loop will not claim now: write the queued completions on their own.
-        Unless the oldest of them waited less than `unless_younger_than` seconds (a claim is
-        due soon and takes them along): then how long until it has, for the loop to look again
-        by then."""
-        if not self._pending:
-            return None
-        since = self._pending_since
-        waited = 0.0 if since is None else time.monotonic() - since
-        if waited < unless_younger_than:
-            return unless_younger_than - waited
-        self._start_flusher()
-        return None
+    def flush_pending(self) -> None:
+        """The claim loop will not claim now: nothing to ride on."""
+        if self._pending:
+            self._start_flusher()
 
     def written(self, batch: Batch, results: list[datetime | None]) -> None:
         """Completions written by the claim loop: free their entries now; their hooks run in a
