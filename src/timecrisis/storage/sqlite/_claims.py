@@ -59,6 +59,7 @@ from timecrisis.storage.base import (
     Failure,
     RenewResult,
 )
+from timecrisis.storage.sqlite import _counts as counts
 from timecrisis.storage.sqlite._rows import (
     JOB_COLUMN_COUNT,
     JOB_COLUMNS,
@@ -215,6 +216,8 @@ def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> 
         Q["insert_run"],
         [(c.run_id, c.job.id, c.job.type, c.job.attempts, params.worker, now_us) for c in claimed],
     )
+    counts.jobs_moved(conn, [c.job.id for c in claimed], "pending")
+    counts.runs_counted(conn, [c.run_id for c in claimed], 1)
     if rates:
         _record_starts(conn, params, rates, claimed, now_us)
     return claimed
@@ -400,6 +403,8 @@ def complete_jobs(
         Q["complete_job_runs"],
         runs,
     )
+    counts.jobs_moved(conn, [job[-1] for job in jobs], "running")
+    counts.runs_closed(conn, [run[-1] for run in runs])
     return finished
 
 
@@ -433,6 +438,8 @@ def release_jobs(conn: sqlite3.Connection, refs: Sequence[ClaimRef], now: dateti
         Q["release_job_runs"],
         runs,
     )
+    counts.jobs_moved(conn, [job_id for (job_id,) in jobs] + [c[1] for c in canceled], "running")
+    counts.runs_closed(conn, [run[-1] for run in runs])
     return released
 
 
@@ -449,6 +456,8 @@ def snooze_job(
         row = conn.execute(Q["snooze_canceled_job"], (now_us, ref.job_id)).fetchone()
     else:  # a snooze is not charged
         row = conn.execute(Q["snooze_job"], (to_us(now + delay), ref.job_id)).fetchone()
+    counts.jobs_moved(conn, [ref.job_id], "running")
+    counts.runs_closed(conn, [claim.run_id])
     job: Job = job_from_row(row)
     return job
 
@@ -553,4 +562,6 @@ def _fail_attempt(
             ),
         ).fetchone()
     job: Job = job_from_row(updated)
+    counts.jobs_moved(conn, [job.id], "running")
+    counts.runs_closed(conn, [run_id])
     return FailOutcome(job, decision.will_retry, error, kind)
