@@ -234,8 +234,10 @@ SELECT type, count(*) FROM jobs INDEXED BY jobs_type_status
 WHERE status = 'running' AND type IN (SELECT value FROM json_each(?)) GROUP BY type
 
 -- current_claims --
--- The claims held right now on the running jobs among the ids (a JSON array).
-SELECT id, lock_token, run_id, cancel_requested, cancel_terminate FROM jobs
+-- The claims held right now on the running jobs among the ids (a JSON array), with what the
+-- counters need (`_counts.Deltas`): the job's key, its attempt (its run's) and start.
+SELECT id, lock_token, run_id, cancel_requested, cancel_terminate, type, queue, attempts,
+    started_at FROM jobs
 WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running'
 
 -- renew_claims --
@@ -655,15 +657,17 @@ ON CONFLICT (job_type, status, failure_kind, bucket) DO UPDATE SET
     runs = runs + excluded.runs, retries = retries + excluded.retries,
     duration_sum_us = duration_sum_us + excluded.duration_sum_us
 
--- count_runs --
--- The runs counted in (+1) or out (-1) of the keys they have now (args: the sign three times,
--- the ids).
+-- add_job_counts --
+-- One key's change to the job counters, added up by `_counts.Deltas` (args: type, queue,
+-- status, dead_lettered, n).
+INSERT INTO job_counts (type, queue, status, dead_lettered, n) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (type, queue, status, dead_lettered) DO UPDATE SET n = n + excluded.n
+
+-- add_run_counts --
+-- One key's change to the run counters, added up by `_counts.Deltas` (args: type, status,
+-- failure kind, bucket, runs, retries, duration_sum_us).
 INSERT INTO run_counts (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
-SELECT job_type, status, coalesce(failure_kind, ''), timecrisis_run_bucket(duration),
-    ? * count(*), ? * sum(attempt > 1),
-    ? * coalesce(sum(CAST(round(duration * 1000000) AS INTEGER)), 0)
-FROM job_runs WHERE id IN (SELECT value FROM json_each(?))
-GROUP BY 1, 2, 3, 4
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (job_type, status, failure_kind, bucket) DO UPDATE SET
     runs = runs + excluded.runs, retries = retries + excluded.retries,
     duration_sum_us = duration_sum_us + excluded.duration_sum_us
