@@ -28,6 +28,7 @@ from timecrisis.storage.base import (
 )
 from timecrisis.storage.postgres import PostgresJobStorage
 from timecrisis.storage.postgres._migrate import available_migrations, latest_version, migrate
+from timecrisis.storage.postgres._sql import render
 from timecrisis.storage.postgres.store import InvalidSchemaNameError
 
 pytestmark = pytest.mark.postgres
@@ -416,3 +417,33 @@ async def test_a_running_row_written_before_0009_is_counted_once_then_once_as_it
     }
     metrics = await store.get_metrics()
     assert (metrics.running, metrics.failed, metrics.dead_letter) == (1, 1, 1)
+
+
+async def test_a_schema_with_version_10_but_not_9_gets_9_on_its_next_start(
+    pg_url: str, admin: Admin, schema: str, make_store: StoreFactory
+) -> None:
+    """Version 10 (runs written once) was merged before version 9 (the kept counts): a schema
+    made in between holds 1-7 and 10. The next start applies 9 as well, and the counts it
+    backfills are exact: the running job counts once, its ended run once."""
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await migrate(conn, schema, target=7)
+        [ten] = [m for m in available_migrations() if m.version == 10]
+        async with conn.transaction():
+            await conn.execute(render(ten.script, schema))
+            await conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.timecrisis_migrations (version, name) VALUES (10, %s)"
+                ).format(sql.Identifier(schema)),
+                (ten.name,),
+            )
+    await admin.execute(sql.SQL(_RUNNING_BEFORE_0009).format(schema=sql.Identifier(schema)))
+    await admin.execute(
+        sql.SQL("DELETE FROM {}.job_runs WHERE status = 'running'").format(sql.Identifier(schema))
+    )  # what 0010's claims leave: no running row
+    store = make_store()
+
+    stats = {s.status: (s.runs, s.retries) for s in await store.get_run_stats()}
+
+    assert await _versions(admin, schema) == [m.version for m in available_migrations()]
+    assert stats == {RunStatus.FAILED: (1, 0), RunStatus.RUNNING: (2, 1)}
+    assert (await store.get_metrics()).running == 2

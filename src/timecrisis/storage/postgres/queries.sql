@@ -1503,6 +1503,10 @@ SELECT to_regclass(%(table)s) IS NOT NULL
 -- The newest migration recorded in the schema.
 SELECT coalesce(max(version), 0) FROM {schema}.timecrisis_migrations
 
+-- applied_versions --
+-- Every migration recorded in the schema, for `_migrate.migrate` to apply the missing ones.
+SELECT ARRAY(SELECT version FROM {schema}.timecrisis_migrations ORDER BY version)
+
 -- lock_migrations --
 -- Migrations of one schema run one at a time, whichever node starts them (held to commit).
 SELECT pg_advisory_xact_lock(%(key)s)

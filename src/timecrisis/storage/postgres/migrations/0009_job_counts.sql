@@ -18,6 +18,11 @@
 -- Keys counted down to zero stay (one row per key ever seen); the reads skip them.
 --
 -- The key of each counter is its columns before `n` (`runs`).
+--
+-- This version may be applied after version 10 (runs written once), which was merged before
+-- it: a schema made by a build that had 10 and not 9 gets 9 on its next start
+-- (`_migrate.migrate` applies every missing version). Nothing here depends on 10 either way,
+-- and the backfill counts the same: the run counters hold ended runs only.
 
 CREATE TABLE {schema}.job_counts (
     type text NOT NULL,
