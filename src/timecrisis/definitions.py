@@ -208,6 +208,8 @@ def schema_from_handler(handler: Callable[..., Any]) -> type[BaseModel]:
 def to_json_result(value: object) -> tuple[JsonValue, bool]:
     """A handler's return value as stored in `Job.result`: (value, stored?). Pydantic models are
     dumped; other values are kept only if JSON can encode them."""
+    if value is None:  # what most handlers return: no need to encode it to know JSON can
+        return None, True
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json"), True
     try:

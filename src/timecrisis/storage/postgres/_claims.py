@@ -42,6 +42,12 @@ from timecrisis.storage.postgres._db import Conn, Context, fetch_all, fetch_one,
 from timecrisis.storage.postgres._keys import advisory_key
 from timecrisis.storage.postgres._rows import Row, job_from_row, opt_utc, utc
 
+# Claimed rows come back in binary: the server sends a timestamp as 8 bytes instead of
+# formatting it, and psycopg reads it without parsing text (six timestamps a job). The values
+# are the same Python objects either way; it saves about 1 us of the worker's CPU and 0.5 us of
+# the server's per claimed row (docs/performance.md).
+_CLAIMED_ROWS_BINARY = True
+
 
 async def send_claim(
     conn: Conn, ctx: Context, params: ClaimParams, now: datetime | None
@@ -77,6 +83,7 @@ async def send_claim(
             **_rate_args(params.rate_limits, rate_types),
             **_queue_args(params),
         },
+        binary=_CLAIMED_ROWS_BINARY,
     )
 
 
@@ -172,7 +179,10 @@ async def claim_unlimited(
     (queries.sql `claim_jobs_unlimited`): what an idle worker sends when woken."""
     return await read_claims(
         await start(
-            conn, ctx.queries[_scoped("claim_jobs_unlimited", params)], _claim_args(params, now)
+            conn,
+            ctx.queries[_scoped("claim_jobs_unlimited", params)],
+            _claim_args(params, now),
+            binary=_CLAIMED_ROWS_BINARY,
         )
     )
 
@@ -190,6 +200,7 @@ async def complete_and_claim_unlimited(
         conn,
         ctx.queries[_scoped("complete_and_claim", params)],
         {**_complete_args(completions, now), **_claim_args(params, now)},
+        binary=_CLAIMED_ROWS_BINARY,
     )
     done = set(rows[0]["completed_ids"] or ())
     at = rows[0]["completed_at"]

@@ -26,20 +26,30 @@ class Context:
 
 
 async def start(
-    conn: Conn, query: bytes, params: Params, *, prepare: bool | None = None
+    conn: Conn,
+    query: bytes,
+    params: Params,
+    *,
+    prepare: bool | None = None,
+    binary: bool | None = None,
 ) -> AsyncCursor[DictRow]:
     """Send a statement and return its cursor unread: in pipeline mode the results arrive at
     the next sync, so a caller can queue several statements and read them all after one round
     trip."""
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(query, params, prepare=prepare)
+    await cur.execute(query, params, prepare=prepare, binary=binary)
     return cur
 
 
 async def fetch_all(
-    conn: Conn, query: bytes, params: Params, *, prepare: bool | None = None
+    conn: Conn,
+    query: bytes,
+    params: Params,
+    *,
+    prepare: bool | None = None,
+    binary: bool | None = None,
 ) -> list[DictRow]:
-    cur = await start(conn, query, params, prepare=prepare)
+    cur = await start(conn, query, params, prepare=prepare, binary=binary)
     return await cur.fetchall()
 
 

@@ -29,38 +29,62 @@ def opt_utc(value: datetime | None) -> datetime | None:
 
 
 def job_from_row(row: Row) -> Job:
-    # model_construct: every value was written by this store from validated input, and the
-    # claim path builds a record per job, so validation would only cost time.
-    return Job.model_construct(
-        id=row["id"],
-        type=row["type"],
-        data=row["data"],
-        status=JobStatus(row["status"]),
-        priority=row["priority"],
-        max_retries=row["max_retries"],
-        attempts=row["attempts"],
-        backoff_strategy=row["backoff_strategy"],
-        entity_id=row["entity_id"],
-        scheduled_job_id=row["scheduled_job_id"],
-        unique_key=row["unique_key"],
-        run_at=utc(row["run_at"]),
-        expires_at=opt_utc(row["expires_at"]),
-        progress=row["progress"],
-        fail_reason=row["fail_reason"],
-        result=row["result"],
-        created_at=utc(row["created_at"]),
-        started_at=opt_utc(row["started_at"]),
-        finished_at=opt_utc(row["finished_at"]),
-        worker=row["worker"],
-        dead_lettered=row["dead_lettered"],
-        retry_delay=row["retry_delay"],
-        max_retry_delay=row["max_retry_delay"],
-        failure_kind=_kind(row["failure_kind"]),
-        headers=row["headers"],
-        concurrency_key=row["concurrency_key"],
-        queue=row["queue"],
-        cancel_requested=row["cancel_requested"] and row["status"] == "running",
+    # Not validated: every value was written by this store from validated input, and the claim
+    # path builds a record per job, so validation would only cost time. A copy of a template
+    # with every field replaced (`model_copy(update=...)`, public and unvalidated like
+    # `model_construct`) is the same record at half the cost: `model_construct` walks the
+    # fields in Python, the copy is two dict operations (4 against 7.5 us; docs/performance.md).
+    return _JOB.model_copy(
+        update={
+            "id": row["id"],
+            "type": row["type"],
+            "data": row["data"],
+            "status": JobStatus(row["status"]),
+            "priority": row["priority"],
+            "max_retries": row["max_retries"],
+            "attempts": row["attempts"],
+            "backoff_strategy": row["backoff_strategy"],
+            "entity_id": row["entity_id"],
+            "scheduled_job_id": row["scheduled_job_id"],
+            "unique_key": row["unique_key"],
+            "run_at": utc(row["run_at"]),
+            "expires_at": opt_utc(row["expires_at"]),
+            "progress": row["progress"],
+            "fail_reason": row["fail_reason"],
+            "result": row["result"],
+            "created_at": utc(row["created_at"]),
+            "started_at": opt_utc(row["started_at"]),
+            "finished_at": opt_utc(row["finished_at"]),
+            "worker": row["worker"],
+            "dead_lettered": row["dead_lettered"],
+            "retry_delay": row["retry_delay"],
+            "max_retry_delay": row["max_retry_delay"],
+            "failure_kind": _kind(row["failure_kind"]),
+            "headers": row["headers"],
+            "concurrency_key": row["concurrency_key"],
+            "queue": row["queue"],
+            "cancel_requested": row["cancel_requested"] and row["status"] == "running",
+        }
     )
+
+
+# What `job_from_row` copies: every field set (each copy replaces them all), so that a copy's
+# `model_fields_set` is every field, as `model_construct` with every field gives.
+_JOB = Job.model_construct(
+    **{name: field.get_default() for name, field in Job.model_fields.items()}
+    | {
+        "id": "",
+        "type": "",
+        "data": None,
+        "status": JobStatus.PENDING,
+        "priority": 0,
+        "max_retries": 0,
+        "attempts": 0,
+        "backoff_strategy": "exponential",
+        "run_at": datetime.min.replace(tzinfo=UTC),
+        "created_at": datetime.min.replace(tzinfo=UTC),
+    }
+)
 
 
 def _kind(value: str | None) -> FailureKind | None:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.array import ListBinaryDumper
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from timecrisis.errors import StorageError
@@ -233,7 +234,7 @@ class _ClaimPool:
             min_size=1,
             max_size=2,
             kwargs={**_side_connection_options(conninfo, kwargs), "autocommit": True},
-            configure=_plan_once,
+            configure=_configure_claims,
             open=False,
             name=f"timecrisis-{schema}-claims",
         )
@@ -256,7 +257,15 @@ class _ClaimPool:
             await self._pool.close()
 
 
-async def _plan_once(conn: Conn) -> None:
+async def _configure_claims(conn: Conn) -> None:
+    """A claim connection: its statements planned once (see `_ClaimPool`), its arrays sent in
+    binary."""
+    # Every parameter of a claim or a completion batch that is a list (ids, tokens, run ids,
+    # results, flags) goes in binary, each element its length and bytes: psycopg's text form
+    # quotes and escapes every element in Python (a regular expression each), which cost a
+    # busy worker about 3 us a job, 6 % of its CPU (docs/performance.md). Same values, same
+    # `::type[]` casts in queries.sql; only these connections' lists are affected.
+    conn.adapters.register_dumper(list, ListBinaryDumper)
     await conn.execute("SET plan_cache_mode = force_generic_plan")
     # A generic plan's costs assume a tenth of the queue (see above), and flow control's
     # per-candidate key checks multiply them: past `jit_above_cost` every execution compiled
