@@ -4,10 +4,11 @@
         [--requests 15] [--backends sqlite,postgres] [--max-fill-seconds 900] [--json]
 
 Fills a SQLite file (benchmarks/results/dashboard-<jobs>.db) and a PostgreSQL schema
-(`tcbench_dashboard`, at TIMECRISIS_BENCH_POSTGRES_URL or the local `test` database) through
-the public storage API: `insert_jobs` in batches of 10,000 (three job types, 5,000 entity
-ids), then claims and completes the oldest `--completed` jobs in batches. A store that already
-holds exactly that many jobs is reused, so a second run only measures. Filling stops at
+(`tcbench_dashboard`, or TIMECRISIS_BENCH_DASHBOARD_SCHEMA, at TIMECRISIS_BENCH_POSTGRES_URL or
+the local `test` database) through the public storage API: `insert_jobs` in batches of 10,000
+(three job types, 5,000 entity ids), then claims and completes the oldest `--completed` jobs in
+batches. A store that already holds exactly that many jobs is reused, so a second run only
+measures. Filling stops at
 `--max-fill-seconds` and the numbers then say how many jobs were really there.
 
 Each page is requested in-process through httpx's ASGI transport (the app and the store, no
@@ -39,7 +40,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 POSTGRES_URL = os.environ.get(
     "TIMECRISIS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-PG_SCHEMA = "tcbench_dashboard"
+PG_SCHEMA = os.environ.get("TIMECRISIS_BENCH_DASHBOARD_SCHEMA", "tcbench_dashboard")
 NAMESPACE = uuid.UUID("8b1d6f3e-2f0a-4c7e-9a51-6d2b0c4e7f10")
 BATCH = 10_000
 CLAIM_BATCH = 5_000

@@ -116,3 +116,5 @@ async def test_a_recovered_lease_closes_a_running_row_from_before_0010(
         30,
     )
     assert run.finished_at is not None and run.duration is not None
+    [stats] = await store.get_run_stats()  # the closed row is counted once, running no more
+    assert (stats.status, stats.runs, stats.lease_losses) == (RunStatus.FAILED, 1, 1)

@@ -15,7 +15,9 @@ from tests.sqlite.conftest import StoreFactory
 from tests.storage.factories import insert_one
 from timecrisis.clock import ManualClock
 from timecrisis.errors import StorageError
-from timecrisis.models import FailureKind, JobStatus, RunStatus
+from timecrisis.models import FailureKind, JobStatus, QueueMetrics, RunStatus, TypeMetrics
+from timecrisis.storage._run_stats import duration_bucket
+from timecrisis.storage.base import RUN_DURATION_BUCKETS
 from timecrisis.storage.sqlite import SQLiteJobStorage
 from timecrisis.storage.sqlite._migrate import available_migrations, latest_version
 
@@ -221,3 +223,104 @@ async def test_schedules_and_workers_of_version_1_get_sensible_defaults(
         assert await store.prune_workers() == ["old"]
     finally:
         await store.close()
+
+
+_EXISTING_JOBS = (
+    "INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy, "
+    "retry_delay, max_retry_delay, run_at, created_at, dead_lettered, queue) VALUES "
+    "('j1', 'email', '{}', 'completed', 1, 0, 'linear', 1, 1, 0, 0, 0, 'default'), "
+    "('j2', 'email', '{}', 'completed', 1, 1, 'linear', 1, 1, 0, 0, 0, 'default'), "
+    "('j3', 'email', '{}', 'failed', 1, 0, 'linear', 1, 1, 0, 0, 1, 'default'), "
+    "('j4', 'email', '{}', 'pending', 1, 0, 'linear', 1, 1, 0, 0, 0, 'bulk'), "
+    "('j5', 'report', '{}', 'running', 1, 0, 'linear', 1, 1, 0, 0, 0, 'default'), "
+    "('j6', 'report', '{}', 'canceled', 1, 0, 'linear', 1, 1, 0, 0, 0, 'default');"
+    "INSERT INTO job_runs (id, job_id, job_type, attempt, status, worker, started_at, "
+    "duration, failure_kind) VALUES "
+    "('r1', 'j1', 'email', 1, 'completed', 'w', 0, 0.003, NULL), "
+    "('r2', 'j2', 'email', 1, 'failed', 'w', 0, 1.0, 'error'), "
+    "('r3', 'j2', 'email', 2, 'completed', 'w', 0, 2.0, NULL), "
+    "('r4', 'j3', 'email', 1, 'failed', 'w', 0, 7200.0, 'lease_expired'), "
+    "('r5', 'j5', 'report', 1, 'running', 'w', 0, NULL, NULL);"
+)
+
+
+def _file_at_version(db_path: pathlib.Path, version: int, script: str = "") -> None:
+    """A file migrated by hand to `version` (as an older release left it), then `script`."""
+    conn = sqlite3.connect(db_path)
+    try:
+        conn.executescript(
+            "CREATE TABLE timecrisis_migrations (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at INTEGER NOT NULL);"
+        )
+        for migration in available_migrations():
+            if migration.version <= version:
+                conn.executescript(migration.sql)
+                conn.execute(
+                    "INSERT INTO timecrisis_migrations VALUES (?, ?, 0)",
+                    (migration.version, migration.name),
+                )
+        conn.executescript(script)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+async def test_the_counters_are_backfilled_from_the_jobs_and_runs_of_an_existing_file(
+    db_path: pathlib.Path,
+) -> None:
+    """Version 9 keeps the counts the metrics read; a file with jobs gets them counted once,
+    then the writes keep them as the jobs change."""
+    _file_at_version(db_path, 7, _EXISTING_JOBS)
+    store = SQLiteJobStorage(db_path)
+    try:
+        metrics = await store.get_metrics()  # the first call migrates
+        stats = {(s.type, s.status): s for s in await store.get_run_stats()}
+
+        assert [t.model_dump() for t in metrics.types.values()] == [
+            TypeMetrics(
+                completed=2, failed=1, pending=1, dead_letter=1, average_duration=1.0015
+            ).model_dump(),
+            TypeMetrics(running=1, canceled=1).model_dump(),
+        ]
+        assert list(metrics.types) == ["email", "report"]
+        assert metrics.queues == {
+            "bulk": QueueMetrics(pending=1),
+            "default": QueueMetrics(running=1),
+        }
+        failed = stats["email", RunStatus.FAILED]
+        assert (failed.runs, failed.lease_losses, failed.duration_buckets[7]) == (2, 1, 1)
+        assert failed.duration_count == 2 and failed.duration_buckets[-1] == 1  # 7200 s: +Inf
+        completed = stats["email", RunStatus.COMPLETED]
+        assert (completed.runs, completed.retries, completed.duration_buckets[0]) == (2, 1, 1)
+        assert stats["report", RunStatus.RUNNING].duration_count == 0
+        assert _query(db_path, "SELECT * FROM job_counts WHERE n > 0") == _query(
+            db_path,
+            "SELECT type, queue, status, dead_lettered, count(*) FROM jobs "
+            "GROUP BY type, queue, status, dead_lettered ORDER BY 1, 2, 3, 4",
+        )
+
+        assert await store.retry_job("j3")
+        after = await store.get_metrics()
+        assert (after.types["email"].failed, after.types["email"].pending) == (0, 2)
+        assert after.dead_letter == 0
+    finally:
+        await store.close()
+
+
+def test_the_backfill_buckets_durations_as_the_store_does(db_path: pathlib.Path) -> None:
+    """The backfill's CASE (migration 9 writes the bounds out) against `duration_bucket`, at
+    every bound and on either side of it."""
+    [migration] = [m for m in available_migrations() if m.version == 9]
+    match = re.search(r"CASE WHEN duration IS NULL THEN -1.*?END", migration.sql, re.S)
+    assert match is not None
+    durations = [d for bound in RUN_DURATION_BUCKETS for d in (bound * 0.999, bound, bound * 1.001)]
+    conn = sqlite3.connect(":memory:")
+    try:
+        buckets = [
+            conn.execute(f"SELECT {match[0]} FROM (SELECT ? AS duration)", (d,)).fetchone()[0]
+            for d in [None, *durations]
+        ]
+    finally:
+        conn.close()
+
+    assert buckets == [-1, *(duration_bucket(d) for d in durations)]

@@ -12,7 +12,6 @@ import pytest
 
 from tests.storage.factories import START
 from timecrisis.storage._queries import load_queries
-from timecrisis.storage.base import RUN_DURATION_BUCKETS
 from timecrisis.storage.sqlite._claims import MAX_ARMS, _merge_heads, _Scope
 from timecrisis.storage.sqlite._connection import open_connection
 from timecrisis.storage.sqlite._migrate import migrate
@@ -95,8 +94,3 @@ def test_every_statement_that_returns_jobs_lists_the_columns_job_from_row_reads(
     assert len(returning_jobs) >= 8
     for text in returning_jobs:
         assert JOB_COLUMNS in " ".join(text.split()), text
-
-
-def test_the_run_stats_buckets_match_the_histogram_bounds() -> None:
-    assert QUERIES["get_run_stats"].count("?") == len(RUN_DURATION_BUCKETS)
-    assert f"ELSE {len(RUN_DURATION_BUCKETS)} END" in QUERIES["get_run_stats"]

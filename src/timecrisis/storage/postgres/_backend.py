@@ -313,6 +313,10 @@ class PostgresBackend:
 
     async def recover_expired_leases(self, limit: int) -> list[b.FailOutcome]:
         async with self.session.transaction("recover_expired_leases") as conn:
+            # The leader's reaper round (every few seconds) also folds the count deltas the
+            # workers appended, off their hot path, so a store whose metrics nobody reads keeps
+            # its delta tables short.
+            await stats.fold_counts(conn, self.ctx)
             outcomes = await claims.recover_expired_leases(conn, self.ctx, limit, self._now())
             if any(o.will_retry for o in outcomes):
                 await self._notify(conn)

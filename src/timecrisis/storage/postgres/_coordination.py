@@ -32,6 +32,7 @@ from timecrisis.storage.base import (
     ScheduleAdvance,
     ScheduleSpec,
 )
+from timecrisis.storage.postgres import _stats as stats
 from timecrisis.storage.postgres._db import Conn, Context, fetch_all, fetch_one, fetch_value
 from timecrisis.storage.postgres._jobs import insert_jobs
 from timecrisis.storage.postgres._rows import (
@@ -261,6 +262,7 @@ async def get_job_logs(conn: Conn, ctx: Context, job_id: str) -> list[JobLog]:
 
 
 async def get_metrics(conn: Conn, ctx: Context) -> Metrics:
+    await stats.fold_counts(conn, ctx)
     per_type: dict[str, dict[str, int]] = {}
     for row in await fetch_all(conn, ctx.queries["job_counts"], {}):
         counts = per_type.setdefault(row["type"], {})

@@ -12,6 +12,10 @@
   missing (a role that may use but not create schemas can point at an existing database).
 - A schema newer than this code is refused (`StorageError`): old code must not write rows
   whose meaning it does not know.
+- Every shipped version the schema has not recorded is applied, not only those above its
+  newest: version 9 (the kept counts) was merged after version 10 (runs written once), so a
+  schema made by a build between the two holds 10 without 9. A migration that may land below
+  an applied one must not depend on the later ones (0009 does not: see its header).
 """
 
 from __future__ import annotations
@@ -74,6 +78,18 @@ async def current_version(conn: AsyncConnection[Any], schema: str) -> int | None
     return int(row[0]) if row else 0
 
 
+async def applied_versions(conn: AsyncConnection[Any], schema: str) -> frozenset[int] | None:
+    """The versions recorded in the schema, or None when it has no migrations table yet."""
+    table = f"{schema}.timecrisis_migrations"
+    cur = await conn.execute(_query("migrations_table_exists", schema), {"table": _regclass(table)})
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return None
+    cur = await conn.execute(_query("applied_versions", schema))
+    row = await cur.fetchone()
+    return frozenset(row[0]) if row else frozenset()
+
+
 def _regclass(qualified: str) -> str:
     # to_regclass parses its argument as SQL: quote the schema so its case and characters are
     # taken literally.
@@ -94,10 +110,11 @@ async def migrate(conn: AsyncConnection[Any], schema: str, *, target: int | None
     """Bring `schema` to the newest version (or to `target`, for upgrade tests). `conn` must
     not be inside a transaction."""
     goal = latest_version() if target is None else target
-    version = await current_version(conn, schema)
-    if version is not None:
-        _refuse_newer(schema, version)
-        if version >= goal:
+    wanted = {m.version for m in available_migrations() if m.version <= goal}
+    recorded = await applied_versions(conn, schema)
+    if recorded is not None:
+        _refuse_newer(schema, max(recorded, default=0))
+        if wanted <= recorded:
             return
     async with conn.transaction():
         key = advisory_key("migrate", schema)
@@ -107,10 +124,10 @@ async def migrate(conn: AsyncConnection[Any], schema: str, *, target: int | None
         if row is None or not row[0]:
             await conn.execute(_query("create_schema", schema))
         await conn.execute(_query("create_migrations_table", schema))
-        applied = await current_version(conn, schema) or 0
-        _refuse_newer(schema, applied)
+        applied = await applied_versions(conn, schema) or frozenset()
+        _refuse_newer(schema, max(applied, default=0))
         for migration in available_migrations():
-            if migration.version <= applied or migration.version > goal:
+            if migration.version in applied or migration.version > goal:
                 continue
             await conn.execute(render(migration.script, schema))
             await conn.execute(

@@ -1,6 +1,9 @@
-"""`get_run_stats` and `count_finished_jobs` for the PostgreSQL store: aggregates computed by
-the database (`queries.sql`: `run_stats`, `count_finished_jobs`), folded by the shared
-`RunStatsBuilder`."""
+"""`get_run_stats` and `count_finished_jobs` for the PostgreSQL store: `run_stats` reads the run
+counters that the statements keep (migration 0009), `count_finished_jobs` the finished-time
+index range of its window; the rows are folded by the shared `RunStatsBuilder`.
+
+`fold_counts` moves the committed count deltas into the counters. The metric reads and the lease
+reaper call it, never a claim or a completion, so the worker's hot path only appends deltas."""
 
 from __future__ import annotations
 
@@ -8,25 +11,20 @@ from datetime import datetime, timedelta
 
 from timecrisis.models import JobStatus
 from timecrisis.storage._common import to_utc
-from timecrisis.storage._run_stats import (
-    INFINITE_BUCKET,
-    RunStatsBuilder,
-    bucket_microseconds,
-    require_aware,
-)
-from timecrisis.storage.base import RUN_DURATION_BUCKETS, FinishedCount, RunStats
+from timecrisis.storage._run_stats import RunStatsBuilder, bucket_microseconds, require_aware
+from timecrisis.storage.base import FinishedCount, RunStats
 from timecrisis.storage.postgres._db import Conn, Context, fetch_all
 
-# Negated and ascending: `width_bucket(-duration, ...)` then counts the bounds >= duration.
-_NEGATED_BOUNDS = sorted(-bound for bound in RUN_DURATION_BUCKETS)
+
+async def fold_counts(conn: Conn, ctx: Context) -> None:
+    """Fold the committed deltas into the counters, unless another session is folding now (a
+    try-lock: this never waits). The reads are exact either way; folding keeps them short."""
+    await fetch_all(conn, ctx.queries["fold_counts"], {})
 
 
 async def get_run_stats(conn: Conn, ctx: Context) -> list[RunStats]:
-    rows = await fetch_all(
-        conn,
-        ctx.queries["run_stats"],
-        {"n": INFINITE_BUCKET, "neg_bounds": _NEGATED_BOUNDS},
-    )
+    await fold_counts(conn, ctx)
+    rows = await fetch_all(conn, ctx.queries["run_stats"], {})
     builder = RunStatsBuilder()
     for row in rows:
         builder.add(

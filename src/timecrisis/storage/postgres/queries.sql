@@ -49,7 +49,11 @@ WITH input AS (
            coalesce(%(now)s::timestamptz, now()), t.headers, t.concurrency_key, t.queue
     FROM input AS t
     ORDER BY t.n
-    RETURNING id
+    RETURNING id, type, queue
+), counted AS (
+    -- The job counts (migration 0009): one delta row per (type, queue) inserted.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT type, queue, 'pending', false, count(*) FROM inserted GROUP BY type, queue
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM (SELECT FROM inserted LIMIT 1) AS any_inserted
 )
@@ -119,7 +123,11 @@ WITH input AS (
     FROM input AS t
     ORDER BY t.n
     ON CONFLICT DO NOTHING
-    RETURNING id
+    RETURNING id, type, queue
+), counted AS (
+    -- The job counts, as in `insert_jobs`.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT type, queue, 'pending', false, count(*) FROM inserted GROUP BY type, queue
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM (SELECT FROM inserted LIMIT 1) AS any_inserted
 )
@@ -183,26 +191,50 @@ WITH changed AS (
         cancel_requested = cancel_requested OR status = 'running',
         cancel_terminate = cancel_terminate OR (status = 'running' AND %(terminate)s::bool)
     WHERE id = %(id)s AND status IN ('pending', 'running')
-    RETURNING status
+    RETURNING status, type, queue
+), counted AS (
+    -- The job counts (migration 0009): a pending job became canceled (a running one only got
+    -- a request, which moves no count).
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT c.type, c.queue, s.status, false, s.n FROM changed AS c
+    CROSS JOIN (VALUES ('canceled', 1), ('pending', -1)) AS s(status, n)
+    WHERE c.status = 'canceled'
 )
 SELECT (SELECT status FROM changed) AS status,
        EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = %(id)s) AS found
 
 -- retry_job --
 -- A failed or canceled job goes back to pending now with a fresh set of attempts, unless a live
--- job of its type holds its unique key (then nothing changes).
-UPDATE {schema}.jobs AS j
-SET status = 'pending', attempts = 0, dead_lettered = false, fail_reason = NULL,
-    failure_kind = NULL, run_at = coalesce(%(now)s::timestamptz, now()), finished_at = NULL,
-    worker = NULL, lock_token = NULL,
-    lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
-WHERE j.id = %(id)s AND j.status IN ('failed', 'canceled')
-  AND NOT EXISTS (
-      SELECT 1 FROM {schema}.jobs AS h
-      WHERE j.unique_key IS NOT NULL AND h.type = j.type AND h.unique_key = j.unique_key
-        AND h.status IN ('pending', 'running')
-  )
-RETURNING j.id
+-- job of its type holds its unique key (then nothing changes). `old` locks the job first and
+-- reads what it was (its status and dead-letter flag), for the counts: FOR UPDATE returns the
+-- newest committed version, and the UPDATE's WHERE is checked again on that version.
+WITH old AS MATERIALIZED (
+    SELECT id, type, queue, status, dead_lettered FROM {schema}.jobs
+    WHERE id = %(id)s AND status IN ('failed', 'canceled')
+    FOR UPDATE
+), retried AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'pending', attempts = 0, dead_lettered = false, fail_reason = NULL,
+        failure_kind = NULL, run_at = coalesce(%(now)s::timestamptz, now()), finished_at = NULL,
+        worker = NULL, lock_token = NULL,
+        lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
+    WHERE j.id = ANY(ARRAY(SELECT id FROM old)) AND j.status IN ('failed', 'canceled')
+      AND NOT EXISTS (
+          SELECT 1 FROM {schema}.jobs AS h
+          WHERE j.unique_key IS NOT NULL AND h.type = j.type AND h.unique_key = j.unique_key
+            AND h.status IN ('pending', 'running')
+      )
+    RETURNING j.id
+), counted AS (
+    -- The job counts (migration 0009): the job left its finished key for pending.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT o.type, o.queue, s.status, s.dead_lettered, s.n
+    FROM old AS o
+    CROSS JOIN LATERAL (VALUES ('pending', false, 1), (o.status, o.dead_lettered, -1))
+        AS s(status, dead_lettered, n)
+    WHERE o.id IN (SELECT id FROM retried)
+)
+SELECT id FROM retried
 
 -- purge_jobs --
 -- Delete a slice of finished jobs, oldest first, with their runs and logs. SKIP LOCKED: a row
@@ -216,10 +248,26 @@ WITH doomed AS (
     FOR UPDATE SKIP LOCKED
 ), runs AS (
     DELETE FROM {schema}.job_runs WHERE job_id IN (SELECT id FROM doomed)
+    RETURNING job_type, status, failure_kind, duration, attempt
 ), logs AS (
     DELETE FROM {schema}.job_logs WHERE job_id IN (SELECT id FROM doomed)
 ), deleted AS (
-    DELETE FROM {schema}.jobs WHERE seq IN (SELECT seq FROM doomed) RETURNING 1
+    DELETE FROM {schema}.jobs WHERE seq IN (SELECT seq FROM doomed)
+    RETURNING type, queue, status, dead_lettered
+), counted AS (
+    -- The job counts (migration 0009): the deleted jobs, counted down per key.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT type, queue, status, dead_lettered, -count(*) FROM deleted
+    GROUP BY type, queue, status, dead_lettered
+), run_counted AS (
+    -- The run counts (migration 0009): the deleted runs, counted down per key. A running row
+    -- (a node older than 0010 wrote it) was never counted: the counters hold ended runs only.
+    INSERT INTO {schema}.run_count_deltas
+        (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
+    SELECT job_type, status, coalesce(failure_kind, ''), {schema}.run_bucket(duration),
+           -count(*), -count(*) FILTER (WHERE attempt > 1),
+           -coalesce(sum(round(duration * 1000000)), 0)::bigint
+    FROM runs WHERE status <> 'running' GROUP BY 1, 2, 3, 4
 )
 SELECT count(*) FROM deleted
 
@@ -394,6 +442,17 @@ claimed AS (
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
+), counted AS (
+    -- The job counts (migration 0009), one delta row per key this statement moved jobs into
+    -- or out of, not one per job: the claimed jobs leave pending for running. A pending or
+    -- running job is never dead-lettered (only a final failure or an expiry sets the flag, and
+    -- a retry clears it). No run count here: a running attempt has no run row and no run
+    -- delta (`run_stats` reads the running attempts from the running jobs); its run is
+    -- counted once, by whatever writes its row at the end.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT c.type, c.queue, s.status, false, s.n * count(*) FROM claimed AS c
+    CROSS JOIN (VALUES ('running', 1), ('pending', -1)) AS s(status, n)
+    GROUP BY c.type, c.queue, s.status, s.n
 ), rate_starts AS (
     -- Flow control, rate limits: this claim's starts of each rate-limited type, one row. The
     -- writes below read the small CTEs through subqueries, not joins, so the generic plans
@@ -506,6 +565,12 @@ claimed AS (
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
+), counted AS (
+    -- The job counts, as in `claim_jobs`.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT c.type, c.queue, s.status, false, s.n * count(*) FROM claimed AS c
+    CROSS JOIN (VALUES ('running', 1), ('pending', -1)) AS s(status, n)
+    GROUP BY c.type, c.queue, s.status, s.n
 ), rate_starts AS (
     -- Flow control, rate limits, as in `claim_jobs`.
     INSERT INTO {schema}.rate_limit_starts (type, first_start, starts, started_at)
@@ -564,6 +629,12 @@ claimed AS (
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
+), counted AS (
+    -- The job counts, as in `claim_jobs`.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT c.type, c.queue, s.status, false, s.n * count(*) FROM claimed AS c
+    CROSS JOIN (VALUES ('running', 1), ('pending', -1)) AS s(status, n)
+    GROUP BY c.type, c.queue, s.status, s.n
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq
 
@@ -614,6 +685,12 @@ claimed AS (
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
+), counted AS (
+    -- The job counts, as in `claim_jobs`.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT c.type, c.queue, s.status, false, s.n * count(*) FROM claimed AS c
+    CROSS JOIN (VALUES ('running', 1), ('pending', -1)) AS s(status, n)
+    GROUP BY c.type, c.queue, s.status, s.n
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq
 
@@ -675,7 +752,7 @@ input AS (
         cancel_requested = false
     FROM input AS i
     WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
-    RETURNING j.id, i.run_id, j.finished_at
+    RETURNING j.id, i.run_id, j.finished_at, j.type, j.queue, j.status
 ), done_runs AS (
     INSERT INTO {schema}.job_runs (
         id, job_id, job_type, attempt, status, worker, started_at, finished_at, duration, progress
@@ -685,6 +762,23 @@ input AS (
     FROM done AS d
     JOIN locked AS l ON l.id = d.id
     WHERE l.run_id = d.run_id
+    RETURNING job_type, attempt, duration
+), counted AS (
+    -- The job counts (migration 0009): the finished jobs leave running, one delta row per key.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT type, queue, status, false, count(*) FROM done GROUP BY type, queue, status
+    UNION ALL
+    SELECT type, queue, 'running', false, -count(*) FROM done GROUP BY type, queue
+), run_counted AS (
+    -- The run counts (migration 0009): the runs written here, completed with their duration,
+    -- one delta row per key. Every write of a run row has its delta beside it, read from that
+    -- write's RETURNING; a running attempt was never counted as a run (see `claim_jobs`'
+    -- `counted`), so nothing leaves a running key.
+    INSERT INTO {schema}.run_count_deltas
+        (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
+    SELECT job_type, 'completed', '', {schema}.run_bucket(duration), count(*),
+           count(*) FILTER (WHERE attempt > 1), sum(round(duration * 1000000))::bigint
+    FROM done_runs GROUP BY job_type, 4
 )
 SELECT id, finished_at FROM done
 
@@ -720,7 +814,7 @@ input AS (
         cancel_requested = false
     FROM input AS i
     WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
-    RETURNING j.id, i.run_id, j.finished_at
+    RETURNING j.id, i.run_id, j.finished_at, j.type, j.queue, j.status
 ), done_runs AS (
     INSERT INTO {schema}.job_runs (
         id, job_id, job_type, attempt, status, worker, started_at, finished_at, duration, progress
@@ -730,6 +824,7 @@ input AS (
     FROM done AS d
     JOIN locked AS l ON l.id = d.id
     WHERE l.run_id = d.run_id
+    RETURNING job_type, attempt, duration
 ), quota AS MATERIALIZED (
     SELECT t.type, %(limit)s::int AS room
     FROM unnest(%(types)s::text[]) AS t(type)
@@ -765,6 +860,26 @@ claimed AS (
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
+), counted AS (
+    -- The job counts (migration 0009), one delta row per key the statement changed: the
+    -- finished jobs leave running, the claimed ones leave pending for it (a pending or
+    -- running job is never dead-lettered). In a steady drain the running rows cancel out.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT type, queue, status, false, sum(n) FROM (
+        SELECT type, queue, status, 1 AS n FROM done
+        UNION ALL SELECT type, queue, 'running', -1 FROM done
+        UNION ALL SELECT type, queue, 'running', 1 FROM claimed
+        UNION ALL SELECT type, queue, 'pending', -1 FROM claimed
+    ) AS change
+    GROUP BY type, queue, status HAVING sum(n) <> 0
+), run_counted AS (
+    -- The run counts (migration 0009), as in `complete_jobs`: the runs written here,
+    -- completed. The claim half writes no run, so it counts none.
+    INSERT INTO {schema}.run_count_deltas
+        (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
+    SELECT job_type, 'completed', '', {schema}.run_bucket(duration), count(*),
+           count(*) FILTER (WHERE attempt > 1), sum(round(duration * 1000000))::bigint
+    FROM done_runs GROUP BY job_type, 4
 )
 -- The completed ids ride on the first row only: on every row, a batch of 50 sent its array 50
 -- times, and the worker read it 50 times (5 us of its CPU and 2 us of the server's a row).
@@ -800,7 +915,7 @@ input AS (
         cancel_requested = false
     FROM input AS i
     WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND i.id = j.id AND j.lock_token = i.token
-    RETURNING j.id, i.run_id, j.finished_at
+    RETURNING j.id, i.run_id, j.finished_at, j.type, j.queue, j.status
 ), done_runs AS (
     INSERT INTO {schema}.job_runs (
         id, job_id, job_type, attempt, status, worker, started_at, finished_at, duration, progress
@@ -810,6 +925,7 @@ input AS (
     FROM done AS d
     JOIN locked AS l ON l.id = d.id
     WHERE l.run_id = d.run_id
+    RETURNING job_type, attempt, duration
 ), quota AS MATERIALIZED (
     SELECT t.type, %(limit)s::int AS room
     FROM unnest(%(types)s::text[]) AS t(type)
@@ -853,6 +969,23 @@ claimed AS (
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
+), counted AS (
+    -- The job counts, as in `complete_and_claim`.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT type, queue, status, false, sum(n) FROM (
+        SELECT type, queue, status, 1 AS n FROM done
+        UNION ALL SELECT type, queue, 'running', -1 FROM done
+        UNION ALL SELECT type, queue, 'running', 1 FROM claimed
+        UNION ALL SELECT type, queue, 'pending', -1 FROM claimed
+    ) AS change
+    GROUP BY type, queue, status HAVING sum(n) <> 0
+), run_counted AS (
+    -- The run counts, as in `complete_and_claim`.
+    INSERT INTO {schema}.run_count_deltas
+        (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
+    SELECT job_type, 'completed', '', {schema}.run_bucket(duration), count(*),
+           count(*) FILTER (WHERE attempt > 1), sum(round(duration * 1000000))::bigint
+    FROM done_runs GROUP BY job_type, 4
 )
 -- The completed ids on the first row only, as in `complete_and_claim`.
 SELECT CASE WHEN row_number() OVER (ORDER BY claimed.priority DESC, claimed.seq) = 1
@@ -916,16 +1049,38 @@ WITH input AS (
     SET status = excluded.status, finished_at = excluded.finished_at,
         duration = excluded.duration, error = excluded.error,
         failure_kind = excluded.failure_kind, traceback = excluded.traceback
+    RETURNING job_type, failure_kind, duration, attempt
+), failed AS (
+    UPDATE {schema}.jobs AS j
+    SET status = CASE WHEN i.canceled THEN 'canceled' WHEN i.dead THEN 'failed' ELSE 'pending'
+                 END,
+        run_at = coalesce(i.retry_at, j.run_at), finished_at = i.finished_at,
+        fail_reason = i.reason, failure_kind = i.kind, dead_lettered = i.dead,
+        worker = CASE WHEN i.dead OR i.canceled THEN j.worker END, lock_token = NULL,
+        lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
+    FROM input AS i
+    WHERE j.id = i.id
+    RETURNING j.*
+), counted AS (
+    -- The job counts (migration 0009): the jobs (running, locked by this transaction's
+    -- `lock_claimed_job` or `lock_expired_leases`) leave running, one delta row per key.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT type, queue, status, dead_lettered, count(*) FROM failed
+    GROUP BY type, queue, status, dead_lettered
+    UNION ALL
+    SELECT type, queue, 'running', false, -count(*) FROM failed GROUP BY type, queue
+), run_counted AS (
+    -- The run counts (migration 0009): the runs written here, failed with their kind. A
+    -- running row of a node older than 0010 that the ON CONFLICT closed counts here for the
+    -- first time too: the counters never hold running runs (0009's backfill skips them).
+    INSERT INTO {schema}.run_count_deltas
+        (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
+    SELECT job_type, 'failed', coalesce(failure_kind, ''), {schema}.run_bucket(duration),
+           count(*), count(*) FILTER (WHERE attempt > 1),
+           coalesce(sum(round(duration * 1000000)), 0)::bigint
+    FROM runs GROUP BY 1, 3, 4
 )
-UPDATE {schema}.jobs AS j
-SET status = CASE WHEN i.canceled THEN 'canceled' WHEN i.dead THEN 'failed' ELSE 'pending' END,
-    run_at = coalesce(i.retry_at, j.run_at), finished_at = i.finished_at,
-    fail_reason = i.reason, failure_kind = i.kind, dead_lettered = i.dead,
-    worker = CASE WHEN i.dead OR i.canceled THEN j.worker END, lock_token = NULL,
-    lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
-FROM input AS i
-WHERE j.id = i.id
-RETURNING j.*
+SELECT * FROM failed
 
 -- release_jobs --
 -- Give claimed jobs back at a graceful stop: pending again, the attempt not charged, run_at
@@ -952,7 +1107,7 @@ WITH input AS (
     FROM input AS i, locked
     WHERE j.id = locked.id AND i.id = locked.id AND j.lock_token = i.token
       AND j.status = 'running'
-    RETURNING j.id, i.run_id
+    RETURNING j.id, i.run_id, j.type, j.queue, j.status
 ), runs AS (
     -- The released run's only write (see the writes of a claim in `claim_jobs`), from the job
     -- row as `locked` read it (before `released` takes the attempt back).
@@ -966,6 +1121,20 @@ WITH input AS (
     FROM released AS r
     JOIN locked AS l ON l.id = r.id
     WHERE l.run_id = r.run_id
+    RETURNING job_type, duration, attempt
+), counted AS (
+    -- The job counts (migration 0009): the jobs leave running, one delta row per key.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT type, queue, status, false, count(*) FROM released GROUP BY type, queue, status
+    UNION ALL
+    SELECT type, queue, 'running', false, -count(*) FROM released GROUP BY type, queue
+), run_counted AS (
+    -- The run counts (migration 0009): the runs written here, released.
+    INSERT INTO {schema}.run_count_deltas
+        (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
+    SELECT job_type, 'released', '', {schema}.run_bucket(duration), count(*),
+           count(*) FILTER (WHERE attempt > 1), sum(round(duration * 1000000))::bigint
+    FROM runs GROUP BY job_type, 4
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM (SELECT FROM released LIMIT 1) AS any_released
 )
@@ -1009,6 +1178,19 @@ WITH locked AS MATERIALIZED (
     FROM job
     JOIN locked AS l ON l.id = job.id
     WHERE l.run_id = %(run)s
+    RETURNING job_type, duration, attempt
+), counted AS (
+    -- The job counts (migration 0009): the job leaves running.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT j.type, j.queue, s.status, false, s.n FROM job AS j
+    CROSS JOIN LATERAL (VALUES (j.status, 1), ('running', -1)) AS s(status, n)
+), run_counted AS (
+    -- The run counts (migration 0009): the run written here, released.
+    INSERT INTO {schema}.run_count_deltas
+        (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
+    SELECT r.job_type, 'released', '', {schema}.run_bucket(r.duration), 1,
+           (r.attempt > 1)::int, round(r.duration * 1000000)::bigint
+    FROM runs AS r
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM job
     WHERE job.status = 'pending' AND job.run_at <= coalesce(%(now)s::timestamptz, now())
@@ -1040,13 +1222,21 @@ FOR UPDATE SKIP LOCKED
 
 -- apply_expiry --
 -- Dead-letter the expired jobs locked by `lock_expired_jobs`, each with its reason.
-UPDATE {schema}.jobs AS j
-SET status = 'failed', finished_at = coalesce(%(now)s::timestamptz, now()), dead_lettered = true,
-    fail_reason = e.reason,
-    failure_kind = 'expired'
-FROM unnest(%(ids)s::text[], %(reasons)s::text[]) AS e(id, reason)
-WHERE j.id = e.id AND j.status = 'pending'
-RETURNING j.*
+WITH expired AS (
+    UPDATE {schema}.jobs AS j
+    SET status = 'failed', finished_at = coalesce(%(now)s::timestamptz, now()),
+        dead_lettered = true, fail_reason = e.reason, failure_kind = 'expired'
+    FROM unnest(%(ids)s::text[], %(reasons)s::text[]) AS e(id, reason)
+    WHERE j.id = e.id AND j.status = 'pending'
+    RETURNING j.*
+), counted AS (
+    -- The job counts (migration 0009): the jobs leave pending for the dead-letter queue.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT e.type, e.queue, s.status, s.dead_lettered, s.n * count(*) FROM expired AS e
+    CROSS JOIN (VALUES ('failed', true, 1), ('pending', false, -1)) AS s(status, dead_lettered, n)
+    GROUP BY e.type, e.queue, s.status, s.dead_lettered, s.n
+)
+SELECT * FROM expired
 
 -- notify --
 -- A wake-up for every listening node (a hint: listeners still poll).
@@ -1074,10 +1264,17 @@ SELECT name, (SELECT count(*) FROM wake) AS notified FROM resumed
 SELECT name FROM {schema}.paused ORDER BY name
 
 -- queue_counts --
--- Flow control: pending and running jobs per queue, for the metrics.
-SELECT queue, status, count(*) AS total FROM {schema}.jobs
-WHERE status IN ('pending', 'running')
-GROUP BY queue, status
+-- Flow control: pending and running jobs per queue, for the metrics, from the job counters
+-- plus their unfolded deltas (see `job_counts`).
+SELECT queue, status, sum(n) AS total
+FROM (
+    SELECT queue, status, n FROM {schema}.job_counts
+    WHERE status IN ('pending', 'running')
+    UNION ALL
+    SELECT queue, status, n FROM {schema}.job_count_deltas
+    WHERE status IN ('pending', 'running')
+) AS counts
+GROUP BY queue, status HAVING sum(n) > 0
 
 -- acquire_lock --
 -- Insert the lock, or take it over once expired, in one statement: two acquirers racing for
@@ -1281,39 +1478,57 @@ ORDER BY r.part, r.seq
 SELECT job_id, run_id, "timestamp", level, message, metadata FROM {schema}.job_logs
 WHERE job_id = %(id)s ORDER BY "timestamp", seq
 
+-- fold_counts --
+-- Move the committed count deltas into the counters (migration 0009's `fold_counts`: under a
+-- try-lock, so a concurrent call returns at once). Run before the metric reads and by the lease
+-- reaper, never by a claim or a completion: the worker's hot path only appends deltas.
+SELECT {schema}.fold_counts()
+
 -- job_counts --
--- Job counts per type and status, dead-lettered counted apart. An aggregate: never loads jobs.
-SELECT type, status, count(*) AS total, count(*) FILTER (WHERE dead_lettered) AS dead
-FROM {schema}.jobs GROUP BY type, status
+-- Job counts per type and status, dead-lettered counted apart: the counters that the
+-- statements keep (migration 0009) plus the deltas not folded into them yet, a few rows
+-- whatever the number of jobs (keys counted down to zero skipped).
+SELECT type, status, sum(n) AS total, coalesce(sum(n) FILTER (WHERE dead_lettered), 0) AS dead
+FROM (
+    SELECT type, status, dead_lettered, n FROM {schema}.job_counts
+    UNION ALL
+    SELECT type, status, dead_lettered, n FROM {schema}.job_count_deltas
+) AS counts
+GROUP BY type, status HAVING sum(n) > 0
 
 -- run_durations --
 -- Total duration (in whole microseconds, so the average is computed as every store does, and
--- agrees to the last digit) and count of completed runs per type.
-SELECT job_type, sum(round(duration * 1000000))::bigint AS total_us, count(*) AS runs
-FROM {schema}.job_runs WHERE status = 'completed' GROUP BY job_type
+-- agrees to the last digit) and count of completed runs per type, from the run counters.
+SELECT job_type, sum(duration_sum_us)::bigint AS total_us, sum(runs) AS runs
+FROM (
+    SELECT job_type, runs, duration_sum_us FROM {schema}.run_counts WHERE status = 'completed'
+    UNION ALL
+    SELECT job_type, runs, duration_sum_us FROM {schema}.run_count_deltas
+    WHERE status = 'completed'
+) AS counts
+GROUP BY job_type HAVING sum(runs) > 0
 
 -- run_stats --
--- Runs per type, status, duration bucket and failure kind, with their retries: one pass over
--- the runs, for a metrics scrape (lease losses are the failed runs of kind lease_expired).
--- `%(n)s - width_bucket(-duration, negated bounds)` counts
--- the bounds below the duration: the index of the first bound >= it, as Prometheus' `le`.
--- The running attempts are the running jobs (no run row until they end, see the writes of a
--- claim in `claim_jobs`; NOT EXISTS as in `get_job_runs`), read through jobs_running.
-SELECT job_type, status,
-       CASE WHEN duration IS NULL THEN NULL
-            ELSE %(n)s::int - width_bucket(-duration, %(neg_bounds)s::float8[]) END AS bucket,
-       failure_kind,
-       count(*) AS runs,
-       count(*) FILTER (WHERE attempt > 1) AS retries,
-       coalesce(sum(round(duration * 1000000)), 0)::bigint AS duration_sum_us
+-- Runs per type, status, duration bucket and failure kind, with their retries (lease losses
+-- are the failed runs of kind lease_expired): the ended runs from the run counters plus their
+-- unfolded deltas ('' and -1 there stand for no failure kind and no duration), and the
+-- running attempts from the running jobs (jobs_running: a few rows, as many as the workers
+-- run at once). A running attempt has no run row until it ends (see the writes of a claim in
+-- `claim_jobs`), so the counters never hold one: 0009's backfill skips the running rows that
+-- nodes older than 0010 wrote, whose jobs are running and count here once.
+SELECT job_type, status, nullif(bucket, -1) AS bucket, nullif(failure_kind, '') AS failure_kind,
+       sum(runs) AS runs, sum(retries) AS retries, sum(duration_sum_us)::bigint AS duration_sum_us
 FROM (
-    SELECT job_type, status, duration, failure_kind, attempt FROM {schema}.job_runs
+    SELECT job_type, status, failure_kind, bucket, runs, retries, duration_sum_us
+    FROM {schema}.run_counts
     UNION ALL
-    SELECT j.type, 'running', NULL, NULL, j.attempts FROM {schema}.jobs AS j
-    WHERE j.status = 'running'
-      AND NOT EXISTS (SELECT FROM {schema}.job_runs AS o WHERE o.id = j.run_id)
-) AS r
-GROUP BY job_type, status, bucket, failure_kind
+    SELECT job_type, status, failure_kind, bucket, runs, retries, duration_sum_us
+    FROM {schema}.run_count_deltas
+    UNION ALL
+    SELECT j.type, 'running', '', -1, count(*), count(*) FILTER (WHERE j.attempts > 1), 0
+    FROM {schema}.jobs AS j WHERE j.status = 'running' GROUP BY j.type
+) AS counts
+GROUP BY job_type, status, bucket, failure_kind HAVING sum(runs) > 0
 
 -- count_finished_jobs --
 -- Jobs finished since a time, per status and per bucket of a width in microseconds. The range
@@ -1334,6 +1549,10 @@ SELECT to_regclass(%(table)s) IS NOT NULL
 -- current_version --
 -- The newest migration recorded in the schema.
 SELECT coalesce(max(version), 0) FROM {schema}.timecrisis_migrations
+
+-- applied_versions --
+-- Every migration recorded in the schema, for `_migrate.migrate` to apply the missing ones.
+SELECT ARRAY(SELECT version FROM {schema}.timecrisis_migrations ORDER BY version)
 
 -- lock_migrations --
 -- Migrations of one schema run one at a time, whichever node starts them (held to commit).

@@ -59,6 +59,7 @@ from timecrisis.storage.base import (
     Failure,
     RenewResult,
 )
+from timecrisis.storage.sqlite import _counts as counts
 from timecrisis.storage.sqlite._rows import (
     JOB_COLUMN_COUNT,
     JOB_COLUMNS,
@@ -215,6 +216,11 @@ def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> 
         Q["insert_run"],
         [(c.run_id, c.job.id, c.job.type, c.job.attempts, params.worker, now_us) for c in claimed],
     )
+    deltas = counts.Deltas()
+    for c in claimed:
+        deltas.job_moved(c.job.type, c.job.queue, "pending", "running")
+        deltas.run_started(c.job.type, c.job.attempts)
+    deltas.write(conn)
     if rates:
         _record_starts(conn, params, rates, claimed, now_us)
     return claimed
@@ -333,15 +339,35 @@ class _Claim:
     run_id: str
     cancel_requested: bool
     cancel_terminate: bool  # meaningful only with cancel_requested
+    # The job's counter key, and its run's attempt and start (`_counts.Deltas`).
+    job_type: str
+    queue: str
+    attempt: int
+    started_us: int
+
+    def closed(self, deltas: counts.Deltas, status: str, run_status: str, now_us: int) -> None:
+        """Count this claim's job as now `status` and its run as ended `run_status` at `now_us`
+        (the duration the run statements store: `(now - started_at) / 1e6`)."""
+        deltas.job_moved(self.job_type, self.queue, "running", status)
+        deltas.run_closed(self.job_type, self.attempt, run_status, (now_us - self.started_us) / 1e6)
 
 
 def _current_claims(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, _Claim]:
     """The claims held right now on the running jobs among `job_ids`."""
     claims: dict[str, _Claim] = {}
-    for job_id, token, run_id, cancel, terminate in conn.execute(
+    for job_id, token, run_id, cancel, terminate, job_type, queue, attempt, started in conn.execute(
         Q["current_claims"], (json_array(dict.fromkeys(job_ids)),)
     ):
-        claims[job_id] = _Claim(token, run_id, bool(cancel), bool(cancel and terminate))
+        claims[job_id] = _Claim(
+            token,
+            run_id,
+            bool(cancel),
+            bool(cancel and terminate),
+            job_type,
+            queue,
+            attempt,
+            started,
+        )
     return claims
 
 
@@ -382,12 +408,14 @@ def complete_jobs(
     finished: list[datetime | None] = []
     jobs: list[tuple[Any, ...]] = []
     runs: list[tuple[Any, ...]] = []
+    deltas = counts.Deltas()
     for completion, result in zip(completions, results, strict=True):
         claim = _take(claims, completion.ref)
         if claim is None:
             finished.append(None)
             continue
         status = "canceled" if completion.canceled else "completed"
+        claim.closed(deltas, status, "completed", now_us)
         # `worker` stays: it tells operators who ran the job.
         jobs.append((status, now_us, result, completion.canceled, completion.ref.job_id))
         runs.append((now_us, now_us, claim.run_id))
@@ -400,6 +428,7 @@ def complete_jobs(
         Q["complete_job_runs"],
         runs,
     )
+    deltas.write(conn)
     return finished
 
 
@@ -410,10 +439,14 @@ def release_jobs(conn: sqlite3.Connection, refs: Sequence[ClaimRef], now: dateti
     jobs: list[tuple[str]] = []
     canceled: list[tuple[int, str]] = []
     runs: list[tuple[int, int, str]] = []
+    deltas = counts.Deltas()
     for ref in refs:
         claim = _take(claims, ref)
         released.append(claim is not None)
         if claim is not None:
+            claim.closed(
+                deltas, "canceled" if claim.cancel_requested else "pending", "released", now_us
+            )
             if claim.cancel_requested:
                 canceled.append((now_us, ref.job_id))
             else:
@@ -433,6 +466,7 @@ def release_jobs(conn: sqlite3.Connection, refs: Sequence[ClaimRef], now: dateti
         Q["release_job_runs"],
         runs,
     )
+    deltas.write(conn)
     return released
 
 
@@ -450,6 +484,9 @@ def snooze_job(
     else:  # a snooze is not charged
         row = conn.execute(Q["snooze_job"], (to_us(now + delay), ref.job_id)).fetchone()
     job: Job = job_from_row(row)
+    deltas = counts.Deltas()
+    claim.closed(deltas, job.status.value, "released", now_us)
+    deltas.write(conn)
     return job
 
 
@@ -553,4 +590,6 @@ def _fail_attempt(
             ),
         ).fetchone()
     job: Job = job_from_row(updated)
+    counts.jobs_moved(conn, [job.id], "running")
+    counts.runs_closed(conn, [run_id])
     return FailOutcome(job, decision.will_retry, error, kind)

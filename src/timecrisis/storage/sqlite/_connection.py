@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 from timecrisis.clock import Clock
 from timecrisis.errors import StorageError
 from timecrisis.storage._common import new_id
+from timecrisis.storage.sqlite._counts import run_bucket
 
 T = TypeVar("T")
 
@@ -97,6 +98,9 @@ def open_connection(path: Path, busy_timeout: float) -> sqlite3.Connection:
         # Fresh tokens and run ids inside a claim's UPDATE come from the same generator as
         # every other id, so every backend's ids look alike.
         conn.create_function("timecrisis_new_id", 0, new_id)
+        # The run counters' duration bucket (`_counts`): the shared `duration_bucket` itself,
+        # so the counters agree with every store's to the bound.
+        conn.create_function("timecrisis_run_bucket", 1, run_bucket, deterministic=True)
     except BaseException:
         conn.close()
         raise

@@ -1,9 +1,8 @@
 """Run history, job logs and metrics for the SQLite store.
 
-Metrics are aggregates computed by SQLite from two covering indexes (`jobs_type_status` for the
-counts, `job_runs_completed` for durations): the table rows themselves are never read.
-`get_run_stats` reads every run once (a scrape-time aggregate); `count_finished_jobs` reads the
-`jobs_finished` index range of its window only.
+`get_metrics` and `get_run_stats` read the counters that the writes keep (migration 0009,
+`_counts`: `job_counts`, `run_counts`, a few rows per job type), never the jobs or the runs
+themselves; `count_finished_jobs` reads the `jobs_finished` index range of its window only.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from timecrisis.models import JobLog, JobRun, JobStatus, Metrics, QueueMetrics, 
 from timecrisis.storage._common import average_seconds, dump_json
 from timecrisis.storage._queries import load_queries
 from timecrisis.storage._run_stats import RunStatsBuilder, bucket_microseconds, require_aware
-from timecrisis.storage.base import RUN_DURATION_BUCKETS, FinishedCount, NewLogEntry, RunStats
+from timecrisis.storage.base import FinishedCount, NewLogEntry, RunStats
 from timecrisis.storage.sqlite._rows import from_us, log_from_row, run_from_row, to_us
 
 Q = load_queries("timecrisis.storage.sqlite")
@@ -91,7 +90,7 @@ def _queue_metrics(conn: sqlite3.Connection) -> dict[str, QueueMetrics]:
 
 def get_run_stats(conn: sqlite3.Connection) -> list[RunStats]:
     builder = RunStatsBuilder()
-    rows = conn.execute(Q["get_run_stats"], RUN_DURATION_BUCKETS)
+    rows = conn.execute(Q["get_run_stats"])
     for job_type, status, bucket, kind, runs, retries, duration_sum_us in rows:
         builder.add(
             job_type,

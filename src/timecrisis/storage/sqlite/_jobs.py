@@ -22,6 +22,7 @@ from timecrisis.storage._common import (
 )
 from timecrisis.storage._queries import load_queries
 from timecrisis.storage.base import CancelOutcome, InsertResult, JobQuery, NewJob, PurgeParams
+from timecrisis.storage.sqlite import _counts as counts
 from timecrisis.storage.sqlite._rows import (
     fetch_jobs,
     from_us,
@@ -43,9 +44,11 @@ def insert_jobs(
     rows = [_insert_args(job, now, now_us) for job in jobs]  # every ValueError before a write
     if not any(job.unique_key is not None or job.scheduled_job_id is not None for job in jobs):
         conn.executemany(Q["insert_jobs"], rows)
+        counts.jobs_counted(conn, [job.id for job in jobs], 1)
         return [InsertResult(job.id, True) for job in jobs]
     conn.executemany(Q["insert_jobs_unless_held"], rows)
     inserted = _existing_ids(conn, [job.id for job in jobs])
+    counts.jobs_counted(conn, sorted(inserted), 1)
     return [
         InsertResult(job.id, True)
         if job.id in inserted
@@ -147,6 +150,7 @@ def cancel_job(
         return "not_found"
     if row[0] == "pending":
         conn.execute(Q["cancel_pending_job"], (to_us(now), job_id))
+        counts.jobs_moved(conn, [job_id], "pending")
         return "canceled"
     if row[0] == "running":
         # The worker sees the request through renew_claims and ends the job `canceled`.
@@ -165,7 +169,9 @@ def retry_job(conn: sqlite3.Connection, job_id: str, now: datetime) -> bool:
         holder = conn.execute(Q["retry_job_key_holder"], (job_type, unique_key)).fetchone()
         if holder is not None:
             return False  # another job holds the key now: reviving this one would break it
+    counts.jobs_counted(conn, [job_id], -1)  # out of its failed or canceled key
     conn.execute(Q["retry_job"], (to_us(now), job_id))
+    counts.jobs_counted(conn, [job_id], 1)
     return True
 
 
@@ -179,10 +185,14 @@ def purge_jobs(conn: sqlite3.Connection, params: PurgeParams, now: datetime) -> 
         return 0
     statuses = json_array(sorted(status.value for status in params.statuses))
     # "Older than" includes the cutoff itself, so `older_than=0` purges every finished job.
-    cursor = conn.execute(
-        Q["purge_jobs"],
+    doomed = conn.execute(
+        Q["purge_candidates"],
         (to_us(now - params.older_than), statuses, -1 if params.limit is None else params.limit),
-    )
+    ).fetchall()
+    ids = [job_id for _, job_id in doomed]
+    counts.jobs_counted(conn, ids, -1)
+    counts.runs_of_jobs_removed(conn, ids)
+    cursor = conn.execute(Q["purge_jobs"], (json_array([seq for seq, _ in doomed]),))
     return cursor.rowcount
 
 
@@ -195,7 +205,9 @@ def expire_jobs(conn: sqlite3.Connection, limit: int, now: datetime) -> list[Job
         Q["expire_jobs"],
         [(now_us, expired_reason(from_us(expires_at)), seq) for seq, expires_at in rows],
     )
-    return _jobs_by_seq(conn, [seq for seq, _ in rows])
+    expired = _jobs_by_seq(conn, [seq for seq, _ in rows])
+    counts.jobs_moved(conn, [job.id for job in expired], "pending")
+    return expired
 
 
 def _jobs_by_seq(conn: sqlite3.Connection, seqs: Sequence[int]) -> list[Job]:

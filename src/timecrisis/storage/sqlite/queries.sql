@@ -234,8 +234,10 @@ SELECT type, count(*) FROM jobs INDEXED BY jobs_type_status
 WHERE status = 'running' AND type IN (SELECT value FROM json_each(?)) GROUP BY type
 
 -- current_claims --
--- The claims held right now on the running jobs among the ids (a JSON array).
-SELECT id, lock_token, run_id, cancel_requested, cancel_terminate FROM jobs
+-- The claims held right now on the running jobs among the ids (a JSON array), with what the
+-- counters need (`_counts.Deltas`): the job's key, its attempt (its run's) and start.
+SELECT id, lock_token, run_id, cancel_requested, cancel_terminate, type, queue, attempts,
+    started_at FROM jobs
 WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running'
 
 -- renew_claims --
@@ -463,12 +465,17 @@ UPDATE jobs SET status = 'pending', attempts = 0, dead_lettered = 0, fail_reason
     lock_expires_at = NULL, run_id = NULL, cancel_requested = 0, cancel_terminate = 0
 WHERE id = ?
 
--- purge_jobs --
--- Delete a slice of finished jobs, oldest first (args: cutoff, statuses as JSON, limit or -1).
--- "Older than" includes the cutoff itself. Runs and logs go with their job (ON DELETE CASCADE).
-DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_finished
+-- purge_candidates --
+-- A slice of finished jobs to delete, oldest first (args: cutoff, statuses as JSON, limit or
+-- -1). "Older than" includes the cutoff itself. Read first so the counters can count them out.
+SELECT seq, id FROM jobs INDEXED BY jobs_finished
 WHERE finished_at IS NOT NULL
-AND finished_at <= ? AND status IN (SELECT value FROM json_each(?)) ORDER BY finished_at, seq LIMIT ?)
+AND finished_at <= ? AND status IN (SELECT value FROM json_each(?)) ORDER BY finished_at, seq LIMIT ?
+
+-- purge_jobs --
+-- Delete the jobs at the seqs (a JSON array). Runs and logs go with their job (ON DELETE
+-- CASCADE).
+DELETE FROM jobs WHERE seq IN (SELECT value FROM json_each(?))
 
 -- expire_jobs_due --
 -- Pending jobs past their expiry, oldest expiry first (was in `_jobs.expire_jobs`).
@@ -580,37 +587,102 @@ SELECT job_id, run_id, timestamp, level, message, metadata
 FROM job_logs WHERE job_id = ? ORDER BY timestamp, seq
 
 -- job_counts --
--- Job counts per type and status, dead-lettered counted apart (was in `_history.get_metrics`).
-SELECT type, status, count(*), total(dead_lettered) FROM jobs GROUP BY type, status
+-- Job counts per type and status, dead-lettered counted apart, from the counters (migration
+-- 0009): a few rows whatever the number of jobs (keys counted down to zero skipped).
+SELECT type, status, sum(n), sum(n * dead_lettered) FROM job_counts
+GROUP BY type, status HAVING sum(n) > 0
 
 -- queue_counts --
--- Pending and running jobs per queue (was in `_history._queue_metrics`).
-SELECT queue, status, count(*) FROM jobs WHERE status IN ('pending', 'running')
-GROUP BY queue, status
+-- Pending and running jobs per queue, from the job counters.
+SELECT queue, status, sum(n) FROM job_counts WHERE status IN ('pending', 'running')
+GROUP BY queue, status HAVING sum(n) > 0
 
 -- run_durations --
--- Total duration in whole microseconds and count of completed runs per type (was in
--- `_history.get_metrics`).
-SELECT job_type, total(round(duration * 1000000)), count(*) FROM job_runs
-WHERE status = 'completed' GROUP BY job_type
+-- Total duration in whole microseconds and count of completed runs per type, from the run
+-- counters (migration 0009).
+SELECT job_type, sum(duration_sum_us), sum(runs) FROM run_counts
+WHERE status = 'completed' GROUP BY job_type HAVING sum(runs) > 0
 
 -- get_run_stats --
--- Runs per type, status, duration bucket and failure kind, with their retries. The bucket is
--- `_run_stats.duration_bucket` (bounds inclusive): one `WHEN` per bound of
--- `base.RUN_DURATION_BUCKETS`, bound in order (was `_history._BUCKET_CASE`); ELSE is the
--- +Inf bucket. A test checks the count against the bounds.
-SELECT job_type, status,
-    CASE WHEN duration IS NULL THEN NULL
-        WHEN duration <= ? THEN 0 WHEN duration <= ? THEN 1 WHEN duration <= ? THEN 2
-        WHEN duration <= ? THEN 3 WHEN duration <= ? THEN 4 WHEN duration <= ? THEN 5
-        WHEN duration <= ? THEN 6 WHEN duration <= ? THEN 7 WHEN duration <= ? THEN 8
-        WHEN duration <= ? THEN 9 WHEN duration <= ? THEN 10 WHEN duration <= ? THEN 11
-        WHEN duration <= ? THEN 12 WHEN duration <= ? THEN 13 WHEN duration <= ? THEN 14
-        WHEN duration <= ? THEN 15
-        ELSE 16 END AS bucket,
-    failure_kind, count(*),
-    total(attempt > 1), total(round(duration * 1000000)) FROM job_runs
-GROUP BY job_type, status, bucket, failure_kind
+-- Runs per type, status, duration bucket and failure kind, with their retries, from the run
+-- counters (migration 0009; '' and -1 there stand for no failure kind and no duration).
+SELECT job_type, status, nullif(bucket, -1), nullif(failure_kind, ''), runs, retries,
+    duration_sum_us
+FROM run_counts WHERE runs > 0
+
+-- ---- counters (_counts.py, migration 0009) --------------------------------------------------
+-- One grouped upsert per batch: the rows are read back by key (the JSON array of ids), and
+-- each key they moved between gets one counter change. `WHERE true` keeps SQLite from reading
+-- ON CONFLICT as a join constraint of the SELECT. Plain `?`s, bound in order (args below). A
+-- run's bucket is `timecrisis_run_bucket()`, the shared `duration_bucket` registered on the
+-- connection.
+
+-- count_jobs_moved --
+-- The jobs left (type, queue, the status given, not dead-lettered) for the key they have now
+-- (args: the ids as JSON, the status, the ids again).
+INSERT INTO job_counts (type, queue, status, dead_lettered, n)
+SELECT type, queue, status, dead_lettered, sum(n) FROM (
+    SELECT type, queue, status, dead_lettered, 1 AS n FROM jobs
+    WHERE id IN (SELECT value FROM json_each(?))
+    UNION ALL
+    SELECT type, queue, ?, 0, -1 FROM jobs WHERE id IN (SELECT value FROM json_each(?))
+) WHERE true
+GROUP BY type, queue, status, dead_lettered HAVING sum(n) <> 0
+ON CONFLICT (type, queue, status, dead_lettered) DO UPDATE SET n = n + excluded.n
+
+-- count_jobs --
+-- The jobs counted in (+1) or out (-1) of the keys they have now (args: the sign, the ids).
+INSERT INTO job_counts (type, queue, status, dead_lettered, n)
+SELECT type, queue, status, dead_lettered, ? * count(*) FROM jobs
+WHERE id IN (SELECT value FROM json_each(?))
+GROUP BY type, queue, status, dead_lettered
+ON CONFLICT (type, queue, status, dead_lettered) DO UPDATE SET n = n + excluded.n
+
+-- count_runs_closed --
+-- The runs left running (no failure kind, no duration) for the key they have now (args: the
+-- ids as JSON, twice).
+INSERT INTO run_counts (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
+SELECT job_type, status, kind, bucket, sum(n), sum(n * retry), sum(n * us) FROM (
+    SELECT job_type, status, coalesce(failure_kind, '') AS kind,
+        timecrisis_run_bucket(duration) AS bucket, 1 AS n, attempt > 1 AS retry,
+        coalesce(CAST(round(duration * 1000000) AS INTEGER), 0) AS us
+    FROM job_runs WHERE id IN (SELECT value FROM json_each(?))
+    UNION ALL
+    SELECT job_type, 'running', '', -1, -1, attempt > 1, 0
+    FROM job_runs WHERE id IN (SELECT value FROM json_each(?))
+) WHERE true
+GROUP BY job_type, status, kind, bucket
+HAVING sum(n) <> 0 OR sum(n * retry) <> 0 OR sum(n * us) <> 0
+ON CONFLICT (job_type, status, failure_kind, bucket) DO UPDATE SET
+    runs = runs + excluded.runs, retries = retries + excluded.retries,
+    duration_sum_us = duration_sum_us + excluded.duration_sum_us
+
+-- add_job_counts --
+-- One key's change to the job counters, added up by `_counts.Deltas` (args: type, queue,
+-- status, dead_lettered, n).
+INSERT INTO job_counts (type, queue, status, dead_lettered, n) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (type, queue, status, dead_lettered) DO UPDATE SET n = n + excluded.n
+
+-- add_run_counts --
+-- One key's change to the run counters, added up by `_counts.Deltas` (args: type, status,
+-- failure kind, bucket, runs, retries, duration_sum_us).
+INSERT INTO run_counts (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_type, status, failure_kind, bucket) DO UPDATE SET
+    runs = runs + excluded.runs, retries = retries + excluded.retries,
+    duration_sum_us = duration_sum_us + excluded.duration_sum_us
+
+-- count_runs_of_jobs_removed --
+-- Every run of the jobs counted out, before a purge deletes them (job_runs_job index; arg: the
+-- job ids as JSON).
+INSERT INTO run_counts (job_type, status, failure_kind, bucket, runs, retries, duration_sum_us)
+SELECT job_type, status, coalesce(failure_kind, ''), timecrisis_run_bucket(duration),
+    -count(*), -sum(attempt > 1), -coalesce(sum(CAST(round(duration * 1000000) AS INTEGER)), 0)
+FROM job_runs WHERE job_id IN (SELECT value FROM json_each(?))
+GROUP BY 1, 2, 3, 4
+ON CONFLICT (job_type, status, failure_kind, bucket) DO UPDATE SET
+    runs = runs + excluded.runs, retries = retries + excluded.retries,
+    duration_sum_us = duration_sum_us + excluded.duration_sum_us
 
 -- count_finished_jobs --
 -- Jobs finished since a time, per status and per bucket of a width in microseconds, from the
