@@ -115,6 +115,12 @@ async def test_counts_stay_exact_through_every_transition(
     ids = await insert(storage, *(new_job(EMAIL, max_retries=1) for _ in range(4)))
     await insert(storage, new_job(REPORT), new_job(REPORT, expires_in=seconds(30), queue="bulk"))
     await _assert_exact(storage, "enqueue")
+    await insert(storage, new_job(REPORT, queue="bulk"))  # alone: PostgreSQL's one-row insert
+    await _assert_exact(storage, "a single enqueue")
+    await insert(
+        storage, *(new_job(REPORT, queue=q) for q in ("default", "bulk") for _ in range(100))
+    )
+    await _assert_exact(storage, "a large batch")  # PostgreSQL: COPY, counted apart
     [kept] = await insert(storage, new_job(REPORT, unique_key="nightly"))
     [taken] = await storage.insert_jobs([new_job(REPORT, unique_key="nightly")])
     assert (taken.id, taken.created) == (kept, False)

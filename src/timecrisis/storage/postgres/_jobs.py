@@ -6,6 +6,7 @@ transaction for a transactional enqueue) and never commits.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Generator, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -140,6 +141,7 @@ async def copy_jobs(
     clock = to_utc(await fetch_value(conn, ctx.queries["db_now"], {"now": now}))
     ids: list[str] = []
     seen: set[str] = set()
+    batch: Counter[tuple[str, str]] = Counter()  # jobs per (type, queue), for the job counts
     async with conn.cursor().copy(ctx.queries["copy_jobs"]) as copy:
         copy.set_types(_COPY_TYPES)
         for job in jobs:
@@ -150,6 +152,16 @@ async def copy_jobs(
             if len(seen) != len(ids):
                 raise StorageError("a batch of jobs repeats an id")
             await copy.write_row(_copy_row(job, clock))
+            batch[job.type, job.queue] += 1
+    keys = list(batch)
+    await conn.execute(
+        ctx.queries["count_copied_jobs"],
+        {
+            "types": [t for t, _ in keys],
+            "queues": [q for _, q in keys],
+            "ns": [batch[k] for k in keys],
+        },
+    )
     await conn.execute(ctx.queries["notify"], {"channel": ctx.channel})
     return [InsertResult(job_id, True) for job_id in ids]
 

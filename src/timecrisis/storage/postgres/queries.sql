@@ -81,7 +81,11 @@ WITH inserted AS (
         coalesce(%(now)s::timestamptz, now()), %(headers)s::json, %(concurrency_key)s::text,
         %(queue)s::text
     )
-    RETURNING id
+    RETURNING id, type, queue
+), counted AS (
+    -- The job counts (migration 0009), as in `insert_jobs`.
+    INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+    SELECT type, queue, 'pending', false, count(*) FROM inserted GROUP BY type, queue
 ), wake AS (
     SELECT pg_notify(%(channel)s, '') FROM inserted
 )
@@ -144,6 +148,13 @@ COPY {schema}.jobs (
     id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
     max_retry_delay, entity_id, run_at, expires_at, created_at, headers, concurrency_key, queue
 ) FROM STDIN (FORMAT BINARY)
+
+-- count_copied_jobs --
+-- The job counts (migration 0009) of a `copy_jobs` batch, in its transaction: COPY has no
+-- RETURNING, so the caller adds the batch up per (type, queue) and sends one delta row each.
+INSERT INTO {schema}.job_count_deltas (type, queue, status, dead_lettered, n)
+SELECT t.type, t.queue, 'pending', false, t.n
+FROM unnest(%(types)s::text[], %(queues)s::text[], %(ns)s::bigint[]) AS t(type, queue, n)
 
 -- find_holders --
 -- The jobs that hold the unique keys (pending or running) or the schedule ticks of rows that
