@@ -67,15 +67,10 @@ def latest_version() -> int:
 
 
 async def current_version(conn: AsyncConnection[Any], schema: str) -> int | None:
-    """The schema's version, or None when it has no migrations table yet."""
-    table = f"{schema}.timecrisis_migrations"
-    cur = await conn.execute(_query("migrations_table_exists", schema), {"table": _regclass(table)})
-    row = await cur.fetchone()
-    if row is None or not row[0]:
-        return None
-    cur = await conn.execute(_query("current_version", schema))
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    """The schema's newest recorded version (0 with none), or None when it has no migrations
+    table yet."""
+    versions = await applied_versions(conn, schema)
+    return None if versions is None else max(versions, default=0)
 
 
 async def applied_versions(conn: AsyncConnection[Any], schema: str) -> frozenset[int] | None:

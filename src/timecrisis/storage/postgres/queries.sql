@@ -1553,13 +1553,9 @@ GROUP BY bucket, status ORDER BY bucket, status
 -- ---- migrations (_migrate.py) ---------------------------------------------------------------
 
 -- migrations_table_exists --
--- Whether the schema has a migrations table yet (was in `_migrate.current_version`). The name
+-- Whether the schema has a migrations table yet (`_migrate.applied_versions`). The name
 -- is parsed as SQL: `_migrate._regclass` quotes the schema.
 SELECT to_regclass(%(table)s) IS NOT NULL
-
--- current_version --
--- The newest migration recorded in the schema.
-SELECT coalesce(max(version), 0) FROM {schema}.timecrisis_migrations
 
 -- applied_versions --
 -- Every migration recorded in the schema, for `_migrate.migrate` to apply the missing ones.
