@@ -125,3 +125,42 @@ async def test_claims_use_connections_that_plan_once(make_store: StoreFactory) -
     async with store._session.connection("test") as conn:
         cur = await conn.execute("SHOW plan_cache_mode")
         assert await cur.fetchone() == ("auto",)  # every other statement keeps custom plans
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "claim_jobs",
+        "complete_and_claim",
+        "claim_jobs_in_queues",
+        "complete_and_claim_in_queues",
+        "claim_jobs_unlimited",
+        "claim_jobs_unlimited_in_queues",
+    ],
+)
+async def test_a_claim_writes_the_rows_it_locked_without_searching_for_them_again(
+    make_store: StoreFactory, admin: Admin, schema: str, statement: str
+) -> None:
+    """Right after a burst of enqueues the planner has no statistics of the new rows (nothing
+    has analyzed them yet: autovacuum is off here, as it is for the first minute of a real
+    burst), guesses that few are pending, and planned the claim's UPDATE as a walk of the
+    whole pending index, filtered by id: a claim then read every pending job. The claim
+    writes the rows its `candidates` locked by their tuple ids, a plan no estimate can
+    change."""
+    store = make_store()
+    await store.init()
+    await admin.execute(f'ALTER TABLE "{schema}".jobs SET (autovacuum_enabled = false)')
+    for _ in range(4):
+        await store.insert_jobs([NewJob(id=new_id(), type="big", data={}) for _ in range(5_000)])
+    prepare, explain = _prepare(f"tc_{statement}", Queries(schema)[statement])
+    await admin.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        await admin.execute(prepare.encode())
+        cur = await admin.execute(explain.encode())
+        plan = "\n".join(row[0] for row in await cur.fetchall())
+    finally:
+        await admin.execute("DEALLOCATE ALL")
+        await admin.execute("RESET plan_cache_mode")
+
+    update = re.split(r"\n\s*CTE (?!Scan)", plan.split("CTE claimed", 1)[1])[0]
+    assert "Tid Scan on jobs" in update, plan

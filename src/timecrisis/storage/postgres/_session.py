@@ -219,9 +219,10 @@ class _ClaimPool:
     `complete_and_claim` and half a millisecond of an idle worker's claim (docs/performance.md).
     These connections use `plan_cache_mode = force_generic_plan`: each statement is planned at
     its first execution and the plan is reused. queries.sql writes the claim statements so that
-    their generic plans are the custom ones (rows are found through the id index, `id =
-    ANY(ARRAY(...))`, never a join the planner could turn into a scan of `jobs`), and
-    tests/postgres/test_generic_plans.py checks that on a large table.
+    their generic plans are the custom ones (rows are found by the tuple ids a claim locked, or
+    through the id index, `id = ANY(ARRAY(...))`, never by a join the planner could turn into a
+    scan of `jobs`), and tests/postgres/test_generic_plans.py checks that on a large table, with
+    and without statistics.
 
     Only claims use these connections: a setting per session cannot be scoped to one statement,
     and every other statement here keeps its custom plans. Opened at the first claim (a process

@@ -389,10 +389,10 @@ WITH rate_room AS MATERIALIZED (
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
 ), candidates AS MATERIALIZED (
-    SELECT c.id, c.priority, c.seq
+    SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
     CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.seq
+        SELECT j.id, j.ctid AS tid, j.priority, j.seq
         FROM {schema}.jobs AS j
         WHERE j.status = 'pending' AND j.type = q.type
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
@@ -419,7 +419,7 @@ WITH rate_room AS MATERIALIZED (
         FOR UPDATE SKIP LOCKED
     ) AS c
 ), chosen AS MATERIALIZED (
-    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+    SELECT tid FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
 ),
 -- The writes of a claim (also in `complete_and_claim` and the `_in_queues` forms): the jobs
 -- in `chosen` become running with a fresh lock token, lease and run id. No run row is written
@@ -429,10 +429,19 @@ WITH rate_room AS MATERIALIZED (
 -- inserted once, by whatever ends it (migration 0010: one row version and its index entries
 -- fewer per attempt than an insert here and an update at the end; a 25 + 25
 -- `complete_and_claim` writes 18 % less WAL, docs/performance.md).
--- The rows are found with `id = ANY(ARRAY(...))`, not by joining `chosen`: these statements
--- run with generic plans (_session._ClaimPool), and a generic plan, which cannot know the
--- batch is small, turned that join into a hash join over a sequential scan of `jobs` (14 ms
--- for one job on 20,000 rows). An array of ids is always an index probe per id.
+-- The rows are found by the tuple ids `candidates` locked (`ctid = ANY(ARRAY(...))`, a TID
+-- scan), not by joining `chosen` and not by their ids. These statements run with generic
+-- plans (_session._ClaimPool): a generic plan, which cannot know the batch is small, turned
+-- the join into a hash join over a sequential scan of `jobs` (14 ms for one job on 20,000
+-- rows); and `id = ANY(...)`, right after a burst of enqueues that nothing has analyzed yet,
+-- was planned as a walk of the whole pending index filtered by id (a W2 store loop 2.1x
+-- slower until autovacuum's ANALYZE ran). A TID scan is the one plan, whatever the estimates.
+-- It is safe: a row locked by `candidates` cannot change before this statement ends, and a
+-- tuple id that is not the version this statement's snapshot sees (a pending job updated and
+-- committed between the snapshot and the lock, which nothing does while leaving it pending)
+-- matches nothing here: the job stays pending for a later claim. Completions keep finding
+-- their rows by id, because a running job's row is updated meanwhile (renewals, progress,
+-- cancel requests), and an id follows the update to its new version where a tuple id would not.
 -- The run id is made inside the statement, one per row: a version 7 UUID like
 -- `_common.new_id` (48 bits of Unix milliseconds, then the version, then the random rest of a
 -- `gen_random_uuid()`), for the same reason: ids that grow at the right edge of their index,
@@ -451,7 +460,7 @@ claimed AS (
                                  12, '0') placing '-' from 9 for 0)
                  || '-7' || substr(gen_random_uuid()::text, 16),
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
-    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
 ), counted AS (
     -- The job counts (migration 0009), one delta row per key this statement moved jobs into
@@ -525,13 +534,13 @@ WITH rate_room AS MATERIALIZED (
     SELECT s.queue FROM unnest(%(queues)s::text[]) AS s(queue)
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = s.queue)
 ), candidates AS MATERIALIZED (
-    SELECT c.id, c.priority, c.seq
+    SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
     CROSS JOIN LATERAL (
-        SELECT h.id, h.priority, h.seq
+        SELECT h.id, h.tid, h.priority, h.seq
         FROM served AS s
         CROSS JOIN LATERAL (
-            SELECT j.id, j.priority, j.seq
+            SELECT j.id, j.ctid AS tid, j.priority, j.seq
             FROM {schema}.jobs AS j
             WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
@@ -561,7 +570,7 @@ WITH rate_room AS MATERIALIZED (
         LIMIT greatest(q.room, 0)
     ) AS c
 ), chosen AS MATERIALIZED (
-    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+    SELECT tid FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
 ),
 -- The writes of a claim, as in `claim_jobs`.
 claimed AS (
@@ -574,7 +583,7 @@ claimed AS (
                                  12, '0') placing '-' from 9 for 0)
                  || '-7' || substr(gen_random_uuid()::text, 16),
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
-    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
 ), counted AS (
     -- The job counts, as in `claim_jobs`.
@@ -611,10 +620,10 @@ WITH quota AS MATERIALIZED (
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
 ), candidates AS MATERIALIZED (
-    SELECT c.id, c.priority, c.seq
+    SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
     CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.seq
+        SELECT j.id, j.ctid AS tid, j.priority, j.seq
         FROM {schema}.jobs AS j
         WHERE j.status = 'pending' AND j.type = q.type
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
@@ -625,7 +634,7 @@ WITH quota AS MATERIALIZED (
         FOR UPDATE SKIP LOCKED
     ) AS c
 ), chosen AS MATERIALIZED (
-    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+    SELECT tid FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
 ),
 -- The writes of a claim, as in `claim_jobs`.
 claimed AS (
@@ -638,7 +647,7 @@ claimed AS (
                                  12, '0') placing '-' from 9 for 0)
                  || '-7' || substr(gen_random_uuid()::text, 16),
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
-    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
 ), counted AS (
     -- The job counts, as in `claim_jobs`.
@@ -659,16 +668,16 @@ WITH quota AS MATERIALIZED (
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
 ), candidates AS MATERIALIZED (
-    SELECT c.id, c.priority, c.seq
+    SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
     CROSS JOIN LATERAL (
-        SELECT h.id, h.priority, h.seq
+        SELECT h.id, h.tid, h.priority, h.seq
         FROM (
             SELECT s.queue FROM unnest(%(queues)s::text[]) AS s(queue)
             WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = s.queue)
         ) AS s
         CROSS JOIN LATERAL (
-            SELECT j.id, j.priority, j.seq
+            SELECT j.id, j.ctid AS tid, j.priority, j.seq
             FROM {schema}.jobs AS j
             WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
@@ -681,7 +690,7 @@ WITH quota AS MATERIALIZED (
         LIMIT greatest(q.room, 0)
     ) AS c
 ), chosen AS MATERIALIZED (
-    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+    SELECT tid FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
 ),
 -- The writes of a claim, as in `claim_jobs`.
 claimed AS (
@@ -694,7 +703,7 @@ claimed AS (
                                  12, '0') placing '-' from 9 for 0)
                  || '-7' || substr(gen_random_uuid()::text, 16),
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
-    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
 ), counted AS (
     -- The job counts, as in `claim_jobs`.
@@ -738,8 +747,9 @@ WITH
 -- (the run row's first and only write, see the writes of a claim in `claim_jobs`), from the
 -- values `locked` read from the job row (the attempt's, before `done` clears the claim). The run
 -- id the worker sent must be the job's, as when this updated the row the claim had inserted.
--- `done` returns what was completed. `id = ANY(ARRAY(...))` for the reason given in
--- `claim_jobs`. No `status = 'running'` in `done`, on purpose (as in `renew_claims`): with it, a
+-- `done` returns what was completed. `id = ANY(ARRAY(...))`, not a join (a generic plan's
+-- hash join, see the writes of a claim in `claim_jobs`) and not the tuple ids `locked` saw (a
+-- renewal or a progress report may have moved the row to a new version since the snapshot). No `status = 'running'` in `done`, on purpose (as in `renew_claims`): with it, a
 -- generic plan reached the jobs through jobs_running and its dead entries. The token is the
 -- fence: a job has one only while it runs, since every end of a run (completion, failure,
 -- release, recovery) clears it, and the row is locked from `locked` on.
@@ -842,10 +852,10 @@ input AS (
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
 ), candidates AS MATERIALIZED (
-    SELECT c.id, c.priority, c.seq
+    SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
     CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.seq
+        SELECT j.id, j.ctid AS tid, j.priority, j.seq
         FROM {schema}.jobs AS j
         WHERE j.status = 'pending' AND j.type = q.type
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
@@ -856,7 +866,7 @@ input AS (
         FOR UPDATE SKIP LOCKED
     ) AS c
 ), chosen AS MATERIALIZED (
-    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+    SELECT tid FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
 ),
 -- The writes of a claim, as in `claim_jobs`.
 claimed AS (
@@ -869,7 +879,7 @@ claimed AS (
                                  12, '0') placing '-' from 9 for 0)
                  || '-7' || substr(gen_random_uuid()::text, 16),
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
-    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
 ), counted AS (
     -- The job counts (migration 0009), one delta row per key the statement changed: the
@@ -943,16 +953,16 @@ input AS (
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
 ), candidates AS MATERIALIZED (
-    SELECT c.id, c.priority, c.seq
+    SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
     CROSS JOIN LATERAL (
-        SELECT h.id, h.priority, h.seq
+        SELECT h.id, h.tid, h.priority, h.seq
         FROM (
             SELECT s.queue FROM unnest(%(queues)s::text[]) AS s(queue)
             WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = s.queue)
         ) AS s
         CROSS JOIN LATERAL (
-            SELECT j.id, j.priority, j.seq
+            SELECT j.id, j.ctid AS tid, j.priority, j.seq
             FROM {schema}.jobs AS j
             WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
@@ -965,7 +975,7 @@ input AS (
         LIMIT greatest(q.room, 0)
     ) AS c
 ), chosen AS MATERIALIZED (
-    SELECT id FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
+    SELECT tid FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
 ),
 -- The writes of a claim, as in `claim_jobs`.
 claimed AS (
@@ -978,7 +988,7 @@ claimed AS (
                                  12, '0') placing '-' from 9 for 0)
                  || '-7' || substr(gen_random_uuid()::text, 16),
         cancel_requested = false, cancel_terminate = false, run_progress = NULL
-    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.status = 'pending'
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM chosen)) AND j.status = 'pending'
     RETURNING j.*
 ), counted AS (
     -- The job counts, as in `complete_and_claim`.
