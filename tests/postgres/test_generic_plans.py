@@ -57,8 +57,11 @@ _ARGUMENTS = {
 }
 
 
-def _prepare(name: str, query: bytes) -> tuple[str, str]:
-    """PREPARE and EXECUTE statements for `query`, its `%(name)s` parameters numbered."""
+def _prepare(
+    name: str, query: bytes, explain: str = "EXPLAIN", **arguments: str
+) -> tuple[str, str]:
+    """PREPARE and EXPLAIN EXECUTE statements for `query`, its `%(name)s` parameters numbered,
+    with the `_ARGUMENTS`, or the ones given."""
     order: list[str] = []
 
     def number(match: re.Match[str]) -> str:
@@ -68,8 +71,8 @@ def _prepare(name: str, query: bytes) -> tuple[str, str]:
 
     text = re.sub(r"%\((\w+)\)s", number, query.decode())
     types = ", ".join(_PARAM_TYPES[p] for p in order)
-    arguments = ", ".join(_ARGUMENTS[p] for p in order)
-    return f"PREPARE {name} ({types}) AS {text}", f"EXPLAIN EXECUTE {name} ({arguments})"
+    values = ", ".join(arguments.get(p, _ARGUMENTS[p]) for p in order)
+    return f"PREPARE {name} ({types}) AS {text}", f"{explain} EXECUTE {name} ({values})"
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import pathlib
 import pytest
 
 from tests.sqlite.conftest import StoreFactory
-from tests.storage.factories import LEASE, insert, new_job
+from tests.storage.factories import LEASE, START, insert, new_job
 from timecrisis.storage.base import ClaimParams
 from timecrisis.storage.sqlite import SQLiteJobStorage
-from timecrisis.storage.sqlite._claims import MAX_ARMS, _merge_heads, _Scope
+from timecrisis.storage.sqlite._claims import MAX_ARMS, _merge_heads, _Scope, claim_jobs
 from timecrisis.storage.sqlite._connection import open_connection
 
 
@@ -162,3 +162,46 @@ async def test_a_worker_of_many_types_and_queues_slices_its_claim_and_keeps_the_
 
     ordered = sorted(jobs, key=lambda job: (-job.priority, jobs.index(job)))
     assert [c.job.id for c in claimed] == [job.id for job in ordered[:12]]
+
+
+@pytest.mark.parametrize("key_limits", [{}, {"big": 2}], ids=["plain", "keyed"])
+async def test_a_claim_of_every_queue_never_reads_a_paused_queues_backlog(
+    store: SQLiteJobStorage, db_path: pathlib.Path, key_limits: dict[str, int]
+) -> None:
+    """Flow control: a worker of every queue (the default) stepped over a paused queue's jobs
+    one by one, so with 20,000 of them at the head of their type every claim read 20,000 rows,
+    for as long as the pause lasted. It reads the head of each open queue instead (found one
+    index probe per queue). Counted in SQLite virtual-machine steps, which a scan multiplies."""
+    ahead = [new_job("big", priority=5, queue="bulk") for _ in range(20_000)]
+    for start in range(0, len(ahead), 5_000):
+        await store.insert_jobs(ahead[start : start + 5_000])
+    wanted = [new_job("big"), new_job("big", queue="other")]
+    await store.insert_jobs(wanted)
+    assert await store.pause("bulk")
+
+    conn = open_connection(db_path, busy_timeout=1)
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0  # go on
+
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.set_progress_handler(count, 1_000)  # called every 1,000 steps
+        params = ClaimParams(
+            worker="w",
+            limit=10,
+            lease_ttl=LEASE,
+            type_limits={"big": None},
+            key_limits=key_limits,
+        )
+        claimed = claim_jobs(conn, params, START)
+        conn.set_progress_handler(None, 0)
+    finally:
+        conn.rollback()
+        conn.close()
+
+    assert sorted(c.job.id for c in claimed) == sorted(j.id for j in wanted)
+    assert steps < 50, steps  # stepping over the paused backlog took 340

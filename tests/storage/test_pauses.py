@@ -13,6 +13,7 @@ from tests.storage.factories import (
     REPORT,
     claim,
     claim_one,
+    claim_params,
     claimed_ids,
     complete,
     get,
@@ -23,7 +24,7 @@ from tests.storage.factories import (
 from tests.storage.harness import StoreHarness
 from timecrisis.errors import JobValidationError
 from timecrisis.models import JobStatus
-from timecrisis.storage.base import JobStorage
+from timecrisis.storage.base import Completion, JobStorage, combined_claim
 
 
 async def test_pause_and_resume_report_whether_they_changed_anything(
@@ -86,6 +87,36 @@ async def test_a_paused_backlog_at_the_head_never_delays_the_other_jobs(
 
     assert await claimed_ids(storage, limit=10) == free[:10]
     assert await claimed_ids(storage, limit=10, queues={"held", "default"}) == free[10:]
+
+
+@pytest.mark.parametrize("queues", [3, 40], ids=["few-queues", "a-queue-per-tenant"])
+async def test_while_a_queue_is_paused_a_claim_of_every_queue_keeps_claim_order(
+    storage: JobStorage, queues: int
+) -> None:
+    """A claim of every queue reads the open queues' heads while anything is paused, or, past
+    a store's limit of heads, steps over the paused jobs: either way the jobs it takes are
+    the ones a walk of the queue in claim order would take, from every queue not paused."""
+    await insert(storage, *[new_job(priority=50, queue="held") for _ in range(30)])
+    open_jobs = [
+        new_job(EMAIL if n % 2 else REPORT, priority=n % 7, queue=f"tenant-{n % queues}")
+        for n in range(2 * queues)
+    ]
+    await insert(storage, *open_jobs)
+    await storage.pause("held")
+    order = sorted(range(len(open_jobs)), key=lambda n: (-open_jobs[n].priority, n))
+    wanted = [open_jobs[n].id for n in order]
+
+    first = await claim(storage, limit=5)
+    assert [c.job.id for c in first] == wanted[:5]
+    done = [Completion(c.ref, None) for c in first]
+    rest = claim_params(limit=len(wanted))
+    combined = combined_claim(storage)  # PostgreSQL: a statement of its own
+    if combined is not None:
+        _, second = await combined(done, rest)
+    else:
+        await storage.complete_jobs(done)
+        second = await storage.claim_jobs(rest)
+    assert [c.job.id for c in second] == wanted[5:]
 
 
 async def test_a_running_job_of_a_paused_type_still_finishes(storage: JobStorage) -> None:

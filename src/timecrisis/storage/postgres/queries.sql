@@ -337,13 +337,21 @@ WHERE w.next_start - coalesce(w.oldest, w.next_start) >= t.rate_cap
 -- rows locked per type are released at commit, microseconds later.
 --
 -- Flow control (docs/flow-control.md): this is the claim of every queue; `claim_jobs_in_queues`
--- is the same statement for a worker that serves named queues. A paused type gets no room; a
--- paused queue's jobs are stepped over inside each head. The paused names are read once into
--- an array (an InitPlan), then tested per row: written as NOT EXISTS, the generic plan turned
--- it into an anti join over a sequential scan of `jobs`. The test is on `j.queue || ''`, an
--- expression without statistics, on purpose: on the column itself, with every job in one
--- queue, the planner estimated that no row passes, so LIMIT saved nothing and a sequential
--- scan won; this way it keeps walking the index in claim order.
+-- is the same statement for a worker that serves named queues. A paused type gets no room.
+-- While nothing is paused (nearly always), each type's head is one walk of jobs_pending_queue.
+-- While anything is, that walk steps over a paused queue's jobs one by one (with 20,000 of
+-- them at its head, every claim of every worker read 20,000 rows), so the claim reads the head
+-- of each of the type's open queues instead, as `claim_jobs_in_queues` does: `walk` finds the
+-- queues that hold pending jobs, one index probe each (tests/postgres/test_paused_backlog.py).
+-- A type with jobs in more than 16 queues (`crowded`) still steps over the paused jobs: past
+-- that, the heads cost more than they save. The two forms are the two arms of `candidates`,
+-- gated by `EXISTS (SELECT FROM paused)`, read once per statement. Where the paused jobs are
+-- stepped over, the paused names are read once into an array (an InitPlan), then tested per
+-- row: written as NOT EXISTS, the generic plan turned it into an anti join over a sequential
+-- scan of `jobs`. The test is on `j.queue || ''`, an expression without statistics, on
+-- purpose: on the column itself, with every job in one queue, the planner estimated that no
+-- row passes, so LIMIT saved nothing and a sequential scan won; this way it keeps walking the
+-- index in claim order.
 --
 -- The CTEs are MATERIALIZED on purpose, as an optimisation fence (Oban's basic engine does the
 -- same): inlined into the UPDATE, the planner may pick a nested loop that re-runs the locking
@@ -362,7 +370,7 @@ WHERE w.next_start - coalesce(w.oldest, w.next_start) >= t.rate_cap
 -- queues this claim reads: a paused queue's job is not taken now, so it holds no place of its
 -- key. `claim_jobs_in_queues` applies every one of these limits too; the `complete_and_claim`
 -- forms need none: a flow-limited type takes its type lock, and so always claims here.
-WITH rate_room AS MATERIALIZED (
+WITH RECURSIVE rate_room AS MATERIALIZED (
     SELECT t.type, t.rate_window, rn.at, w.next_start,
            greatest(0, t.rate_cap - (w.next_start - coalesce(w.oldest, w.next_start)))::int
                AS room
@@ -388,6 +396,32 @@ WITH rate_room AS MATERIALIZED (
     FROM unnest(%(types)s::text[], %(caps)s::int[], %(key_caps)s::int[]) AS t(type, cap, key_cap)
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+), walk AS (
+    -- Flow control, while anything is paused: the queues that hold pending jobs of each type
+    -- with room, found by skipping through jobs_pending_by_queue one (type, queue) at a time
+    -- (a loose index scan: one probe per queue, however many jobs each holds), up to 17 of
+    -- them. Nothing is paused: no row, no probe.
+    SELECT q.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
+                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] >= ARRAY[q.type, '']
+                    ORDER BY ARRAY[j.type, j.queue] LIMIT 1) AS k, 1 AS n
+    FROM quota AS q
+    WHERE q.room > 0 AND EXISTS (SELECT FROM {schema}.paused)
+    UNION ALL
+    SELECT w.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
+                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] > w.k
+                    ORDER BY ARRAY[j.type, j.queue] LIMIT 1), w.n + 1
+    FROM walk AS w
+    WHERE w.k[1] = w.type AND w.n <= 16
+), crowded AS MATERIALIZED (
+    -- Types with jobs in more than 16 queues (a queue per tenant, say), as in SQLite's
+    -- `_claims.MAX_OPEN_QUEUES`: a head per queue would cost more than stepping over the
+    -- paused jobs, so their heads step over them.
+    SELECT w.type FROM walk AS w WHERE w.n = 17 AND w.k[1] = w.type
+), open_queues AS MATERIALIZED (
+    SELECT w.type, w.k[2] AS queue
+    FROM walk AS w
+    WHERE w.k[1] = w.type AND w.type NOT IN (SELECT c.type FROM crowded AS c)
+      AND NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = w.k[2])
 ), candidates AS MATERIALIZED (
     SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
@@ -417,6 +451,47 @@ WITH rate_room AS MATERIALIZED (
         ORDER BY j.priority DESC, j.seq
         LIMIT greatest(q.room, 0)
         FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused)
+       OR q.type IN (SELECT c.type FROM crowded AS c)  -- stepping over the paused jobs
+    UNION ALL
+    -- Flow control, while anything is paused: the head of each open queue of the type, as in
+    -- `claim_jobs_in_queues`, so a paused queue's backlog is never read.
+    SELECT c.id, c.tid, c.priority, c.seq
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.tid, h.priority, h.seq
+        FROM open_queues AS s
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.ctid AS tid, j.priority, j.seq
+            FROM {schema}.jobs AS j
+            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+              AND (q.key_cap IS NULL OR j.concurrency_key IS NULL OR (
+                  (SELECT count(*) FROM {schema}.jobs AS r
+                   WHERE r.status = 'running' AND r.concurrency_key IS NOT NULL
+                     AND r.type = j.type AND r.concurrency_key = j.concurrency_key)
+                  + (SELECT count(*) FROM (
+                        SELECT p.priority, p.seq FROM {schema}.jobs AS p
+                        WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL
+                          AND p.type = j.type AND p.concurrency_key = j.concurrency_key
+                          AND p.run_at <= coalesce(%(now)s::timestamptz, now())
+                          AND (p.expires_at IS NULL
+                               OR p.expires_at > coalesce(%(now)s::timestamptz, now()))
+                          AND (p.queue || '')
+                              <> ALL (ARRAY(SELECT x.name FROM {schema}.paused AS x))
+                        ORDER BY p.priority DESC, p.seq
+                        LIMIT q.key_cap) AS h
+                     WHERE h.priority > j.priority OR (h.priority = j.priority AND h.seq < j.seq))
+                  < q.key_cap))
+            ORDER BY j.priority DESC, j.seq
+            LIMIT greatest(q.room, 0)
+            FOR UPDATE SKIP LOCKED
+        ) AS h
+        WHERE s.type = q.type
+        ORDER BY h.priority DESC, h.seq
+        LIMIT greatest(q.room, 0)
     ) AS c
 ), chosen AS MATERIALIZED (
     SELECT tid FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
@@ -614,11 +689,37 @@ SELECT * FROM claimed ORDER BY priority DESC, seq
 -- are empty (the executor opens and locks `rate_limit_starts` and its indexes for the writes,
 -- and starts every subplan), which is an eighth of W3's enqueue-to-start latency. A paused type
 -- or queue is still passed over, as in every claim.
-WITH quota AS MATERIALIZED (
+WITH RECURSIVE quota AS MATERIALIZED (
     SELECT t.type, %(limit)s::int AS room
     FROM unnest(%(types)s::text[]) AS t(type)
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+), walk AS (
+    -- Flow control, while anything is paused: the queues that hold pending jobs of each type
+    -- with room, found by skipping through jobs_pending_by_queue one (type, queue) at a time
+    -- (a loose index scan: one probe per queue, however many jobs each holds), up to 17 of
+    -- them. Nothing is paused: no row, no probe.
+    SELECT q.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
+                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] >= ARRAY[q.type, '']
+                    ORDER BY ARRAY[j.type, j.queue] LIMIT 1) AS k, 1 AS n
+    FROM quota AS q
+    WHERE q.room > 0 AND EXISTS (SELECT FROM {schema}.paused)
+    UNION ALL
+    SELECT w.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
+                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] > w.k
+                    ORDER BY ARRAY[j.type, j.queue] LIMIT 1), w.n + 1
+    FROM walk AS w
+    WHERE w.k[1] = w.type AND w.n <= 16
+), crowded AS MATERIALIZED (
+    -- Types with jobs in more than 16 queues (a queue per tenant, say), as in SQLite's
+    -- `_claims.MAX_OPEN_QUEUES`: a head per queue would cost more than stepping over the
+    -- paused jobs, so their heads step over them.
+    SELECT w.type FROM walk AS w WHERE w.n = 17 AND w.k[1] = w.type
+), open_queues AS MATERIALIZED (
+    SELECT w.type, w.k[2] AS queue
+    FROM walk AS w
+    WHERE w.k[1] = w.type AND w.type NOT IN (SELECT c.type FROM crowded AS c)
+      AND NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = w.k[2])
 ), candidates AS MATERIALIZED (
     SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
@@ -632,6 +733,30 @@ WITH quota AS MATERIALIZED (
         ORDER BY j.priority DESC, j.seq
         LIMIT greatest(q.room, 0)
         FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused)
+       OR q.type IN (SELECT c.type FROM crowded AS c)  -- stepping over the paused jobs
+    UNION ALL
+    -- Flow control, while anything is paused: the head of each open queue of the type, as in
+    -- `claim_jobs_in_queues`, so a paused queue's backlog is never read.
+    SELECT c.id, c.tid, c.priority, c.seq
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.tid, h.priority, h.seq
+        FROM open_queues AS s
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.ctid AS tid, j.priority, j.seq
+            FROM {schema}.jobs AS j
+            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+            ORDER BY j.priority DESC, j.seq
+            LIMIT greatest(q.room, 0)
+            FOR UPDATE SKIP LOCKED
+        ) AS h
+        WHERE s.type = q.type
+        ORDER BY h.priority DESC, h.seq
+        LIMIT greatest(q.room, 0)
     ) AS c
 ), chosen AS MATERIALIZED (
     SELECT tid FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s
@@ -813,7 +938,7 @@ SELECT id, finished_at FROM done
 -- running jobs, the claim only ever takes pending ones. The first columns report the
 -- completions (the ids on the first row; every one of them finishes at the store's clock: the
 -- statement's time); then one row per claimed job, or one row of NULLs when nothing was claimed.
-WITH
+WITH RECURSIVE
 -- The writes of a completion batch, as in `complete_jobs`.
 input AS (
     SELECT *
@@ -851,6 +976,32 @@ input AS (
     FROM unnest(%(types)s::text[]) AS t(type)
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+), walk AS (
+    -- Flow control, while anything is paused: the queues that hold pending jobs of each type
+    -- with room, found by skipping through jobs_pending_by_queue one (type, queue) at a time
+    -- (a loose index scan: one probe per queue, however many jobs each holds), up to 17 of
+    -- them. Nothing is paused: no row, no probe.
+    SELECT q.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
+                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] >= ARRAY[q.type, '']
+                    ORDER BY ARRAY[j.type, j.queue] LIMIT 1) AS k, 1 AS n
+    FROM quota AS q
+    WHERE q.room > 0 AND EXISTS (SELECT FROM {schema}.paused)
+    UNION ALL
+    SELECT w.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
+                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] > w.k
+                    ORDER BY ARRAY[j.type, j.queue] LIMIT 1), w.n + 1
+    FROM walk AS w
+    WHERE w.k[1] = w.type AND w.n <= 16
+), crowded AS MATERIALIZED (
+    -- Types with jobs in more than 16 queues (a queue per tenant, say), as in SQLite's
+    -- `_claims.MAX_OPEN_QUEUES`: a head per queue would cost more than stepping over the
+    -- paused jobs, so their heads step over them.
+    SELECT w.type FROM walk AS w WHERE w.n = 17 AND w.k[1] = w.type
+), open_queues AS MATERIALIZED (
+    SELECT w.type, w.k[2] AS queue
+    FROM walk AS w
+    WHERE w.k[1] = w.type AND w.type NOT IN (SELECT c.type FROM crowded AS c)
+      AND NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = w.k[2])
 ), candidates AS MATERIALIZED (
     SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
@@ -864,6 +1015,30 @@ input AS (
         ORDER BY j.priority DESC, j.seq
         LIMIT greatest(q.room, 0)
         FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE NOT EXISTS (SELECT FROM {schema}.paused)
+       OR q.type IN (SELECT c.type FROM crowded AS c)  -- stepping over the paused jobs
+    UNION ALL
+    -- Flow control, while anything is paused: the head of each open queue of the type, as in
+    -- `claim_jobs_in_queues`, so a paused queue's backlog is never read.
+    SELECT c.id, c.tid, c.priority, c.seq
+    FROM quota AS q
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.tid, h.priority, h.seq
+        FROM open_queues AS s
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.ctid AS tid, j.priority, j.seq
+            FROM {schema}.jobs AS j
+            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
+            ORDER BY j.priority DESC, j.seq
+            LIMIT greatest(q.room, 0)
+            FOR UPDATE SKIP LOCKED
+        ) AS h
+        WHERE s.type = q.type
+        ORDER BY h.priority DESC, h.seq
+        LIMIT greatest(q.room, 0)
     ) AS c
 ), chosen AS MATERIALIZED (
     SELECT tid FROM candidates ORDER BY priority DESC, seq LIMIT %(limit)s

@@ -55,9 +55,10 @@ SELECT * FROM (
 )
 
 -- claim_queue_head_skipping_paused --
--- Flow control: `claim_queue_head` for a claim of every queue while some names are paused
--- (args: type, now, now, the paused names as a JSON array, quota). The paused queues' jobs are
--- stepped over inside the claim; `_claims._merge_heads` puts this arm in place of
+-- Flow control: `claim_queue_head` for a claim of every queue while some names are paused and
+-- its types hold jobs in more queues than `_claims.MAX_OPEN_QUEUES` (args: type, now, now, the
+-- paused names as a JSON array, quota). The paused queues' jobs are stepped over inside the
+-- claim; `_claims._merge_heads` puts this arm in place of
 -- `claim_queue_head` (a paused type gets no arm at all).
 SELECT * FROM (
     SELECT seq, priority FROM jobs INDEXED BY jobs_pending_queue
@@ -94,6 +95,21 @@ SELECT * FROM (
     ) < ?)
     ORDER BY priority DESC, seq LIMIT ?
 )
+
+-- first_pending_queue --
+-- Flow control, while anything is paused: the first queue that holds pending jobs of a type
+-- (args: type), for `_claims._pending_queues`' walk of jobs_pending_by_queue (a claim of every
+-- queue then reads the open queues' heads instead of stepping over the paused jobs).
+SELECT queue FROM jobs INDEXED BY jobs_pending_by_queue
+WHERE status = 'pending' AND type = ?
+ORDER BY queue LIMIT 1
+
+-- next_pending_queue --
+-- The next one after a queue (args: type, queue): one index probe, however many jobs that
+-- queue holds.
+SELECT queue FROM jobs INDEXED BY jobs_pending_by_queue
+WHERE status = 'pending' AND type = ? AND queue > ?
+ORDER BY queue LIMIT 1
 
 -- claim_named_queue_head --
 -- Flow control: one (type, queue) head, for a claim of named queues (args: type, queue, now,
