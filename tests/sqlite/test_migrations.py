@@ -17,7 +17,7 @@ from timecrisis.clock import ManualClock
 from timecrisis.errors import StorageError
 from timecrisis.models import FailureKind, JobStatus, QueueMetrics, RunStatus, TypeMetrics
 from timecrisis.storage._run_stats import duration_bucket
-from timecrisis.storage.base import RUN_DURATION_BUCKETS
+from timecrisis.storage.base import RUN_DURATION_BUCKETS, ClaimParams
 from timecrisis.storage.sqlite import SQLiteJobStorage
 from timecrisis.storage.sqlite._migrate import available_migrations, latest_version
 
@@ -324,3 +324,42 @@ def test_the_backfill_buckets_durations_as_the_store_does(db_path: pathlib.Path)
         conn.close()
 
     assert buckets == [-1, *(duration_bucket(d) for d in durations)]
+
+
+async def test_pending_jobs_of_an_existing_file_are_claimed_when_due_after_version_11(
+    db_path: pathlib.Path,
+) -> None:
+    """Version 11 keeps delayed jobs out of the queue indexes: the pending jobs a file holds
+    are marked waiting when their run_at is after their creation, and every one of them is
+    claimed when due, in claim order, not before."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    at = int(start.timestamp() * 1_000_000)
+    minute = 60_000_000
+    _file_at_version(
+        db_path,
+        9,
+        "INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy, "
+        "retry_delay, max_retry_delay, run_at, created_at, queue) VALUES "
+        f"('due', 'email', '{{}}', 'pending', 0, 0, 'linear', 1, 1, {at}, {at}, 'default'), "
+        f"('soon', 'email', '{{}}', 'pending', 5, 0, 'linear', 1, 1, {at + minute}, {at}, "
+        "'default'), "
+        f"('later', 'email', '{{}}', 'pending', 0, 0, 'linear', 1, 1, {at + 2 * minute}, "
+        f"{at}, 'default'), "
+        f"('past', 'email', '{{}}', 'pending', 0, 0, 'linear', 1, 1, {at - minute}, "
+        f"{at - 2 * minute}, 'default');",
+    )
+    clock = ManualClock(start)
+    store = SQLiteJobStorage(db_path, clock=clock)
+    params = ClaimParams(
+        worker="w", limit=10, lease_ttl=timedelta(minutes=5), type_limits={"email": None}
+    )
+    try:
+        assert [c.job.id for c in await store.claim_jobs(params)] == ["due", "past"]
+        assert _query(db_path, "SELECT id, waiting FROM jobs WHERE status = 'pending'") == [
+            ("soon", 1),
+            ("later", 1),
+        ]
+        clock.advance(2 * 60)
+        assert [c.job.id for c in await store.claim_jobs(params)] == ["soon", "later"]
+    finally:
+        await store.close()

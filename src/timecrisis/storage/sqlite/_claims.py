@@ -34,6 +34,10 @@ type that limits its concurrency keys reads the `_keyed` form of its scope's arm
 over a job whose key is full (running, or taken ahead of it by this claim). Rate limits cap a
 type's quota before the statement is built (`_rate_rooms`).
 
+**Delayed jobs** (migration 11) wait outside the queue indexes, flagged `waiting`, until a claim
+finds them due: its first statement (`promote_due`) clears the flag of every due one, so each
+arm reads due jobs only, in exact claim order, however many delayed jobs wait ahead of them.
+
 **Batches** (`complete_jobs`, `release_jobs`, `renew_claims`) read the current claims of the
 whole batch with one `IN` query, then write with `executemany`.
 """
@@ -220,12 +224,15 @@ def _merge_heads(name: str, arms: tuple[tuple[str, int], ...]) -> str:
 def claim_jobs(conn: sqlite3.Connection, params: ClaimParams, now: datetime) -> list[ClaimedJob]:
     if params.limit <= 0:
         return []
+    now_us = to_us(now)
+    # Delayed jobs wait outside the queue indexes until due (migration 11); the due ones join
+    # them here, at their place in claim order, before anything is read.
+    conn.execute(Q["promote_due"], (now_us,))
     scope = _Scope.read(conn, params.queues)
     if scope.queues == ():  # flow control: every served queue is paused
         return []
     # Flow control: a paused type gets no arm, so its backlog is never read.
     quotas = [quota for quota in _quotas(conn, params) if quota[0] not in scope.paused]
-    now_us = to_us(now)
     rates = _rate_rooms(conn, params, now_us) if params.rate_limits else {}
     if rates:  # flow control: a full rate-limit window caps its type like a full limit
         quotas = [(t, min(q, rates[t][0]) if t in rates else q) for t, q in quotas]

@@ -58,6 +58,7 @@ def insert_jobs(
 
 
 def _insert_args(job: NewJob, now: datetime, now_us: int) -> tuple[Any, ...]:
+    run_at_us = to_us(resolve_run_at(job, now))
     return (
         job.id,
         job.type,
@@ -71,12 +72,13 @@ def _insert_args(job: NewJob, now: datetime, now_us: int) -> tuple[Any, ...]:
         job.scheduled_job_id,
         opt_us(job.schedule_fire_at),
         job.unique_key,
-        to_us(resolve_run_at(job, now)),
+        run_at_us,
         opt_us(resolve_expires_at(job, now)),
         now_us,
         None if job.headers is None else dump_json(job.headers),
         job.concurrency_key,
         job.queue,
+        int(run_at_us > now_us),  # waiting (migration 11): out of the queue until due
     )
 
 

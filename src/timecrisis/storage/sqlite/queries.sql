@@ -20,7 +20,7 @@
 -- it must appear there exactly as it does here, from its first line to its closing `)`.
 SELECT * FROM (
     SELECT seq, priority FROM jobs INDEXED BY jobs_pending_queue
-    WHERE status = 'pending' AND type = ?
+    WHERE status = 'pending' AND waiting = 0 AND type = ?
     AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
     ORDER BY priority DESC, seq LIMIT ?
 )
@@ -35,7 +35,7 @@ SELECT * FROM (
 -- distinct keys. `_claims._merge_heads` puts this block in place of a `claim_queue_head` arm.
 SELECT * FROM (
     SELECT seq, priority FROM jobs AS j INDEXED BY jobs_pending_queue
-    WHERE status = 'pending' AND type = ?
+    WHERE status = 'pending' AND waiting = 0 AND type = ?
     AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
     AND (j.concurrency_key IS NULL OR (
         SELECT count(*) FROM jobs AS r INDEXED BY jobs_running_keys
@@ -62,7 +62,7 @@ SELECT * FROM (
 -- `claim_queue_head` (a paused type gets no arm at all).
 SELECT * FROM (
     SELECT seq, priority FROM jobs INDEXED BY jobs_pending_queue
-    WHERE status = 'pending' AND type = ?
+    WHERE status = 'pending' AND waiting = 0 AND type = ?
     AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
     AND queue NOT IN (SELECT value FROM json_each(?))
     ORDER BY priority DESC, seq LIMIT ?
@@ -75,7 +75,7 @@ SELECT * FROM (
 -- job of a paused queue is not taken now, so it holds no place of its key.
 SELECT * FROM (
     SELECT seq, priority FROM jobs AS j INDEXED BY jobs_pending_queue
-    WHERE status = 'pending' AND type = ?
+    WHERE status = 'pending' AND waiting = 0 AND type = ?
     AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
     AND queue NOT IN (SELECT value FROM json_each(?))
     AND (j.concurrency_key IS NULL OR (
@@ -96,19 +96,26 @@ SELECT * FROM (
     ORDER BY priority DESC, seq LIMIT ?
 )
 
+-- promote_due --
+-- The first statement of every claim (args: now): the waiting jobs that are due join the queue
+-- indexes (migration 11), at their place in claim order, before the claim reads them. One range
+-- of jobs_waiting: nothing to read when nothing is due. Whatever the status: a job canceled or
+-- expired while it waited leaves the index here.
+UPDATE jobs INDEXED BY jobs_waiting SET waiting = 0 WHERE waiting = 1 AND run_at <= ?
+
 -- first_pending_queue --
 -- Flow control, while anything is paused: the first queue that holds pending jobs of a type
 -- (args: type), for `_claims._pending_queues`' walk of jobs_pending_by_queue (a claim of every
 -- queue then reads the open queues' heads instead of stepping over the paused jobs).
 SELECT queue FROM jobs INDEXED BY jobs_pending_by_queue
-WHERE status = 'pending' AND type = ?
+WHERE status = 'pending' AND waiting = 0 AND type = ?
 ORDER BY queue LIMIT 1
 
 -- next_pending_queue --
 -- The next one after a queue (args: type, queue): one index probe, however many jobs that
 -- queue holds.
 SELECT queue FROM jobs INDEXED BY jobs_pending_by_queue
-WHERE status = 'pending' AND type = ? AND queue > ?
+WHERE status = 'pending' AND waiting = 0 AND type = ? AND queue > ?
 ORDER BY queue LIMIT 1
 
 -- claim_named_queue_head --
@@ -117,7 +124,7 @@ ORDER BY queue LIMIT 1
 -- read, however many wait. `_claims._merge_heads` puts it in place of `claim_queue_head`.
 SELECT * FROM (
     SELECT seq, priority FROM jobs INDEXED BY jobs_pending_by_queue
-    WHERE status = 'pending' AND type = ? AND queue = ?
+    WHERE status = 'pending' AND waiting = 0 AND type = ? AND queue = ?
     AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
     ORDER BY priority DESC, seq LIMIT ?
 )
@@ -130,7 +137,7 @@ SELECT * FROM (
 -- is taken first when it is ahead.
 SELECT * FROM (
     SELECT seq, priority FROM jobs AS j INDEXED BY jobs_pending_by_queue
-    WHERE status = 'pending' AND type = ? AND queue = ?
+    WHERE status = 'pending' AND waiting = 0 AND type = ? AND queue = ?
     AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
     AND (j.concurrency_key IS NULL OR (
         SELECT count(*) FROM jobs AS r INDEXED BY jobs_running_keys
@@ -157,7 +164,7 @@ SELECT * FROM (
 SELECT * FROM (SELECT seq, priority FROM (
 SELECT * FROM (
     SELECT seq, priority FROM jobs INDEXED BY jobs_pending_by_queue
-    WHERE status = 'pending' AND type = ? AND queue = ?
+    WHERE status = 'pending' AND waiting = 0 AND type = ? AND queue = ?
     AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
     ORDER BY priority DESC, seq LIMIT ?
 )
@@ -170,7 +177,7 @@ SELECT * FROM (
 SELECT * FROM (SELECT seq, priority FROM (
 SELECT * FROM (
     SELECT seq, priority FROM jobs AS j INDEXED BY jobs_pending_by_queue
-    WHERE status = 'pending' AND type = ? AND queue = ?
+    WHERE status = 'pending' AND waiting = 0 AND type = ? AND queue = ?
     AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
     AND (j.concurrency_key IS NULL OR (
         SELECT count(*) FROM jobs AS r INDEXED BY jobs_running_keys
@@ -205,7 +212,7 @@ UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, wor
 WHERE seq IN (SELECT seq FROM (
 SELECT * FROM (
     SELECT seq, priority FROM jobs INDEXED BY jobs_pending_queue
-    WHERE status = 'pending' AND type = ?
+    WHERE status = 'pending' AND waiting = 0 AND type = ?
     AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
     ORDER BY priority DESC, seq LIMIT ?
 )
@@ -221,7 +228,7 @@ RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strat
 SELECT seq, priority FROM (
 SELECT * FROM (
     SELECT seq, priority FROM jobs INDEXED BY jobs_pending_queue
-    WHERE status = 'pending' AND type = ?
+    WHERE status = 'pending' AND waiting = 0 AND type = ?
     AND run_at <= ? AND (expires_at IS NULL OR expires_at > ?)
     ORDER BY priority DESC, seq LIMIT ?
 )
@@ -275,7 +282,7 @@ UPDATE job_runs SET status = 'completed', finished_at = ?,
 -- release_jobs --
 -- Graceful stop: the job is given back, the attempt not charged, `run_at` left as it was.
 UPDATE jobs SET status = 'pending', attempts = attempts - 1, worker = NULL,
-    lock_token = NULL, lock_expires_at = NULL, run_id = NULL, cancel_requested = 0
+    lock_token = NULL, lock_expires_at = NULL, run_id = NULL, cancel_requested = 0, waiting = 0
 WHERE id = ?
 
 -- release_canceled_jobs --
@@ -301,10 +308,11 @@ RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strat
     failure_kind, headers, concurrency_key, queue, cancel_requested
 
 -- snooze_job --
--- The handler raised `Snooze`: pending again at the given time, the attempt not charged.
+-- The handler raised `Snooze`: pending again at the given time, the attempt not charged;
+-- waiting (migration 11) until a claim finds it due.
 UPDATE jobs SET status = 'pending', attempts = attempts - 1, run_at = ?,
     worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
-    cancel_requested = 0 WHERE id = ?
+    cancel_requested = 0, waiting = 1 WHERE id = ?
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
@@ -341,10 +349,11 @@ UPDATE job_runs SET status = 'failed', finished_at = ?,
 WHERE id = ?
 
 -- fail_attempt_retry --
--- A failed attempt that will be retried: pending again at its retry time.
+-- A failed attempt that will be retried: pending again at its retry time, waiting
+-- (migration 11) until a claim finds it due.
 UPDATE jobs SET status = 'pending', run_at = ?, fail_reason = ?, failure_kind = ?,
     worker = NULL, lock_token = NULL, lock_expires_at = NULL, run_id = NULL,
-    cancel_requested = 0 WHERE seq = ?
+    cancel_requested = 0, waiting = 1 WHERE seq = ?
 RETURNING id, type, data, status, priority, max_retries, attempts, backoff_strategy, entity_id,
     scheduled_job_id, unique_key, run_at, expires_at, progress, fail_reason, result,
     created_at, started_at, finished_at, worker, dead_lettered, retry_delay, max_retry_delay,
@@ -395,11 +404,12 @@ ORDER BY first_start DESC LIMIT 1
 -- ---- jobs outside a claim (_jobs.py) --------------------------------------------------------
 
 -- insert_jobs --
--- One new job (was `_jobs._INSERT`). A repeated id or a taken key fails the whole batch.
+-- One new job (was `_jobs._INSERT`). A repeated id or a taken key fails the whole batch. The
+-- last value is `waiting` (migration 11): whether its run_at is after now.
 INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy,
     retry_delay, max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key,
-    run_at, expires_at, created_at, headers, concurrency_key, queue)
-VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    run_at, expires_at, created_at, headers, concurrency_key, queue, waiting)
+VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- insert_jobs_unless_held --
 -- `insert_jobs`, but a job whose unique key or schedule tick is already held is skipped, not
@@ -408,8 +418,8 @@ VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 -- caller bug, and the whole batch is refused.
 INSERT INTO jobs (id, type, data, status, priority, max_retries, backoff_strategy,
     retry_delay, max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key,
-    run_at, expires_at, created_at, headers, concurrency_key, queue)
-VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    run_at, expires_at, created_at, headers, concurrency_key, queue, waiting)
+VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (type, unique_key)
 WHERE unique_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
 ON CONFLICT (scheduled_job_id, schedule_fire_at)
@@ -478,7 +488,8 @@ AND status IN ('pending', 'running')
 -- Pending again now, with a fresh set of attempts.
 UPDATE jobs SET status = 'pending', attempts = 0, dead_lettered = 0, fail_reason = NULL,
     failure_kind = NULL, run_at = ?, finished_at = NULL, worker = NULL, lock_token = NULL,
-    lock_expires_at = NULL, run_id = NULL, cancel_requested = 0, cancel_terminate = 0
+    lock_expires_at = NULL, run_id = NULL, cancel_requested = 0, cancel_terminate = 0,
+    waiting = 0
 WHERE id = ?
 
 -- purge_candidates --
