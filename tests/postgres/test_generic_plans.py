@@ -75,6 +75,19 @@ def _prepare(
     return f"PREPARE {name} ({types}) AS {text}", f"{explain} EXECUTE {name} ({values})"
 
 
+async def _generic_plan(admin: Admin, schema: str, statement: str) -> str:
+    """EXPLAIN of `statement`'s generic plan (as the claim connections run it), as text."""
+    prepare, explain = _prepare(f"tc_{statement}", Queries(schema)[statement])
+    await admin.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        await admin.execute(prepare.encode())
+        cur = await admin.execute(explain.encode())
+        return "\n".join(row[0] for row in await cur.fetchall())
+    finally:
+        await admin.execute("DEALLOCATE ALL")
+        await admin.execute("RESET plan_cache_mode")
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -94,15 +107,7 @@ async def test_the_generic_plans_of_claim_statements_never_scan_the_jobs_table(
     for _ in range(4):
         await store.insert_jobs([NewJob(id=new_id(), type="big", data={}) for _ in range(5_000)])
     await admin.execute(f'ANALYZE "{schema}".jobs')
-    prepare, explain = _prepare(f"tc_{statement}", Queries(schema)[statement])
-    await admin.execute("SET plan_cache_mode = force_generic_plan")
-    try:
-        await admin.execute(prepare.encode())
-        cur = await admin.execute(explain.encode())
-        plan = "\n".join(row[0] for row in await cur.fetchall())
-    finally:
-        await admin.execute("DEALLOCATE ALL")
-        await admin.execute("RESET plan_cache_mode")
+    plan = await _generic_plan(admin, schema, statement)
 
     # Flow control's `rate_limit_starts` (one row per claim inside a rate-limit window, never
     # analyzed here) may be scanned by the prune, and `paused` (a handful of rows at most) by
@@ -155,15 +160,7 @@ async def test_a_claim_writes_the_rows_it_locked_without_searching_for_them_agai
     await admin.execute(f'ALTER TABLE "{schema}".jobs SET (autovacuum_enabled = false)')
     for _ in range(4):
         await store.insert_jobs([NewJob(id=new_id(), type="big", data={}) for _ in range(5_000)])
-    prepare, explain = _prepare(f"tc_{statement}", Queries(schema)[statement])
-    await admin.execute("SET plan_cache_mode = force_generic_plan")
-    try:
-        await admin.execute(prepare.encode())
-        cur = await admin.execute(explain.encode())
-        plan = "\n".join(row[0] for row in await cur.fetchall())
-    finally:
-        await admin.execute("DEALLOCATE ALL")
-        await admin.execute("RESET plan_cache_mode")
+    plan = await _generic_plan(admin, schema, statement)
 
     update = re.split(r"\n\s*CTE (?!Scan)", plan.split("CTE claimed", 1)[1])[0]
     assert "Tid Scan on jobs" in update, plan

@@ -180,31 +180,13 @@ async def test_a_claim_of_every_queue_never_reads_a_paused_queues_backlog(
     await store.insert_jobs(wanted)
     assert await store.pause("bulk")
 
-    conn = open_connection(db_path, busy_timeout=1)
-    steps = 0
+    params = ClaimParams(
+        worker="w", limit=10, lease_ttl=LEASE, type_limits={"big": None}, key_limits=key_limits
+    )
 
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0  # go on
+    claimed, steps = _claim_steps(db_path, params, START)
 
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.set_progress_handler(count, 1_000)  # called every 1,000 steps
-        params = ClaimParams(
-            worker="w",
-            limit=10,
-            lease_ttl=LEASE,
-            type_limits={"big": None},
-            key_limits=key_limits,
-        )
-        claimed = claim_jobs(conn, params, START)
-        conn.set_progress_handler(None, 0)
-    finally:
-        conn.rollback()
-        conn.close()
-
-    assert sorted(c.job.id for c in claimed) == sorted(j.id for j in wanted)
+    assert sorted(claimed) == sorted(j.id for j in wanted)
     assert steps < 50, steps  # stepping over the paused backlog took 340
 
 
