@@ -89,3 +89,39 @@ async def test_a_worker_claims_only_the_queues_it_serves(
     print(f"mail job finished {time.monotonic() - started_at:.3f}s after its worker started")
     assert finished.status == JobStatus.COMPLETED
     assert finished.worker == mail_worker.worker
+
+
+async def test_a_paused_queue_with_a_backlog_ahead_holds_back_no_other_queue(
+    store: JobStorage, default_scheduler: DefaultSchedulerFactory
+) -> None:
+    """A worker of every queue (the default) while a queue is paused: the paused queue's jobs,
+    ahead in claim order (higher priority, enqueued first), and jobs delayed into the future
+    ahead of them too, never delay the due jobs of the other queues; on resume the backlog runs
+    at once (docs/flow-control.md, docs/architecture.md "Delayed jobs")."""
+    ran: list[str] = []
+    worker = _worker(default_scheduler, ran)
+    operator = JobScheduler(store)
+    assert await operator.pause("bulk") is True
+    # Of the same type as the due job, so they are in its head, ahead of it in claim order.
+    backlog = await worker.enqueue_many("held", [{"n": n} for n in range(200)], queue="bulk")
+    await worker.enqueue_many("held", [{"n": n} for n in range(200)], delay="1h")
+    await worker.start()
+
+    started_at = time.monotonic()
+    due = await worker.enqueue("held", {}, queue="default")
+    assert (await worker.wait_for_job(due, timeout=10)).status == JobStatus.COMPLETED
+    waited = time.monotonic() - started_at
+    assert not set(backlog) & set(ran)
+
+    resumed_at = time.monotonic()
+    assert await operator.resume("bulk") is True
+    last = await worker.wait_for_job(backlog[-1], timeout=10)
+    drained = time.monotonic() - resumed_at
+
+    print(
+        f"\n[{type(store).__name__}] other queue's job done {waited:.3f}s after enqueue; "
+        f"200 resumed jobs done {drained:.3f}s after resume()"
+    )
+    assert last.status == JobStatus.COMPLETED
+    assert waited < PROMPT
+    assert drained < PROMPT + 3
