@@ -104,8 +104,15 @@ class TcpProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        self._writers.add(client_w)
         self.accepted += 1
+        if self._server is None:
+            # Accepted just before an outage began, but this task only runs now: the outage
+            # must cut it too, or one connection would survive it (a flaky outage test).
+            client_w.transport.abort()
+            self._tasks.discard(task)
+            self.cut += 1
+            return
+        self._writers.add(client_w)
         try:
             try:
                 server_r, server_w = await asyncio.open_connection(*self._target)
