@@ -116,6 +116,8 @@ async def test_the_generic_plans_of_claim_statements_never_scan_the_jobs_table(
     assert not [s for s in scans if "rate_limit_starts" not in s and "paused" not in s], plan
     if statement.endswith("_in_queues"):  # one (type, queue) head each: other queues unread
         assert "jobs_pending_by_queue" in plan, plan
+    if statement != "complete_jobs":  # delayed jobs that came due: one range of their index
+        assert "jobs_waiting" in plan, plan
     assert "Hash Join" not in plan or not statement.startswith("claim_jobs"), plan
     counts_running = statement in ("claim_jobs", "claim_jobs_in_queues")  # a limited type's
     if not counts_running:

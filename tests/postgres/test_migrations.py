@@ -447,3 +447,36 @@ async def test_a_schema_with_version_10_but_not_9_gets_9_on_its_next_start(
     assert await _versions(admin, schema) == [m.version for m in available_migrations()]
     assert stats == {RunStatus.FAILED: (1, 0), RunStatus.RUNNING: (2, 1)}
     assert (await store.get_metrics()).running == 2
+
+
+async def test_version_11_flags_the_pending_jobs_delayed_into_the_future(
+    pg_url: str, admin: Admin, schema: str, make_store: StoreFactory
+) -> None:
+    """A schema of version 10 with delayed jobs: the upgrade keeps them out of the queue
+    indexes (`waiting`), and a claim takes the due ones as before, each in claim order."""
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await migrate(conn, schema, target=10)
+    store = make_store()
+    await admin.execute(
+        sql.SQL(
+            "INSERT INTO {s}.jobs (id, type, data, status, run_at, created_at, priority, "
+            "max_retries, backoff_strategy, retry_delay, max_retry_delay) VALUES "
+            "('later', 't', '{{}}', 'pending', now() + interval '1 day', now(), 5, 0, 'linear', "
+            "1, 1), "
+            "('due', 't', '{{}}', 'pending', now() - interval '1 second', now(), 0, 0, 'linear', "
+            "1, 1), "
+            "('done', 't', '{{}}', 'completed', now() + interval '1 day', now(), 0, 0, 'linear', "
+            "1, 1)"
+        ).format(s=sql.Identifier(schema))
+    )
+
+    claimed = await store.claim_jobs(
+        ClaimParams(worker="w", limit=5, lease_ttl=timedelta(seconds=30), type_limits={"t": None})
+    )  # the first call migrates
+
+    assert 11 in await _versions(admin, schema)
+    assert [c.job.id for c in claimed] == ["due"]
+    cur = await admin.execute(
+        sql.SQL("SELECT id FROM {}.jobs WHERE waiting ORDER BY id").format(sql.Identifier(schema))
+    )
+    assert await cur.fetchall() == [("later",)]

@@ -26,7 +26,7 @@ from timecrisis.storage.postgres import _claims as claims
 from timecrisis.storage.postgres import _coordination as coord
 from timecrisis.storage.postgres import _jobs as jobs
 from timecrisis.storage.postgres import _stats as stats
-from timecrisis.storage.postgres._db import Context, fetch_value
+from timecrisis.storage.postgres._db import Conn, Context, fetch_value
 from timecrisis.storage.postgres._rows import utc
 from timecrisis.storage.postgres._session import Session
 from timecrisis.storage.postgres._sql import Queries
@@ -248,11 +248,14 @@ class PostgresBackend:
 
     async def claim_jobs(self, params: b.ClaimParams) -> list[b.ClaimedJob]:
         async with self.session.claim_connection("claim") as conn:
-            if not claims.needs_type_locks(params):  # one statement: atomic on its own
-                return await claims.claim_unlimited(conn, self.ctx, params, self._now())
-            async with conn.pipeline(), conn.transaction():
-                cursor = await claims.send_claim(conn, self.ctx, params, self._now())
-            return await claims.read_claims(cursor)  # committed: one round trip in all
+            return await claims.claim_until_settled(lambda: self._claim_once(conn, params))
+
+    async def _claim_once(self, conn: Conn, params: b.ClaimParams) -> claims.Claims:
+        if not claims.needs_type_locks(params):  # one statement: atomic on its own
+            return await claims.claim_unlimited(conn, self.ctx, params, self._now())
+        async with conn.pipeline(), conn.transaction():
+            cursor = await claims.send_claim(conn, self.ctx, params, self._now())
+        return await claims.read_claims(cursor)  # committed: one round trip in all
 
     async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None:
         return await self.session.read(
@@ -270,13 +273,21 @@ class PostgresBackend:
         now = self._now()
         async with self.session.claim_connection("complete_and_claim") as conn:
             if not claims.needs_type_locks(params):
-                return await claims.complete_and_claim_unlimited(
+                finished, claimed = await claims.complete_and_claim_unlimited(
                     conn, self.ctx, list(completions), params, now
                 )
-            async with conn.pipeline(), conn.transaction():
-                done = await claims.send_complete(conn, self.ctx, completions, now)
-                claimed = await claims.send_claim(conn, self.ctx, params, now)
-            return await claims.read_complete(done, completions), await claims.read_claims(claimed)
+            else:
+                async with conn.pipeline(), conn.transaction():
+                    done = await claims.send_complete(conn, self.ctx, completions, now)
+                    cursor = await claims.send_claim(conn, self.ctx, params, now)
+                finished = await claims.read_complete(done, completions)
+                claimed = await claims.read_claims(cursor)
+            if not claimed.promoted:
+                return finished, claimed.jobs
+            # Delayed jobs came due: the completions are written, the claim took nothing.
+            return finished, await claims.claim_until_settled(
+                lambda: self._claim_once(conn, params)
+            )
 
     async def renew_claims(self, refs: Sequence[b.ClaimRef], lease_ttl: timedelta) -> b.RenewResult:
         async with self.session.connection("renew") as conn:

@@ -13,7 +13,7 @@ two.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -133,11 +133,48 @@ def _queue_args(params: ClaimParams) -> dict[str, object]:
     return {} if params.queues is None else {"queues": sorted(params.queues)}
 
 
-async def read_claims(cur: AsyncCursor[DictRow]) -> list[ClaimedJob]:
-    return [
-        ClaimedJob(job_from_row(row), row["lock_token"], row["run_id"], utc(row["lock_expires_at"]))
-        for row in await cur.fetchall()
-    ]
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What one claim statement returned: the jobs it claimed, and whether it promoted delayed
+    jobs that came due instead (it then claimed nothing: claim again, `claim_until_settled`)."""
+
+    jobs: list[ClaimedJob]
+    promoted: bool
+
+
+# A claim that promoted delayed jobs claimed nothing (queries.sql `claim_jobs`, `promoted`); the
+# next one finds them in claim order, and promotes again only what came due in between (usually
+# nothing). Past this many rounds, jobs that keep coming due wait for the next claim.
+MAX_CLAIM_ROUNDS = 4
+
+
+async def claim_until_settled(claim: Callable[[], Awaitable[Claims]]) -> list[ClaimedJob]:
+    """Run `claim` again while it only promoted delayed jobs (at most `MAX_CLAIM_ROUNDS`)."""
+    claims = await claim()
+    for _ in range(MAX_CLAIM_ROUNDS - 1):
+        if not claims.promoted:
+            break
+        claims = await claim()
+    return claims.jobs
+
+
+def _claimed(rows: list[DictRow]) -> Claims:
+    """The rows of a claim statement: one per claimed job, or one of NULLs when none was, each
+    with the statement's `promoted` count."""
+    return Claims(
+        [
+            ClaimedJob(
+                job_from_row(row), row["lock_token"], row["run_id"], utc(row["lock_expires_at"])
+            )
+            for row in rows
+            if row["id"] is not None
+        ],
+        bool(rows and rows[0]["promoted"]),
+    )
+
+
+async def read_claims(cur: AsyncCursor[DictRow]) -> Claims:
+    return _claimed(await cur.fetchall())
 
 
 def needs_type_locks(params: ClaimParams) -> bool:
@@ -174,7 +211,7 @@ def _complete_args(completions: Sequence[Completion], now: datetime | None) -> d
 
 async def claim_unlimited(
     conn: Conn, ctx: Context, params: ClaimParams, now: datetime | None
-) -> list[ClaimedJob]:
+) -> Claims:
     """A claim without per-type limits, rate limits or keys, in one autocommitted statement
     (queries.sql `claim_jobs_unlimited`): what an idle worker sends when woken."""
     return await read_claims(
@@ -193,7 +230,7 @@ async def complete_and_claim_unlimited(
     completions: Sequence[Completion],
     params: ClaimParams,
     now: datetime | None,
-) -> tuple[list[datetime | None], list[ClaimedJob]]:
+) -> tuple[list[datetime | None], Claims]:
     """Completions and a claim without per-type limits, in one statement (queries.sql
     `complete_and_claim`)."""
     rows = await fetch_all(
@@ -209,12 +246,7 @@ async def complete_and_claim_unlimited(
         job_id = completion.ref.job_id
         finished.append(utc(at) if job_id in done else None)
         done.discard(job_id)
-    claimed = [
-        ClaimedJob(job_from_row(row), row["lock_token"], row["run_id"], utc(row["lock_expires_at"]))
-        for row in rows
-        if row["id"] is not None
-    ]
-    return finished, claimed
+    return finished, _claimed(rows)
 
 
 async def renew_claims(

@@ -120,7 +120,8 @@ COPY_MIN_BATCH = 150
 # binary input of `json` is the text itself (psycopg's json dumper would encode a str again).
 _COPY_TYPES = [
     "text", "text", "text", "text", "int4", "int4", "text", "float8",
-    "float8", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "text",
+    "float8", "text", "timestamptz", "bool", "timestamptz", "timestamptz", "text", "text",
+    "text",
 ]  # fmt: skip
 
 
@@ -168,6 +169,7 @@ async def copy_jobs(
 
 def _copy_row(job: NewJob, now: datetime) -> tuple[Any, ...]:
     """One job as the row `copy_jobs` writes: the values `insert_jobs` would compute."""
+    run_at = resolve_run_at(job, now)
     return (
         job.id,
         job.type,
@@ -179,7 +181,8 @@ def _copy_row(job: NewJob, now: datetime) -> tuple[Any, ...]:
         job.retry_delay,
         job.max_retry_delay,
         job.entity_id,
-        resolve_run_at(job, now),
+        run_at,
+        run_at > now,  # `waiting`: delayed into the future (migration 0011), as the INSERT sets it
         resolve_expires_at(job, now),
         now,
         None if job.headers is None else dump_json(job.headers),

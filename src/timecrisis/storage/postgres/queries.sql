@@ -38,16 +38,20 @@ WITH input AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
-        expires_at, created_at, headers, concurrency_key, queue
+        waiting, expires_at, created_at, headers, concurrency_key, queue
     )
     SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
-           t.unique_key,
-           coalesce(coalesce(%(now)s::timestamptz, now()) + t.delay, t.run_at,
-                    coalesce(%(now)s::timestamptz, now())),
+           t.unique_key, r.run_at,
+           -- Delayed into the future: kept out of the queue indexes until due (migration 0011).
+           r.run_at > coalesce(%(now)s::timestamptz, now()),
            coalesce(coalesce(%(now)s::timestamptz, now()) + t.expires_in, t.expires_at),
            coalesce(%(now)s::timestamptz, now()), t.headers, t.concurrency_key, t.queue
     FROM input AS t
+    CROSS JOIN LATERAL (
+        SELECT coalesce(coalesce(%(now)s::timestamptz, now()) + t.delay, t.run_at,
+                        coalesce(%(now)s::timestamptz, now())) AS run_at
+    ) AS r
     ORDER BY t.n
     RETURNING id, type, queue
 ), counted AS (
@@ -68,7 +72,7 @@ WITH inserted AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
-        expires_at, created_at, headers, concurrency_key, queue
+        waiting, expires_at, created_at, headers, concurrency_key, queue
     )
     VALUES (
         %(id)s::text, %(type)s::text, %(data)s::json, 'pending', %(priority)s::int,
@@ -76,6 +80,10 @@ WITH inserted AS (
         %(max_retry_delay)s::float8, %(entity_id)s::text, NULL, NULL, NULL,
         coalesce(coalesce(%(now)s::timestamptz, now()) + %(delay)s::interval,
                  %(run_at)s::timestamptz, coalesce(%(now)s::timestamptz, now())),
+        -- Delayed into the future (the run_at above is after the clock): kept out of the
+        -- queue indexes until due (migration 0011). Only a delay or a run_at can make it so.
+        coalesce(%(delay)s::interval > interval '0', %(run_at)s::timestamptz
+                 > coalesce(%(now)s::timestamptz, now()), false),
         coalesce(coalesce(%(now)s::timestamptz, now()) + %(expires_in)s::interval,
                  %(expires_at)s::timestamptz),
         coalesce(%(now)s::timestamptz, now()), %(headers)s::json, %(concurrency_key)s::text,
@@ -115,16 +123,20 @@ WITH input AS (
     INSERT INTO {schema}.jobs (
         id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
         max_retry_delay, entity_id, scheduled_job_id, schedule_fire_at, unique_key, run_at,
-        expires_at, created_at, headers, concurrency_key, queue
+        waiting, expires_at, created_at, headers, concurrency_key, queue
     )
     SELECT t.id, t.type, t.data, 'pending', t.priority, t.max_retries, t.backoff,
            t.retry_delay, t.max_retry_delay, t.entity_id, t.scheduled_job_id, t.fire_at,
-           t.unique_key,
-           coalesce(coalesce(%(now)s::timestamptz, now()) + t.delay, t.run_at,
-                    coalesce(%(now)s::timestamptz, now())),
+           t.unique_key, r.run_at,
+           -- Delayed into the future: kept out of the queue indexes until due (migration 0011).
+           r.run_at > coalesce(%(now)s::timestamptz, now()),
            coalesce(coalesce(%(now)s::timestamptz, now()) + t.expires_in, t.expires_at),
            coalesce(%(now)s::timestamptz, now()), t.headers, t.concurrency_key, t.queue
     FROM input AS t
+    CROSS JOIN LATERAL (
+        SELECT coalesce(coalesce(%(now)s::timestamptz, now()) + t.delay, t.run_at,
+                        coalesce(%(now)s::timestamptz, now())) AS run_at
+    ) AS r
     ORDER BY t.n
     ON CONFLICT DO NOTHING
     RETURNING id, type, queue
@@ -146,7 +158,8 @@ SELECT id, (SELECT count(*) FROM wake) AS notified FROM inserted
 -- caller sends `notify` in the same transaction.
 COPY {schema}.jobs (
     id, type, data, status, priority, max_retries, backoff_strategy, retry_delay,
-    max_retry_delay, entity_id, run_at, expires_at, created_at, headers, concurrency_key, queue
+    max_retry_delay, entity_id, run_at, waiting, expires_at, created_at, headers,
+    concurrency_key, queue
 ) FROM STDIN (FORMAT BINARY)
 
 -- count_copied_jobs --
@@ -226,8 +239,8 @@ WITH old AS MATERIALIZED (
 ), retried AS (
     UPDATE {schema}.jobs AS j
     SET status = 'pending', attempts = 0, dead_lettered = false, fail_reason = NULL,
-        failure_kind = NULL, run_at = coalesce(%(now)s::timestamptz, now()), finished_at = NULL,
-        worker = NULL, lock_token = NULL,
+        failure_kind = NULL, run_at = coalesce(%(now)s::timestamptz, now()), waiting = false,
+        finished_at = NULL, worker = NULL, lock_token = NULL,
         lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
     WHERE j.id = ANY(ARRAY(SELECT id FROM old)) AND j.status IN ('failed', 'canceled')
       AND NOT EXISTS (
@@ -370,7 +383,27 @@ WHERE w.next_start - coalesce(w.oldest, w.next_start) >= t.rate_cap
 -- queues this claim reads: a paused queue's job is not taken now, so it holds no place of its
 -- key. `claim_jobs_in_queues` applies every one of these limits too; the `complete_and_claim`
 -- forms need none: a flow-limited type takes its type lock, and so always claims here.
-WITH RECURSIVE rate_room AS MATERIALIZED (
+WITH RECURSIVE due AS MATERIALIZED (
+    -- Delayed jobs (migration 0011): the waiting jobs that are due now, locked, so that
+    -- `promoted` clears their flag and they join the queue indexes at their place in claim
+    -- order. One range of jobs_waiting: nothing to read when nothing is due. Whatever the
+    -- status: a job canceled or expired while it waited leaves that index here. SKIP LOCKED:
+    -- another claim promoting the same jobs, or a cancel, takes them; never wait for it.
+    SELECT w.ctid AS tid FROM {schema}.jobs AS w
+    WHERE w.waiting AND w.run_at <= coalesce(%(now)s::timestamptz, now())
+    FOR UPDATE SKIP LOCKED
+), promoted AS (
+    -- The rows `due` locked, by tuple id (see the writes of a claim below), disjoint from the
+    -- rows this statement claims (those are not waiting). Every CTE of a statement reads one
+    -- snapshot, in which the promoted jobs are still out of the queue indexes: a claim that
+    -- took the other jobs now would take them out of order. So when this promotes anything
+    -- the claim takes nothing (`quota` is empty) and reports it (`promoted`), and the store
+    -- claims again at once, in a snapshot where the promoted jobs wait in claim order
+    -- (`_claims.claim_until_settled`): one round trip more, only when delayed jobs came due.
+    UPDATE {schema}.jobs AS j SET waiting = false
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM due)) AND j.waiting
+    RETURNING 1
+), rate_room AS MATERIALIZED (
     SELECT t.type, t.rate_window, rn.at, w.next_start,
            greatest(0, t.rate_cap - (w.next_start - coalesce(w.oldest, w.next_start)))::int
                AS room
@@ -396,19 +429,21 @@ WITH RECURSIVE rate_room AS MATERIALIZED (
     FROM unnest(%(types)s::text[], %(caps)s::int[], %(key_caps)s::int[]) AS t(type, cap, key_cap)
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+      -- Delayed jobs came due: claim nothing now, claim again (`promoted`).
+      AND NOT EXISTS (SELECT FROM promoted)
 ), walk AS (
     -- Flow control, while anything is paused: the queues that hold pending jobs of each type
     -- with room, found by skipping through jobs_pending_by_queue one (type, queue) at a time
     -- (a loose index scan: one probe per queue, however many jobs each holds), up to 17 of
     -- them. Nothing is paused: no row, no probe.
     SELECT q.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
-                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] >= ARRAY[q.type, '']
+                    WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] >= ARRAY[q.type, '']
                     ORDER BY ARRAY[j.type, j.queue] LIMIT 1) AS k, 1 AS n
     FROM quota AS q
     WHERE q.room > 0 AND EXISTS (SELECT FROM {schema}.paused)
     UNION ALL
     SELECT w.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
-                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] > w.k
+                    WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] > w.k
                     ORDER BY ARRAY[j.type, j.queue] LIMIT 1), w.n + 1
     FROM walk AS w
     WHERE w.k[1] = w.type AND w.n <= 16
@@ -428,7 +463,7 @@ WITH RECURSIVE rate_room AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT j.id, j.ctid AS tid, j.priority, j.seq
         FROM {schema}.jobs AS j
-        WHERE j.status = 'pending' AND j.type = q.type
+        WHERE j.status = 'pending' AND NOT j.waiting AND j.type = q.type
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
           AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
           AND (j.queue || '') <> ALL (ARRAY(SELECT p.name FROM {schema}.paused AS p))
@@ -438,7 +473,7 @@ WITH RECURSIVE rate_room AS MATERIALIZED (
                  AND r.type = j.type AND r.concurrency_key = j.concurrency_key)
               + (SELECT count(*) FROM (
                     SELECT p.priority, p.seq FROM {schema}.jobs AS p
-                    WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL
+                    WHERE p.status = 'pending' AND NOT p.waiting AND p.concurrency_key IS NOT NULL
                       AND p.type = j.type AND p.concurrency_key = j.concurrency_key
                       AND p.run_at <= coalesce(%(now)s::timestamptz, now())
                       AND (p.expires_at IS NULL
@@ -465,7 +500,7 @@ WITH RECURSIVE rate_room AS MATERIALIZED (
         CROSS JOIN LATERAL (
             SELECT j.id, j.ctid AS tid, j.priority, j.seq
             FROM {schema}.jobs AS j
-            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+            WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
               AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
               AND (q.key_cap IS NULL OR j.concurrency_key IS NULL OR (
@@ -474,7 +509,7 @@ WITH RECURSIVE rate_room AS MATERIALIZED (
                      AND r.type = j.type AND r.concurrency_key = j.concurrency_key)
                   + (SELECT count(*) FROM (
                         SELECT p.priority, p.seq FROM {schema}.jobs AS p
-                        WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL
+                        WHERE p.status = 'pending' AND NOT p.waiting AND p.concurrency_key IS NOT NULL
                           AND p.type = j.type AND p.concurrency_key = j.concurrency_key
                           AND p.run_at <= coalesce(%(now)s::timestamptz, now())
                           AND (p.expires_at IS NULL
@@ -567,7 +602,10 @@ claimed AS (
               WHERE EXISTS (SELECT FROM claimed AS c WHERE c.type = r.type)))
       AND s.started_at <= (SELECT r.at - r.rate_window FROM rate_room AS r WHERE r.type = s.type)
 )
-SELECT * FROM claimed ORDER BY priority DESC, seq
+-- One row of NULLs when nothing was claimed, so that `promoted` always comes back.
+SELECT (SELECT count(*) FROM promoted) AS promoted, claimed.*
+FROM (SELECT) AS one LEFT JOIN claimed ON true
+ORDER BY claimed.priority DESC, claimed.seq
 
 -- claim_jobs_in_queues --
 -- Flow control: `claim_jobs` (the same statement, kept in step with it, rate and key limits
@@ -579,7 +617,16 @@ SELECT * FROM claimed ORDER BY priority DESC, seq
 -- ARRAY[type, queue], so no plan can pick another index (migration 0006 says why). A key's
 -- jobs "ahead" of a candidate are those of every queue this claim reads (`served`): the type's
 -- heads are merged in claim order, so the key's job in another served queue is taken first.
-WITH rate_room AS MATERIALIZED (
+WITH due AS MATERIALIZED (
+    -- Delayed jobs that came due join the queue indexes, as in `claim_jobs`.
+    SELECT w.ctid AS tid FROM {schema}.jobs AS w
+    WHERE w.waiting AND w.run_at <= coalesce(%(now)s::timestamptz, now())
+    FOR UPDATE SKIP LOCKED
+), promoted AS (
+    UPDATE {schema}.jobs AS j SET waiting = false
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM due)) AND j.waiting
+    RETURNING 1
+), rate_room AS MATERIALIZED (
     SELECT t.type, t.rate_window, rn.at, w.next_start,
            greatest(0, t.rate_cap - (w.next_start - coalesce(w.oldest, w.next_start)))::int
                AS room
@@ -605,6 +652,8 @@ WITH rate_room AS MATERIALIZED (
     FROM unnest(%(types)s::text[], %(caps)s::int[], %(key_caps)s::int[]) AS t(type, cap, key_cap)
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+      -- Delayed jobs came due: claim nothing now, claim again (`promoted`).
+      AND NOT EXISTS (SELECT FROM promoted)
 ), served AS MATERIALIZED (
     SELECT s.queue FROM unnest(%(queues)s::text[]) AS s(queue)
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = s.queue)
@@ -617,7 +666,7 @@ WITH rate_room AS MATERIALIZED (
         CROSS JOIN LATERAL (
             SELECT j.id, j.ctid AS tid, j.priority, j.seq
             FROM {schema}.jobs AS j
-            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+            WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
               AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
               AND (q.key_cap IS NULL OR j.concurrency_key IS NULL OR (
@@ -626,7 +675,7 @@ WITH rate_room AS MATERIALIZED (
                      AND r.type = j.type AND r.concurrency_key = j.concurrency_key)
                   + (SELECT count(*) FROM (
                         SELECT p.priority, p.seq FROM {schema}.jobs AS p
-                        WHERE p.status = 'pending' AND p.concurrency_key IS NOT NULL
+                        WHERE p.status = 'pending' AND NOT p.waiting AND p.concurrency_key IS NOT NULL
                           AND p.type = j.type AND p.concurrency_key = j.concurrency_key
                           AND p.run_at <= coalesce(%(now)s::timestamptz, now())
                           AND (p.expires_at IS NULL
@@ -680,7 +729,10 @@ claimed AS (
               WHERE EXISTS (SELECT FROM claimed AS c WHERE c.type = r.type)))
       AND s.started_at <= (SELECT r.at - r.rate_window FROM rate_room AS r WHERE r.type = s.type)
 )
-SELECT * FROM claimed ORDER BY priority DESC, seq
+-- One row of NULLs when nothing was claimed, so that `promoted` always comes back.
+SELECT (SELECT count(*) FROM promoted) AS promoted, claimed.*
+FROM (SELECT) AS one LEFT JOIN claimed ON true
+ORDER BY claimed.priority DESC, claimed.seq
 
 -- claim_jobs_unlimited --
 -- `claim_jobs` for a claim with no per-type limit, no rate limit and no concurrency key among
@@ -689,24 +741,35 @@ SELECT * FROM claimed ORDER BY priority DESC, seq
 -- are empty (the executor opens and locks `rate_limit_starts` and its indexes for the writes,
 -- and starts every subplan), which is an eighth of W3's enqueue-to-start latency. A paused type
 -- or queue is still passed over, as in every claim.
-WITH RECURSIVE quota AS MATERIALIZED (
+WITH RECURSIVE due AS MATERIALIZED (
+    -- Delayed jobs that came due join the queue indexes, as in `claim_jobs`.
+    SELECT w.ctid AS tid FROM {schema}.jobs AS w
+    WHERE w.waiting AND w.run_at <= coalesce(%(now)s::timestamptz, now())
+    FOR UPDATE SKIP LOCKED
+), promoted AS (
+    UPDATE {schema}.jobs AS j SET waiting = false
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM due)) AND j.waiting
+    RETURNING 1
+), quota AS MATERIALIZED (
     SELECT t.type, %(limit)s::int AS room
     FROM unnest(%(types)s::text[]) AS t(type)
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+      -- Delayed jobs came due: claim nothing now, claim again (`promoted`).
+      AND NOT EXISTS (SELECT FROM promoted)
 ), walk AS (
     -- Flow control, while anything is paused: the queues that hold pending jobs of each type
     -- with room, found by skipping through jobs_pending_by_queue one (type, queue) at a time
     -- (a loose index scan: one probe per queue, however many jobs each holds), up to 17 of
     -- them. Nothing is paused: no row, no probe.
     SELECT q.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
-                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] >= ARRAY[q.type, '']
+                    WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] >= ARRAY[q.type, '']
                     ORDER BY ARRAY[j.type, j.queue] LIMIT 1) AS k, 1 AS n
     FROM quota AS q
     WHERE q.room > 0 AND EXISTS (SELECT FROM {schema}.paused)
     UNION ALL
     SELECT w.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
-                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] > w.k
+                    WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] > w.k
                     ORDER BY ARRAY[j.type, j.queue] LIMIT 1), w.n + 1
     FROM walk AS w
     WHERE w.k[1] = w.type AND w.n <= 16
@@ -726,7 +789,7 @@ WITH RECURSIVE quota AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT j.id, j.ctid AS tid, j.priority, j.seq
         FROM {schema}.jobs AS j
-        WHERE j.status = 'pending' AND j.type = q.type
+        WHERE j.status = 'pending' AND NOT j.waiting AND j.type = q.type
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
           AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
           AND (j.queue || '') <> ALL (ARRAY(SELECT p.name FROM {schema}.paused AS p))
@@ -747,7 +810,7 @@ WITH RECURSIVE quota AS MATERIALIZED (
         CROSS JOIN LATERAL (
             SELECT j.id, j.ctid AS tid, j.priority, j.seq
             FROM {schema}.jobs AS j
-            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+            WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
               AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
             ORDER BY j.priority DESC, j.seq
@@ -781,17 +844,31 @@ claimed AS (
     CROSS JOIN (VALUES ('running', 1), ('pending', -1)) AS s(status, n)
     GROUP BY c.type, c.queue, s.status, s.n
 )
-SELECT * FROM claimed ORDER BY priority DESC, seq
+-- One row of NULLs when nothing was claimed, so that `promoted` always comes back.
+SELECT (SELECT count(*) FROM promoted) AS promoted, claimed.*
+FROM (SELECT) AS one LEFT JOIN claimed ON true
+ORDER BY claimed.priority DESC, claimed.seq
 
 -- claim_jobs_unlimited_in_queues --
 -- Flow control: `claim_jobs_unlimited` for a worker that serves the queues %(queues)s, each
 -- type's head read as in `claim_jobs_in_queues` (the claim half of
 -- `complete_and_claim_in_queues`, kept in step with it).
-WITH quota AS MATERIALIZED (
+WITH due AS MATERIALIZED (
+    -- Delayed jobs that came due join the queue indexes, as in `claim_jobs`.
+    SELECT w.ctid AS tid FROM {schema}.jobs AS w
+    WHERE w.waiting AND w.run_at <= coalesce(%(now)s::timestamptz, now())
+    FOR UPDATE SKIP LOCKED
+), promoted AS (
+    UPDATE {schema}.jobs AS j SET waiting = false
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM due)) AND j.waiting
+    RETURNING 1
+), quota AS MATERIALIZED (
     SELECT t.type, %(limit)s::int AS room
     FROM unnest(%(types)s::text[]) AS t(type)
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+      -- Delayed jobs came due: claim nothing now, claim again (`promoted`).
+      AND NOT EXISTS (SELECT FROM promoted)
 ), candidates AS MATERIALIZED (
     SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
@@ -804,7 +881,7 @@ WITH quota AS MATERIALIZED (
         CROSS JOIN LATERAL (
             SELECT j.id, j.ctid AS tid, j.priority, j.seq
             FROM {schema}.jobs AS j
-            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+            WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
               AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
             ORDER BY j.priority DESC, j.seq
@@ -837,7 +914,10 @@ claimed AS (
     CROSS JOIN (VALUES ('running', 1), ('pending', -1)) AS s(status, n)
     GROUP BY c.type, c.queue, s.status, s.n
 )
-SELECT * FROM claimed ORDER BY priority DESC, seq
+-- One row of NULLs when nothing was claimed, so that `promoted` always comes back.
+SELECT (SELECT count(*) FROM promoted) AS promoted, claimed.*
+FROM (SELECT) AS one LEFT JOIN claimed ON true
+ORDER BY claimed.priority DESC, claimed.seq
 
 -- renew_claims --
 -- Extend the leases whose token is still current. Rows are locked in id order first, as in
@@ -971,24 +1051,35 @@ input AS (
     JOIN locked AS l ON l.id = d.id
     WHERE l.run_id = d.run_id
     RETURNING job_type, attempt, duration
+), due AS MATERIALIZED (
+    -- Delayed jobs that came due join the queue indexes, as in `claim_jobs`.
+    SELECT w.ctid AS tid FROM {schema}.jobs AS w
+    WHERE w.waiting AND w.run_at <= coalesce(%(now)s::timestamptz, now())
+    FOR UPDATE SKIP LOCKED
+), promoted AS (
+    UPDATE {schema}.jobs AS j SET waiting = false
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM due)) AND j.waiting
+    RETURNING 1
 ), quota AS MATERIALIZED (
     SELECT t.type, %(limit)s::int AS room
     FROM unnest(%(types)s::text[]) AS t(type)
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+      -- Delayed jobs came due: claim nothing now, claim again (`promoted`).
+      AND NOT EXISTS (SELECT FROM promoted)
 ), walk AS (
     -- Flow control, while anything is paused: the queues that hold pending jobs of each type
     -- with room, found by skipping through jobs_pending_by_queue one (type, queue) at a time
     -- (a loose index scan: one probe per queue, however many jobs each holds), up to 17 of
     -- them. Nothing is paused: no row, no probe.
     SELECT q.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
-                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] >= ARRAY[q.type, '']
+                    WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] >= ARRAY[q.type, '']
                     ORDER BY ARRAY[j.type, j.queue] LIMIT 1) AS k, 1 AS n
     FROM quota AS q
     WHERE q.room > 0 AND EXISTS (SELECT FROM {schema}.paused)
     UNION ALL
     SELECT w.type, (SELECT ARRAY[j.type, j.queue] FROM {schema}.jobs AS j
-                    WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] > w.k
+                    WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] > w.k
                     ORDER BY ARRAY[j.type, j.queue] LIMIT 1), w.n + 1
     FROM walk AS w
     WHERE w.k[1] = w.type AND w.n <= 16
@@ -1008,7 +1099,7 @@ input AS (
     CROSS JOIN LATERAL (
         SELECT j.id, j.ctid AS tid, j.priority, j.seq
         FROM {schema}.jobs AS j
-        WHERE j.status = 'pending' AND j.type = q.type
+        WHERE j.status = 'pending' AND NOT j.waiting AND j.type = q.type
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
           AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
           AND (j.queue || '') <> ALL (ARRAY(SELECT p.name FROM {schema}.paused AS p))
@@ -1029,7 +1120,7 @@ input AS (
         CROSS JOIN LATERAL (
             SELECT j.id, j.ctid AS tid, j.priority, j.seq
             FROM {schema}.jobs AS j
-            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+            WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
               AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
             ORDER BY j.priority DESC, j.seq
@@ -1081,7 +1172,7 @@ claimed AS (
 -- times, and the worker read it 50 times (5 us of its CPU and 2 us of the server's a row).
 SELECT CASE WHEN row_number() OVER (ORDER BY claimed.priority DESC, claimed.seq) = 1
             THEN d.completed_ids END AS completed_ids,
-       d.completed_at, claimed.*
+       d.completed_at, (SELECT count(*) FROM promoted) AS promoted, claimed.*
 FROM (SELECT array_agg(id) AS completed_ids, min(finished_at) AS completed_at FROM done) AS d
 LEFT JOIN claimed ON true
 ORDER BY claimed.priority DESC, claimed.seq
@@ -1122,11 +1213,22 @@ input AS (
     JOIN locked AS l ON l.id = d.id
     WHERE l.run_id = d.run_id
     RETURNING job_type, attempt, duration
+), due AS MATERIALIZED (
+    -- Delayed jobs that came due join the queue indexes, as in `claim_jobs`.
+    SELECT w.ctid AS tid FROM {schema}.jobs AS w
+    WHERE w.waiting AND w.run_at <= coalesce(%(now)s::timestamptz, now())
+    FOR UPDATE SKIP LOCKED
+), promoted AS (
+    UPDATE {schema}.jobs AS j SET waiting = false
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM due)) AND j.waiting
+    RETURNING 1
 ), quota AS MATERIALIZED (
     SELECT t.type, %(limit)s::int AS room
     FROM unnest(%(types)s::text[]) AS t(type)
     -- Flow control: a paused type gets no room, so its backlog is never read.
     WHERE NOT EXISTS (SELECT FROM {schema}.paused AS p WHERE p.name = t.type)
+      -- Delayed jobs came due: claim nothing now, claim again (`promoted`).
+      AND NOT EXISTS (SELECT FROM promoted)
 ), candidates AS MATERIALIZED (
     SELECT c.id, c.tid, c.priority, c.seq
     FROM quota AS q
@@ -1139,7 +1241,7 @@ input AS (
         CROSS JOIN LATERAL (
             SELECT j.id, j.ctid AS tid, j.priority, j.seq
             FROM {schema}.jobs AS j
-            WHERE j.status = 'pending' AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
+            WHERE j.status = 'pending' AND NOT j.waiting AND ARRAY[j.type, j.queue] = ARRAY[q.type, s.queue]
               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
               AND (j.expires_at IS NULL OR j.expires_at > coalesce(%(now)s::timestamptz, now()))
             ORDER BY j.priority DESC, j.seq
@@ -1186,7 +1288,7 @@ claimed AS (
 -- The completed ids on the first row only, as in `complete_and_claim`.
 SELECT CASE WHEN row_number() OVER (ORDER BY claimed.priority DESC, claimed.seq) = 1
             THEN d.completed_ids END AS completed_ids,
-       d.completed_at, claimed.*
+       d.completed_at, (SELECT count(*) FROM promoted) AS promoted, claimed.*
 FROM (SELECT array_agg(id) AS completed_ids, min(finished_at) AS completed_at FROM done) AS d
 LEFT JOIN claimed ON true
 ORDER BY claimed.priority DESC, claimed.seq
@@ -1250,8 +1352,11 @@ WITH input AS (
     UPDATE {schema}.jobs AS j
     SET status = CASE WHEN i.canceled THEN 'canceled' WHEN i.dead THEN 'failed' ELSE 'pending'
                  END,
-        run_at = coalesce(i.retry_at, j.run_at), finished_at = i.finished_at,
-        fail_reason = i.reason, failure_kind = i.kind, dead_lettered = i.dead,
+        run_at = coalesce(i.retry_at, j.run_at),
+        -- A retry's backoff: out of the queue indexes until due (migration 0011).
+        waiting = NOT i.canceled AND NOT i.dead
+                  AND coalesce(i.retry_at, j.run_at) > coalesce(%(now)s::timestamptz, now()),
+        finished_at = i.finished_at, fail_reason = i.reason, failure_kind = i.kind, dead_lettered = i.dead,
         worker = CASE WHEN i.dead OR i.canceled THEN j.worker END, lock_token = NULL,
         lock_expires_at = NULL, run_id = NULL, cancel_requested = false, cancel_terminate = false
     FROM input AS i
@@ -1353,6 +1458,8 @@ WITH locked AS MATERIALIZED (
         attempts = CASE WHEN j.cancel_requested THEN j.attempts ELSE j.attempts - 1 END,
         run_at = CASE WHEN j.cancel_requested THEN j.run_at
                       ELSE coalesce(%(now)s::timestamptz, now()) + %(delay)s::interval END,
+        -- Snoozed into the future: out of the queue indexes until due (migration 0011).
+        waiting = NOT j.cancel_requested AND %(delay)s::interval > interval '0',
         finished_at = CASE WHEN j.cancel_requested THEN coalesce(%(now)s::timestamptz, now())
                            ELSE j.finished_at END,
         worker = CASE WHEN j.cancel_requested THEN j.worker END, lock_token = NULL,
