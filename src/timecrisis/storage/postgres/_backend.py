@@ -248,7 +248,9 @@ class PostgresBackend:
 
     async def claim_jobs(self, params: b.ClaimParams) -> list[b.ClaimedJob]:
         async with self.session.claim_connection("claim") as conn:
-            return await claims.claim_until_settled(lambda: self._claim_once(conn, params))
+            return await claims.claim_until_settled(
+                lambda: self._claim_once(conn, params), lambda: self._promote(conn)
+            )
 
     async def _claim_once(self, conn: Conn, params: b.ClaimParams) -> claims.Claims:
         if not claims.needs_type_locks(params):  # one statement: atomic on its own
@@ -256,6 +258,9 @@ class PostgresBackend:
         async with conn.pipeline(), conn.transaction():
             cursor = await claims.send_claim(conn, self.ctx, params, self._now())
         return await claims.read_claims(cursor)  # committed: one round trip in all
+
+    async def _promote(self, conn: Conn) -> None:
+        await claims.promote_due(conn, self.ctx, self._now())
 
     async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None:
         return await self.session.read(
@@ -282,11 +287,12 @@ class PostgresBackend:
                     cursor = await claims.send_claim(conn, self.ctx, params, now)
                 finished = await claims.read_complete(done, completions)
                 claimed = await claims.read_claims(cursor)
-            if not claimed.promoted:
+            if not claimed.due:
                 return finished, claimed.jobs
             # Delayed jobs came due: the completions are written, the claim took nothing.
+            await self._promote(conn)
             return finished, await claims.claim_until_settled(
-                lambda: self._claim_once(conn, params)
+                lambda: self._claim_once(conn, params), lambda: self._promote(conn)
             )
 
     async def renew_claims(self, refs: Sequence[b.ClaimRef], lease_ttl: timedelta) -> b.RenewResult:

@@ -135,32 +135,42 @@ def _queue_args(params: ClaimParams) -> dict[str, object]:
 
 @dataclass(frozen=True, slots=True)
 class Claims:
-    """What one claim statement returned: the jobs it claimed, and whether it promoted delayed
-    jobs that came due instead (it then claimed nothing: claim again, `claim_until_settled`)."""
+    """What one claim statement returned: the jobs it claimed, or, when delayed jobs had come
+    due, none and `due` (promote them, then claim again: `claim_until_settled`)."""
 
     jobs: list[ClaimedJob]
-    promoted: bool
+    due: bool
 
 
-# A claim that promoted delayed jobs claimed nothing (queries.sql `claim_jobs`, `promoted`); the
-# next one finds them in claim order, and promotes again only what came due in between (usually
-# nothing). Past this many rounds, jobs that keep coming due wait for the next claim.
+# A claim that found delayed jobs come due claimed nothing (queries.sql `claim_jobs`, `due`);
+# once they are promoted the next one finds them in claim order, and finds more due only if
+# some came due in between (usually none). Past this many rounds, jobs that keep coming due
+# wait for the next claim.
 MAX_CLAIM_ROUNDS = 4
 
 
-async def claim_until_settled(claim: Callable[[], Awaitable[Claims]]) -> list[ClaimedJob]:
-    """Run `claim` again while it only promoted delayed jobs (at most `MAX_CLAIM_ROUNDS`)."""
+async def claim_until_settled(
+    claim: Callable[[], Awaitable[Claims]], promote: Callable[[], Awaitable[object]]
+) -> list[ClaimedJob]:
+    """Run `claim`; while it found delayed jobs come due, `promote` them and claim again (at
+    most `MAX_CLAIM_ROUNDS` claims)."""
     claims = await claim()
     for _ in range(MAX_CLAIM_ROUNDS - 1):
-        if not claims.promoted:
+        if not claims.due:
             break
+        await promote()
         claims = await claim()
     return claims.jobs
 
 
+async def promote_due(conn: Conn, ctx: Context, now: datetime | None) -> None:
+    """The waiting jobs that are due join the queue indexes (queries.sql `promote_due`)."""
+    await conn.execute(ctx.queries["promote_due"], {"now": now})
+
+
 def _claimed(rows: list[DictRow]) -> Claims:
     """The rows of a claim statement: one per claimed job, or one of NULLs when none was, each
-    with the statement's `promoted` count."""
+    with the statement's `due`."""
     return Claims(
         [
             ClaimedJob(
@@ -169,7 +179,7 @@ def _claimed(rows: list[DictRow]) -> Claims:
             for row in rows
             if row["id"] is not None
         ],
-        bool(rows and rows[0]["promoted"]),
+        bool(rows and rows[0]["due"]),
     )
 
 
