@@ -249,7 +249,7 @@ class PostgresBackend:
     async def claim_jobs(self, params: b.ClaimParams) -> list[b.ClaimedJob]:
         async with self.session.claim_connection("claim") as conn:
             return await claims.claim_until_settled(
-                lambda: self._claim_once(conn, params), lambda: self._promote(conn)
+                lambda: self._claim_once(conn, params), self._promote
             )
 
     async def _claim_once(self, conn: Conn, params: b.ClaimParams) -> claims.Claims:
@@ -259,8 +259,10 @@ class PostgresBackend:
             cursor = await claims.send_claim(conn, self.ctx, params, self._now())
         return await claims.read_claims(cursor)  # committed: one round trip in all
 
-    async def _promote(self, conn: Conn) -> None:
-        await claims.promote_due(conn, self.ctx, self._now())
+    async def _promote(self) -> None:
+        """`promote_due`, on a connection of the main pool: custom plans (queries.sql)."""
+        async with self.session.connection("promote_due") as conn:
+            await claims.promote_due(conn, self.ctx, self._now())
 
     async def rate_limit_free_at(self, rate_limits: Mapping[str, RateLimit]) -> datetime | None:
         return await self.session.read(
@@ -290,9 +292,9 @@ class PostgresBackend:
             if not claimed.due:
                 return finished, claimed.jobs
             # Delayed jobs came due: the completions are written, the claim took nothing.
-            await self._promote(conn)
+            await self._promote()
             return finished, await claims.claim_until_settled(
-                lambda: self._claim_once(conn, params), lambda: self._promote(conn)
+                lambda: self._claim_once(conn, params), self._promote
             )
 
     async def renew_claims(self, refs: Sequence[b.ClaimRef], lease_ttl: timedelta) -> b.RenewResult:
