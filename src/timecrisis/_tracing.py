@@ -166,9 +166,26 @@ class _Otel:
         self._propagate = propagate
         self._trace = trace
         self.tracer = trace.get_tracer(SYSTEM, _version())
+        self._api_tracers = (trace.ProxyTracer, trace.NoOpTracer)
+        self._api_providers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+    def _api_only(self) -> bool:
+        """No SDK behind the tracer (checked per call: an application may install one later).
+        The API's tracer then makes each span a non-recording copy of its parent's context
+        (`NoOpTracer.start_span`), so a span changes nothing but costs its making: 8 of the 12
+        us of an enqueue's instrumentation, 3 of the 5 of an attempt's. The context is still
+        propagated, exactly as through such a span."""
+        return isinstance(self.tracer, self._api_tracers) and isinstance(
+            self._trace.get_tracer_provider(), self._api_providers
+        )
 
     @contextlib.contextmanager
     def sending(self, job_type: str, count: int) -> Iterator[Sending]:
+        if self._api_only():
+            headers: dict[str, str] = {}
+            self._propagate.inject(headers)  # the caller's context, as a no-op span carries it
+            yield Sending(headers or None)
+            return
         attributes: dict[str, str | int] = {
             MESSAGING_SYSTEM: SYSTEM,
             OPERATION_NAME: "send",
@@ -181,14 +198,17 @@ class _Otel:
         with self.tracer.start_as_current_span(
             f"send {job_type}", kind=self._trace.SpanKind.PRODUCER, attributes=attributes
         ) as span:
-            headers: dict[str, str] = {}
+            headers = {}
             self._propagate.inject(headers)  # nothing when the span does not record
             yield _Sent(span, headers or None, count)
 
-    def attempt(self, job: Job, worker: str, state: JobState) -> _Attempt:
+    def attempt(self, job: Job, worker: str, state: JobState) -> _Attempt | _Current:
         trace = self._trace
         # The job's stored context, or an empty one: never the worker task's own.
-        parent = self._propagate.extract(job.headers or {}, context=self.context.Context())
+        empty = self.context.Context()
+        parent = empty if job.headers is None else self._propagate.extract(job.headers, empty)
+        if self._api_only():
+            return _Current(self, parent)
         creation = trace.get_current_span(parent).get_span_context()
         attributes: dict[str, str | int] = {
             MESSAGING_SYSTEM: SYSTEM,
@@ -237,6 +257,25 @@ class _Otel:
 
     def _error(self, span: Span, description: str) -> None:
         span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, description))
+
+
+class _Current:
+    """An attempt without an SDK (`_Otel._api_only`): its stored context current while the
+    handler runs, as the non-recording span's would be."""
+
+    __slots__ = ("_context", "_otel", "_token")
+
+    def __init__(self, otel: _Otel, context: Context) -> None:
+        self._otel = otel
+        self._context = context
+        self._token: Token[Context] | None = None
+
+    def __enter__(self) -> None:
+        self._token = self._otel.context.attach(self._context)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            self._otel.context.detach(self._token)
 
 
 class _Attempt:

@@ -315,6 +315,44 @@ async def test_with_the_api_alone_nothing_is_recorded_or_stored() -> None:
     assert job.status is JobStatus.COMPLETED and job.headers is None
 
 
+async def test_with_the_api_alone_the_callers_context_still_travels_with_the_job() -> None:
+    """No SDK: no span is made, but a context the caller carries (one that a framework's
+    instrumentation extracted from an incoming request, with the API alone) is stored with the
+    job and current while its handler runs, as the API's non-recording spans carry it."""
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider), (
+        "no test in this process may set the global tracer provider"
+    )
+    upstream = trace.SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+    )
+    seen: list[tuple[int, object]] = []
+    scheduler = JobScheduler(InMemoryJobStorage(), **FAST)
+
+    @scheduler.job("seen", concurrency=None)
+    async def record(data: Payload, ctx: JobContext) -> None:
+        current = trace.get_current_span().get_span_context()
+        seen.append((current.trace_id, baggage.get_baggage("tenant")))
+
+    async with scheduler:
+        carried = baggage.set_baggage(
+            "tenant", "acme", trace.set_span_in_context(trace.NonRecordingSpan(upstream))
+        )
+        token = context.attach(carried)
+        try:
+            job_id = await scheduler.enqueue("seen", {})
+        finally:
+            context.detach(token)
+        job = await scheduler.wait_for_job(job_id, timeout=10)
+
+    assert job.headers is not None
+    assert job.headers["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert job.headers["baggage"] == "tenant=acme"
+    assert seen == [(upstream.trace_id, "acme")]
+
+
 async def test_an_enqueue_the_store_refuses_is_an_error_span(
     traced: Traced, monkeypatch: pytest.MonkeyPatch
 ) -> None:
