@@ -8,7 +8,8 @@ the claim statement, COMMIT: one round trip); a batch of completions, renewals o
 one statement; `complete_and_claim` puts a worker's completions and its next claim in one
 statement (unlimited types) or one pipelined transaction (limited ones): one commit for both.
 Failures need Python in the middle (`_common.decide_failure` owns the retry rule), so they take
-two.
+two. A claim that finds delayed jobs come due claims nothing, and two more follow: `promote_due`
+and the claim again (`claim_until_settled`; migration 0011).
 """
 
 from __future__ import annotations
