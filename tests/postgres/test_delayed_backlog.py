@@ -16,8 +16,7 @@ from datetime import timedelta
 import pytest
 
 from tests.postgres.conftest import Admin, StoreFactory
-from tests.postgres.test_generic_plans import _prepare
-from tests.postgres.test_paused_backlog import _rows_read
+from tests.postgres.test_paused_backlog import _rows_read, executed_plan
 from tests.storage.factories import START, claim, claim_one, claim_params, fail, seconds
 from timecrisis.clock import ManualClock
 from timecrisis.storage._common import new_id
@@ -54,28 +53,9 @@ async def test_a_claim_never_reads_the_jobs_delayed_ahead_of_the_due_ones(
     await store.insert_jobs([NewJob(id=new_id(), type="big", data={}) for _ in range(3)])
     await admin.execute(f'ANALYZE "{schema}".jobs')
 
-    prepare, explain = _prepare(
-        f"tc_{statement}",
-        Queries(schema)[statement],
-        "EXPLAIN (ANALYZE, FORMAT JSON)",
-        caps="'{NULL,NULL}'",
-        key_caps="'{NULL,NULL}'",
-        rate_types="'{}'",
-        rate_caps="'{}'",
-        rate_windows="'{}'",
-    )
-    await admin.execute("BEGIN")
-    try:
-        # As the claim connections run them (`_session._ClaimPool`): planned once, for any
-        # clock, so the planner guesses that a third of the delayed jobs may be due.
-        await admin.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        await admin.execute(prepare.encode())
-        cur = await admin.execute(explain.encode())
-        row = await cur.fetchone()
-    finally:
-        await admin.execute("ROLLBACK")
-    assert row is not None
-    document = row[0] if isinstance(row[0], list) else json.loads(row[0])
+    # As the claim connections run them: planned once, for any clock, so the planner guesses
+    # that a third of the delayed jobs may be due.
+    document = await executed_plan(admin, schema, statement, generic=True)
     plan = document[0]["Plan"]
 
     assert plan["Actual Rows"] == 3, document  # the due jobs, none of the delayed ones

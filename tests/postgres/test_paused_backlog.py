@@ -36,6 +36,36 @@ def _rows_read(node: dict[str, Any]) -> int:
     return read
 
 
+async def executed_plan(
+    admin: Admin, schema: str, statement: str, *, generic: bool = False
+) -> list[dict[str, Any]]:
+    """EXPLAIN ANALYZE of a claim statement of every queue, without flow control's limits, in a
+    transaction rolled back afterwards (the claim's writes undone); with `generic`, planned as
+    the claim connections plan it (`_session._ClaimPool`: once, for any argument)."""
+    prepare, explain = _prepare(
+        f"tc_{statement}",
+        Queries(schema)[statement],
+        "EXPLAIN (ANALYZE, FORMAT JSON)",
+        caps="'{NULL,NULL}'",
+        key_caps="'{NULL,NULL}'",
+        rate_types="'{}'",
+        rate_caps="'{}'",
+        rate_windows="'{}'",
+    )
+    await admin.execute("BEGIN")
+    try:
+        if generic:
+            await admin.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await admin.execute(prepare.encode())
+        cur = await admin.execute(explain.encode())
+        row = await cur.fetchone()
+    finally:
+        await admin.execute("ROLLBACK")
+    assert row is not None
+    document: list[dict[str, Any]] = row[0] if isinstance(row[0], list) else json.loads(row[0])
+    return document
+
+
 @pytest.mark.parametrize("statement", ["claim_jobs", "claim_jobs_unlimited", "complete_and_claim"])
 async def test_a_claim_of_every_queue_never_reads_a_paused_queues_backlog(
     make_store: StoreFactory, admin: Admin, schema: str, statement: str
@@ -54,25 +84,7 @@ async def test_a_claim_of_every_queue_never_reads_a_paused_queues_backlog(
     await admin.execute(f'ANALYZE "{schema}".jobs')
     assert await store.pause("bulk")
 
-    prepare, explain = _prepare(
-        f"tc_{statement}",
-        Queries(schema)[statement],
-        "EXPLAIN (ANALYZE, FORMAT JSON)",
-        caps="'{NULL,NULL}'",
-        key_caps="'{NULL,NULL}'",
-        rate_types="'{}'",
-        rate_caps="'{}'",
-        rate_windows="'{}'",
-    )
-    await admin.execute("BEGIN")
-    try:
-        await admin.execute(prepare.encode())
-        cur = await admin.execute(explain.encode())
-        row = await cur.fetchone()
-    finally:
-        await admin.execute("ROLLBACK")
-    assert row is not None
-    document = row[0] if isinstance(row[0], list) else json.loads(row[0])
+    document = await executed_plan(admin, schema, statement)
     plan = document[0]["Plan"]
 
     assert plan["Actual Rows"] == 3, document  # the default queue's jobs, none of "bulk"
