@@ -26,7 +26,7 @@ from timecrisis.storage.postgres import _claims as claims
 from timecrisis.storage.postgres import _coordination as coord
 from timecrisis.storage.postgres import _jobs as jobs
 from timecrisis.storage.postgres import _stats as stats
-from timecrisis.storage.postgres._db import Conn, Context, fetch_value
+from timecrisis.storage.postgres._db import Conn, Context, fetch_value, pipelined_transaction
 from timecrisis.storage.postgres._rows import utc
 from timecrisis.storage.postgres._session import Session
 from timecrisis.storage.postgres._sql import Queries
@@ -255,7 +255,7 @@ class PostgresBackend:
     async def _claim_once(self, conn: Conn, params: b.ClaimParams) -> claims.Claims:
         if not claims.needs_type_locks(params):  # one statement: atomic on its own
             return await claims.claim_unlimited(conn, self.ctx, params, self._now())
-        async with conn.pipeline(), conn.transaction():
+        async with pipelined_transaction(conn):
             cursor = await claims.send_claim(conn, self.ctx, params, self._now())
         return await claims.read_claims(cursor)  # committed: one round trip in all
 
@@ -284,7 +284,7 @@ class PostgresBackend:
                     conn, self.ctx, list(completions), params, now
                 )
             else:
-                async with conn.pipeline(), conn.transaction():
+                async with pipelined_transaction(conn):
                     done = await claims.send_complete(conn, self.ctx, completions, now)
                     cursor = await claims.send_claim(conn, self.ctx, params, now)
                 finished = await claims.read_complete(done, completions)

@@ -3,11 +3,12 @@ row fetching by column name (independent of the row factory a caller's pool conf
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor, pq
 from psycopg.rows import DictRow, dict_row
 
 from timecrisis.storage.postgres._sql import Queries
@@ -23,6 +24,28 @@ class Context:
     queries: Queries
     schema: str
     channel: str  # NOTIFY channel of this schema
+
+
+@contextlib.asynccontextmanager
+async def pipelined_transaction(conn: Conn) -> AsyncIterator[Conn]:
+    """A transaction in pipeline mode: its statements go out without waiting for each other;
+    only a read or the COMMIT waits for the server.
+
+    A connection that a cancellation left in pipeline mode is closed here, so that no pool
+    hands it out again. psycopg (3.3.9) cannot leave pipeline mode when the task is cancelled
+    while the pipeline ends ("cannot exit pipeline mode with uncollected results"), and then
+    forgets the pipeline while libpq keeps it. Every later statement on that connection, in
+    autocommit or not, joins one implicit transaction that no Sync ever ends: its writes are
+    acknowledged, seen by that connection alone, and rolled back when the connection closes.
+    A stop, a leader stepping down or any timeout around a store call cancels such tasks
+    (tests/postgres/test_cancelled_calls.py)."""
+    try:
+        async with conn.pipeline(), conn.transaction():
+            yield conn
+    except BaseException:
+        if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            await conn.close()
+        raise
 
 
 async def start(

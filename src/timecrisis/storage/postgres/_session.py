@@ -28,7 +28,7 @@ from psycopg.types.array import ListBinaryDumper
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from timecrisis.errors import StorageError
-from timecrisis.storage.postgres._db import Conn
+from timecrisis.storage.postgres._db import Conn, pipelined_transaction
 from timecrisis.storage.postgres._migrate import migrate
 
 T = TypeVar("T")
@@ -163,9 +163,8 @@ class Session:
 
     @contextlib.asynccontextmanager
     async def transaction(self, what: str) -> AsyncIterator[Conn]:
-        """A pipelined transaction: statements go out without waiting for each other; only a
-        read (or the COMMIT) forces a round trip."""
-        async with self.connection(what) as conn, conn.pipeline(), conn.transaction():
+        """A pipelined transaction (`pipelined_transaction`) on a pooled connection."""
+        async with self.connection(what) as conn, pipelined_transaction(conn):
             yield conn
 
     async def read(self, what: str, op: Callable[[Conn], Awaitable[T]]) -> T:
