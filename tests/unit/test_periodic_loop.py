@@ -50,3 +50,29 @@ async def test_a_stopped_loop_can_start_again() -> None:
     await loop.ran.wait()
     await loop.stop()
     assert calls == 2
+
+
+async def test_stop_ends_a_loop_whose_step_lost_the_cancellation() -> None:
+    # A library call that swallows the cancellation lets the step return normally (seen on
+    # PostgreSQL: the lease reaper's step ran on to its COMMIT after the stop cancelled it).
+    # The loop must not then sleep out its interval before it notices the stop: the reaper's
+    # is 30 s at the defaults, and a graceful stop waited all of it.
+    entered = asyncio.Event()
+
+    async def step_that_loses_the_cancellation() -> float | None:
+        entered.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # lost, as the library lost it
+        return 3600.0
+
+    loop = PeriodicLoop("test", step_that_loses_the_cancellation, 3600.0, logging.getLogger("t"))
+    loop.start()
+    await entered.wait()
+    stopping = asyncio.ensure_future(loop.stop())
+    # A safety net, not a timing assertion: without the fix stop() takes the hour-long sleep.
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert stopping in done, "stop() waited for the loop's sleep"

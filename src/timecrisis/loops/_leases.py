@@ -14,6 +14,7 @@ import logging
 import time
 
 from timecrisis.loops._held import Held, RunningJob
+from timecrisis.loops._periodic import wait_for_event
 from timecrisis.loops.runtime import Runtime
 
 
@@ -23,23 +24,28 @@ class LeaseKeeper:
         self._held = held
         self._logger = logger
         self._task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
 
     def start(self) -> None:
+        self._stopped.clear()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="timecrisis-renew")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
+            # A cancellation lost inside a renewal (a library call can swallow one) must not
+            # keep the loop going: it ends at its next turn (as `PeriodicLoop` does).
+            self._stopped.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
     async def _loop(self) -> None:
         interval = self.runtime.settings.lease_renewal_interval
         jobs = self._held.jobs
-        while True:
-            await asyncio.sleep(interval)
-            if jobs:
+        while asyncio.current_task() is self._task:
+            await wait_for_event(self._stopped, interval)
+            if jobs and not self._stopped.is_set():
                 try:
                     # No answer within a round is a failure too: a dropped link may never
                     # raise, and the lease must still be given up once the TTL has passed.
