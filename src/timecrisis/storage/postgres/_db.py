@@ -4,6 +4,7 @@ row fetching by column name (independent of the row factory a caller's pool conf
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from psycopg.rows import DictRow, dict_row
 from timecrisis.storage.postgres._sql import Queries
 
 Conn = AsyncConnection[Any]
+logger = logging.getLogger("timecrisis.storage.postgres")
 Params = Mapping[str, Any]
 
 
@@ -44,6 +46,12 @@ async def pipelined_transaction(conn: Conn) -> AsyncIterator[Conn]:
             yield conn
     except BaseException:
         if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            # Says why psycopg's pool then logs "discarding closed connection".
+            logger.info(
+                "closing a PostgreSQL connection that an interrupted transaction left in "
+                "pipeline mode; the pool opens a new one",
+                extra={"action": "storage_connection_closed"},
+            )
             await conn.close()
         raise
 
