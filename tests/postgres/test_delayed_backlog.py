@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from tests.postgres.conftest import Admin, StoreFactory
-from tests.postgres.test_paused_backlog import _rows_read, executed_plan
+from tests.postgres.test_paused_backlog import BACKLOG, _rows_read, executed_plan, fill_backlog
 from tests.storage.factories import START, claim, claim_one, claim_params, fail, seconds
 from timecrisis.clock import ManualClock
 from timecrisis.storage._common import new_id
@@ -25,8 +25,6 @@ from timecrisis.storage.postgres import PostgresJobStorage
 from timecrisis.storage.postgres._sql import Queries
 
 pytestmark = pytest.mark.postgres
-
-_BACKLOG = 20_000
 
 
 async def _waiting(admin: Admin, schema: str, job_id: str) -> bool:
@@ -43,13 +41,7 @@ async def test_a_claim_never_reads_the_jobs_delayed_ahead_of_the_due_ones(
     store = make_store()
     # The delayed jobs are ahead of the due ones in claim order: higher priority, enqueued
     # first (batches of 5,000: the COPY path sets the flag too).
-    for _ in range(_BACKLOG // 5_000):
-        await store.insert_jobs(
-            [
-                NewJob(id=new_id(), type="big", data={}, priority=5, delay=timedelta(days=3))
-                for _ in range(5_000)
-            ]
-        )
+    await fill_backlog(store, priority=5, delay=timedelta(days=3))
     await store.insert_jobs([NewJob(id=new_id(), type="big", data={}) for _ in range(3)])
     await admin.execute(f'ANALYZE "{schema}".jobs')
 
@@ -195,13 +187,7 @@ async def test_promoting_the_due_jobs_reads_only_them(
 ) -> None:
     clock = ManualClock(START)
     store = make_store(clock=clock)
-    for _ in range(_BACKLOG // 5_000):
-        await store.insert_jobs(
-            [
-                NewJob(id=new_id(), type="big", data={}, delay=timedelta(days=3))
-                for _ in range(5_000)
-            ]
-        )
+    await fill_backlog(store, delay=timedelta(days=3))
     await store.insert_jobs(
         [NewJob(id=new_id(), type="big", data={}, delay=seconds(5)) for _ in range(3)]
     )
@@ -218,4 +204,4 @@ async def test_promoting_the_due_jobs_reads_only_them(
     plan = document[0]["Plan"]
     assert _rows_read(plan) < 100, json.dumps(document, indent=1)
     waiting = await admin.execute(f'SELECT count(*) FROM "{schema}".jobs WHERE waiting')
-    assert await waiting.fetchone() == (_BACKLOG,)  # the three due ones promoted
+    assert await waiting.fetchone() == (BACKLOG,)  # the three due ones promoted

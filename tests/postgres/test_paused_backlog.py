@@ -17,11 +17,20 @@ from tests.postgres.conftest import Admin, StoreFactory
 from tests.postgres.test_generic_plans import _prepare
 from timecrisis.storage._common import new_id
 from timecrisis.storage.base import NewJob
+from timecrisis.storage.postgres import PostgresJobStorage
 from timecrisis.storage.postgres._sql import Queries
 
 pytestmark = pytest.mark.postgres
 
-_BACKLOG = 20_000
+BACKLOG = 20_000
+
+
+async def fill_backlog(store: PostgresJobStorage, **fields: Any) -> None:
+    """`BACKLOG` jobs of type "big" with `fields`, in batches of 5,000 (so through the COPY)."""
+    for _ in range(BACKLOG // 5_000):
+        await store.insert_jobs(
+            [NewJob(id=new_id(), type="big", data={}, **fields) for _ in range(5_000)]
+        )
 
 
 def _rows_read(node: dict[str, Any]) -> int:
@@ -72,13 +81,7 @@ async def test_a_claim_of_every_queue_never_reads_a_paused_queues_backlog(
 ) -> None:
     store = make_store()
     # The paused queue's jobs are ahead of the others: higher priority, enqueued first.
-    for _ in range(_BACKLOG // 5_000):
-        await store.insert_jobs(
-            [
-                NewJob(id=new_id(), type="big", data={}, priority=5, queue="bulk")
-                for _ in range(5_000)
-            ]
-        )
+    await fill_backlog(store, priority=5, queue="bulk")
     await store.insert_jobs([NewJob(id=new_id(), type="big", data={}) for _ in range(3)])
     await store.insert_jobs([NewJob(id=new_id(), type="other", data={}, queue="bulk")])
     await admin.execute(f'ANALYZE "{schema}".jobs')

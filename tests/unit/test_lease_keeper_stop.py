@@ -8,6 +8,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import cast
 
+from tests.unit.lost_cancellation import sleep_losing_cancellation
 from timecrisis.loops._held import Held, RunningJob
 from timecrisis.loops._leases import LeaseKeeper
 from timecrisis.loops.runtime import Runtime
@@ -25,12 +26,7 @@ async def test_stop_ends_the_loop_when_a_renewal_lost_the_cancellation() -> None
 
     async def renewal_that_loses_the_cancellation(jobs: list[RunningJob]) -> None:
         renewing.set()
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            assert task is not None
-            task.uncancel()  # lost, as the library lost it
+        await sleep_losing_cancellation(10)
 
     keeper.renew = renewal_that_loses_the_cancellation  # type: ignore[method-assign]
     keeper.start()

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from tests.unit.lost_cancellation import sleep_losing_cancellation
 from timecrisis.loops._periodic import PeriodicLoop
 
 
@@ -61,12 +62,7 @@ async def test_stop_ends_a_loop_whose_step_lost_the_cancellation() -> None:
 
     async def step_that_loses_the_cancellation() -> float | None:
         entered.set()
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            assert task is not None
-            task.uncancel()  # lost, as the library lost it
+        await sleep_losing_cancellation(10)
         return 3600.0
 
     loop = PeriodicLoop("test", step_that_loses_the_cancellation, 3600.0, logging.getLogger("t"))
